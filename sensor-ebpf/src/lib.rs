@@ -1,0 +1,206 @@
+//! The wire format shared by the kernel programs and the userspace daemon.
+//!
+//! Every record in the ring buffer starts with an [`EventHeader`]; its `kind` selects the payload
+//! struct. Kind ids are part of the on-the-wire contract: they are never renumbered, and a new
+//! event gets a new id. All structs are `#[repr(C)]`, `Copy` and free of implicit padding (flags
+//! are `u32`, never `bool`), so the same bytes mean the same thing on both sides.
+#![no_std]
+
+/// Names of the maps, shared so that neither side spells them on its own.
+pub mod maps {
+    /// BPF_MAP_TYPE_RINGBUF carrying every event to userspace.
+    pub const EVENTS: &str = "EVENTS";
+    /// Per-CPU `u64` counters of records that could not be reserved, indexed by event kind.
+    pub const LOST: &str = "LOST";
+    /// Per-CPU scratch space in which exec records are built (they exceed the 512-byte stack).
+    pub const EXEC_SCRATCH: &str = "EXEC_SCRATCH";
+    /// connect() calls between syscall entry and exit, keyed by pid_tgid.
+    pub const PENDING_CONNECT: &str = "PENDING_CONNECT";
+}
+
+/// Name of the global holding [`KernelOffsets`], filled in by the loader.
+pub const OFFSETS_GLOBAL: &str = "KERNEL_OFFSETS";
+
+/// Event kind ids. Never renumber: recorded streams and external readers depend on them.
+pub mod kind {
+    pub const EXEC: u32 = 1;
+    pub const FORK: u32 = 2;
+    pub const EXIT: u32 = 3;
+    pub const CONNECT: u32 = 4;
+    /// One past the largest id; sizes the per-kind lost counters.
+    pub const COUNT: u32 = 5;
+}
+
+pub const COMM_LEN: usize = 16;
+/// Bytes of the executed path kept; longer paths set [`exec_flags::FILENAME_TRUNCATED`].
+pub const FILENAME_MAX: usize = 512;
+/// Bytes of the NUL-separated argument block kept; longer ones set [`exec_flags::ARGV_TRUNCATED`].
+pub const ARGV_MAX: usize = 4096;
+
+pub mod exec_flags {
+    /// The argument block was longer than [`crate::ARGV_MAX`]; `argv_total_len` has its size.
+    pub const ARGV_TRUNCATED: u32 = 1 << 0;
+    /// The executed path filled the whole buffer and may have been cut.
+    pub const FILENAME_TRUNCATED: u32 = 1 << 1;
+    /// The argument block could not be read from the new process's memory.
+    pub const ARGV_UNREADABLE: u32 = 1 << 2;
+}
+
+/// The start of every record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EventHeader {
+    pub kind: u32,
+    /// Thread-group id (the userspace notion of a pid).
+    pub pid: u32,
+    /// Thread id of the task the event happened on.
+    pub tid: u32,
+    /// CPU that produced the record; ordering across CPUs is by `ts_ns`.
+    pub cpu: u32,
+    /// `bpf_ktime_get_boot_ns()`: nanoseconds since boot, suspend included.
+    pub ts_ns: u64,
+}
+
+/// A successful execve/execveat, seen at sched_process_exec.
+///
+/// Only the first `offset_of!(ExecEvent, argv) + argv_len` bytes are sent.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ExecEvent {
+    pub header: EventHeader,
+    /// Parent tgid as the kernel had it at exec time (`real_parent->tgid`).
+    pub ppid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub euid: u32,
+    /// Bit set of [`exec_flags`].
+    pub flags: u32,
+    /// The thread that called exec (`old_pid`); differs from `header.pid` when a non-leader thread
+    /// execs.
+    pub old_tid: u32,
+    pub filename_len: u32,
+    pub argv_len: u32,
+    /// Size of the whole argument block in the new process, even when only part of it was kept.
+    pub argv_total_len: u64,
+    /// `task->start_boottime`: with the pid, the identity of the process.
+    pub start_ns: u64,
+    pub cgroup_id: u64,
+    pub comm: [u8; COMM_LEN],
+    pub filename: [u8; FILENAME_MAX],
+    /// NUL-separated arguments, as laid out by the kernel in the new process.
+    pub argv: [u8; ARGV_MAX],
+}
+
+/// A new process (never a thread), seen at sched_process_fork.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ForkEvent {
+    /// `header.pid` is the child's tgid.
+    pub header: EventHeader,
+    /// The child's `real_parent->tgid` (not the forking thread when CLONE_PARENT is used).
+    pub ppid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub reserved: u32,
+    /// The child's `start_boottime`.
+    pub start_ns: u64,
+    pub cgroup_id: u64,
+    pub comm: [u8; COMM_LEN],
+}
+
+/// The end of a process: its thread-group leader exits.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExitEvent {
+    pub header: EventHeader,
+    /// `task->exit_code` in wait(2) status form: `(code << 8) | signal`.
+    pub exit_code: u32,
+    pub reserved: u32,
+    pub start_ns: u64,
+}
+
+pub mod proto {
+    pub const UNKNOWN: u32 = 0;
+    pub const TCP: u32 = 1;
+    pub const UDP: u32 = 2;
+}
+
+/// A connect() on an AF_INET or AF_INET6 socket, emitted at syscall exit with its result.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConnectEvent {
+    /// `header.ts_ns` is the time of the call; the result arrives at exit.
+    pub header: EventHeader,
+    /// AF_INET (2) or AF_INET6 (10).
+    pub family: u32,
+    /// One of [`proto`], from the socket type.
+    pub proto: u32,
+    /// Destination port, host byte order.
+    pub dport: u32,
+    /// Syscall return value: 0, -EINPROGRESS (an attempt under way) or another -errno.
+    pub ret: i32,
+    pub uid: u32,
+    pub reserved: u32,
+    /// IPv4 in the first four bytes, or the IPv6 address, network byte order.
+    pub daddr: [u8; 16],
+}
+
+/// Offsets the programs need, found by the loader in this kernel's BTF and tracefs formats.
+///
+/// Rust eBPF has no CO-RE relocations, so nothing kernel-specific is compiled in: the loader reads
+/// each offset from /sys/kernel/btf/vmlinux (struct members) or the tracepoint's `format` file
+/// (syscall tracepoint fields) and sets this global before loading.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelOffsets {
+    pub task_real_parent: u32,
+    pub task_tgid: u32,
+    pub task_pid: u32,
+    pub task_start_boottime: u32,
+    pub task_real_cred: u32,
+    pub task_mm: u32,
+    pub task_files: u32,
+    pub task_exit_code: u32,
+    pub cred_uid: u32,
+    pub cred_gid: u32,
+    pub cred_euid: u32,
+    pub mm_arg_start: u32,
+    pub mm_arg_end: u32,
+    pub binprm_filename: u32,
+    pub files_fdt: u32,
+    pub fdtable_max_fds: u32,
+    pub fdtable_fd: u32,
+    pub file_private_data: u32,
+    pub socket_type: u32,
+    /// syscalls:sys_enter_connect: the `fd`, `uservaddr` and `addrlen` fields.
+    pub tp_connect_fd: u32,
+    pub tp_connect_addr: u32,
+    pub tp_connect_addrlen: u32,
+    /// syscalls:sys_exit_connect: the `ret` field.
+    pub tp_exit_ret: u32,
+    pub reserved: u32,
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+
+    // SAFETY: all are #[repr(C)], Copy, contain only integers and byte arrays, and have no padding
+    // (checked by the size assertions below).
+    unsafe impl aya::Pod for EventHeader {}
+    unsafe impl aya::Pod for ExecEvent {}
+    unsafe impl aya::Pod for ForkEvent {}
+    unsafe impl aya::Pod for ExitEvent {}
+    unsafe impl aya::Pod for ConnectEvent {}
+    unsafe impl aya::Pod for KernelOffsets {}
+}
+
+// Padding would make the two sides disagree silently; these fail the build instead.
+const _: () = assert!(core::mem::size_of::<EventHeader>() == 24);
+const _: () = assert!(
+    core::mem::size_of::<ExecEvent>() == 24 + 4 * 8 + 8 * 3 + COMM_LEN + FILENAME_MAX + ARGV_MAX
+);
+const _: () = assert!(core::mem::size_of::<ForkEvent>() == 24 + 16 + 16 + COMM_LEN);
+const _: () = assert!(core::mem::size_of::<ExitEvent>() == 24 + 8 + 8);
+const _: () = assert!(core::mem::size_of::<ConnectEvent>() == 24 + 24 + 16);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 24 * 4);

@@ -1,0 +1,4 @@
+//! One module per hook family.
+mod exec;
+mod net;
+mod process;

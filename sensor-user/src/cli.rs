@@ -1,0 +1,37 @@
+//! Command-line interface.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Process lineage and outbound connections from the kernel, to catch servers turned into
+/// footholds (MITRE ATT&CK T1505).
+#[derive(Debug, Parser)]
+#[command(name = "lineage-sensor", version)]
+pub struct Cli {
+    /// Log filter (error, warn, info, debug, trace), as in RUST_LOG; logs go to stderr.
+    #[arg(long, global = true, default_value = "info", env = "LINEAGE_SENSOR_LOG")]
+    pub log_level: String,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write every kernel event (exec, fork, exit, connect) as one JSON line; see docs/events.md.
+    Record {
+        /// Configuration file (TOML); defaults apply without one.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Write to this file instead of stdout.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Validate a configuration file; exit code 2 and a message naming file, line and field if it
+    /// is not valid.
+    CheckConfig {
+        /// The file to check.
+        file: PathBuf,
+    },
+}

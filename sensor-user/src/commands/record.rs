@@ -1,0 +1,120 @@
+//! `lineage-sensor record`: every kernel event as one JSON line, to a file or stdout.
+
+use std::{
+    fs::File,
+    io::{BufWriter, Write},
+    path::Path,
+    sync::Arc,
+    time::Duration,
+};
+
+use crate::{
+    config::Config,
+    event::{Event, EventKind},
+    kernel::{Capture, CaptureError},
+    metrics::{Metrics, MetricsError},
+    record::{RecordError, RecordWriter},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecordCommandError {
+    #[error(transparent)]
+    Capture(#[from] CaptureError),
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
+    #[error("cannot create record file {path}: {source}")]
+    Create {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    #[error("waiting for events: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// What a session saw, reported at shutdown.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Totals {
+    pub by_kind: Vec<(EventKind, u64)>,
+    pub lost: u64,
+    pub decode_errors: u64,
+}
+
+impl std::fmt::Display for Totals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "events:")?;
+        for (kind, n) in &self.by_kind {
+            write!(f, " {}={n}", kind.as_str())?;
+        }
+        write!(f, "; lost: {}; decode errors: {}", self.lost, self.decode_errors)
+    }
+}
+
+/// How often the kernel's lost counters are read while running.
+const LOST_POLL: Duration = Duration::from_secs(1);
+/// At shutdown, the ring is drained until it stays empty this long.
+const DRAIN_QUIET: Duration = Duration::from_millis(100);
+
+/// Records until SIGINT/SIGTERM (or until `stop` resolves), then detaches, drains and reports.
+pub async fn record(
+    config: &Config,
+    output: Option<&Path>,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<Totals, RecordCommandError> {
+    let out: Box<dyn Write + Send> = match output {
+        Some(path) => Box::new(File::create(path).map_err(|source| {
+            RecordCommandError::Create {
+                path: path.to_owned(),
+                source,
+            }
+        })?),
+        None => Box::new(std::io::stdout()),
+    };
+    let mut writer = RecordWriter::new(BufWriter::with_capacity(1 << 16, out));
+    let metrics = Arc::new(Metrics::new()?);
+    let mut capture = Capture::start(&config.capture, metrics.clone())?;
+    log::info!("ready: programs attached, recording events");
+
+    let mut batch: Vec<Event> = Vec::new();
+    let mut lost_poll = tokio::time::interval(LOST_POLL);
+    let mut lost_seen = 0;
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => break,
+            read = capture.next_batch(&mut batch) => {
+                read?;
+                for event in batch.drain(..) {
+                    writer.write(&event)?;
+                }
+                writer.flush()?;
+            }
+            _ = lost_poll.tick() => {
+                let lost = capture.sync_lost();
+                if lost > lost_seen {
+                    log::warn!("{} events lost in the kernel (ring buffer full); {lost} in total", lost - lost_seen);
+                    lost_seen = lost;
+                }
+            }
+        }
+    }
+
+    capture.detach();
+    while let Ok(read) = tokio::time::timeout(DRAIN_QUIET, capture.next_batch(&mut batch)).await {
+        read?;
+        for event in batch.drain(..) {
+            writer.write(&event)?;
+        }
+    }
+    writer.flush()?;
+    let lost = capture.sync_lost();
+    Ok(Totals {
+        by_kind: EventKind::ALL
+            .iter()
+            .map(|&kind| (kind, metrics.events(kind)))
+            .collect(),
+        lost,
+        decode_errors: metrics.decode_errors(),
+    })
+}

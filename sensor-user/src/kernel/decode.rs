@@ -1,0 +1,305 @@
+//! Ring buffer records to typed events.
+//!
+//! Records come from our own programs, but a decoder that trusts its input turns one layout
+//! mistake into a crash of the sensor, so every length is checked and a bad record is an error
+//! value, counted and logged by the caller.
+
+use std::{
+    mem::{offset_of, size_of},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
+
+use sensor_ebpf::{
+    ARGV_MAX, ConnectEvent, EventHeader, ExecEvent, ExitEvent, FILENAME_MAX, ForkEvent, exec_flags,
+    kind, proto,
+};
+
+use crate::{
+    escape::{escape_bytes, split_argv},
+    event::{Connect, Event, Exec, Exit, Family, Fork, Proto},
+};
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("record of {len} bytes is shorter than an event header")]
+    NoHeader { len: usize },
+    #[error("record of unknown kind {0}")]
+    UnknownKind(u32),
+    #[error("{kind} record of {len} bytes is shorter than {need}")]
+    TooShort {
+        kind: &'static str,
+        len: usize,
+        need: usize,
+    },
+    #[error("exec record claims {claimed} {what} bytes, more than it can hold")]
+    BadLength { what: &'static str, claimed: u32 },
+    #[error("connect record has address family {0}, not AF_INET or AF_INET6")]
+    BadFamily(u32),
+}
+
+const AF_INET: u32 = 2;
+const AF_INET6: u32 = 10;
+
+/// Decodes one ring buffer record.
+pub fn decode(record: &[u8]) -> Result<Event, DecodeError> {
+    let header: EventHeader = read_prefix(record, "header")
+        .map_err(|_| DecodeError::NoHeader { len: record.len() })?;
+    match header.kind {
+        kind::EXEC => decode_exec(record),
+        kind::FORK => {
+            let e: ForkEvent = read_prefix(record, "fork")?;
+            Ok(Event::Fork(Fork {
+                ts_ns: e.header.ts_ns,
+                pid: e.header.pid,
+                tid: e.header.tid,
+                ppid: e.ppid,
+                start_ns: e.start_ns,
+                uid: e.uid,
+                gid: e.gid,
+                comm: c_string(&e.comm),
+                cgroup_id: e.cgroup_id,
+            }))
+        }
+        kind::EXIT => {
+            let e: ExitEvent = read_prefix(record, "exit")?;
+            // wait(2) status: low 7 bits a terminating signal, else bits 8..16 the exit code.
+            let signal = (e.exit_code & 0x7f) as i32;
+            let exit_code = if signal == 0 {
+                ((e.exit_code >> 8) & 0xff) as i32
+            } else {
+                0
+            };
+            Ok(Event::Exit(Exit {
+                ts_ns: e.header.ts_ns,
+                pid: e.header.pid,
+                start_ns: e.start_ns,
+                exit_code,
+                signal,
+            }))
+        }
+        kind::CONNECT => decode_connect(read_prefix(record, "connect")?),
+        other => Err(DecodeError::UnknownKind(other)),
+    }
+}
+
+fn decode_exec(record: &[u8]) -> Result<Event, DecodeError> {
+    let fixed = offset_of!(ExecEvent, argv);
+    if record.len() < fixed {
+        return Err(DecodeError::TooShort {
+            kind: "exec",
+            len: record.len(),
+            need: fixed,
+        });
+    }
+    // The kernel sends only the used part of `argv`; read the fixed part field by field.
+    let u32_at = |off: usize| read_at::<u32>(record, off);
+    let u64_at = |off: usize| read_at::<u64>(record, off);
+    let header: EventHeader = read_at(record, 0);
+    let flags = u32_at(offset_of!(ExecEvent, flags));
+    let filename_len = u32_at(offset_of!(ExecEvent, filename_len));
+    let argv_len = u32_at(offset_of!(ExecEvent, argv_len));
+    if filename_len as usize > FILENAME_MAX {
+        return Err(DecodeError::BadLength {
+            what: "filename",
+            claimed: filename_len,
+        });
+    }
+    if argv_len as usize > ARGV_MAX || fixed + argv_len as usize > record.len() {
+        return Err(DecodeError::BadLength {
+            what: "argv",
+            claimed: argv_len,
+        });
+    }
+    let comm_at = offset_of!(ExecEvent, comm);
+    let filename_at = offset_of!(ExecEvent, filename);
+    Ok(Event::Exec(Exec {
+        ts_ns: header.ts_ns,
+        pid: header.pid,
+        tid: u32_at(offset_of!(ExecEvent, old_tid)),
+        ppid: u32_at(offset_of!(ExecEvent, ppid)),
+        start_ns: u64_at(offset_of!(ExecEvent, start_ns)),
+        uid: u32_at(offset_of!(ExecEvent, uid)),
+        gid: u32_at(offset_of!(ExecEvent, gid)),
+        euid: u32_at(offset_of!(ExecEvent, euid)),
+        comm: c_string(&record[comm_at..comm_at + sensor_ebpf::COMM_LEN]),
+        exe: escape_bytes(&record[filename_at..filename_at + filename_len as usize]),
+        argv: split_argv(&record[fixed..fixed + argv_len as usize]),
+        argv_truncated: flags & exec_flags::ARGV_TRUNCATED != 0,
+        argv_bytes: u64_at(offset_of!(ExecEvent, argv_total_len)),
+        cgroup_id: u64_at(offset_of!(ExecEvent, cgroup_id)),
+    }))
+}
+
+fn decode_connect(e: ConnectEvent) -> Result<Event, DecodeError> {
+    let (family, daddr) = match e.family {
+        AF_INET => {
+            let [a, b, c, d, ..] = e.daddr;
+            (Family::Inet, IpAddr::V4(Ipv4Addr::new(a, b, c, d)))
+        }
+        AF_INET6 => {
+            let v6 = Ipv6Addr::from(e.daddr);
+            // ::ffff:a.b.c.d is an IPv4 destination reached through an IPv6 socket.
+            match v6.to_ipv4_mapped() {
+                Some(v4) => (Family::Inet, IpAddr::V4(v4)),
+                None => (Family::Inet6, IpAddr::V6(v6)),
+            }
+        }
+        other => return Err(DecodeError::BadFamily(other)),
+    };
+    Ok(Event::Connect(Connect {
+        ts_ns: e.header.ts_ns,
+        pid: e.header.pid,
+        tid: e.header.tid,
+        uid: e.uid,
+        family,
+        daddr,
+        dport: e.dport as u16,
+        proto: match e.proto {
+            proto::TCP => Proto::Tcp,
+            proto::UDP => Proto::Udp,
+            _ => Proto::Unknown,
+        },
+        ret: e.ret,
+    }))
+}
+
+/// A `T` from the start of the record, if the record is long enough.
+fn read_prefix<T: aya::Pod>(record: &[u8], kind: &'static str) -> Result<T, DecodeError> {
+    if record.len() < size_of::<T>() {
+        return Err(DecodeError::TooShort {
+            kind,
+            len: record.len(),
+            need: size_of::<T>(),
+        });
+    }
+    Ok(read_at(record, 0))
+}
+
+/// Reads a plain-data value at `offset`; callers have checked the length.
+fn read_at<T: aya::Pod>(record: &[u8], offset: usize) -> T {
+    let bytes = &record[offset..offset + size_of::<T>()];
+    // SAFETY: `bytes` holds size_of::<T>() bytes, and T is Pod: any bit pattern is a valid T.
+    unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) }
+}
+
+/// A NUL-terminated (or full) C string buffer as lossless text.
+fn c_string(buf: &[u8]) -> String {
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    escape_bytes(&buf[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bytes_of<T: aya::Pod>(value: &T) -> Vec<u8> {
+        // SAFETY: T is Pod and has no padding, so all its bytes are initialised.
+        unsafe { std::slice::from_raw_parts((value as *const T).cast::<u8>(), size_of::<T>()) }
+            .to_vec()
+    }
+
+    fn exec_record(argv: &[u8], flags: u32) -> Vec<u8> {
+        // SAFETY: all-zero is a valid ExecEvent (integers and byte arrays).
+        let mut e: ExecEvent = unsafe { std::mem::zeroed() };
+        e.header = EventHeader {
+            kind: kind::EXEC,
+            pid: 42,
+            tid: 42,
+            cpu: 0,
+            ts_ns: 1000,
+        };
+        e.ppid = 7;
+        e.uid = 33;
+        e.start_ns = 999;
+        e.flags = flags;
+        e.comm[..2].copy_from_slice(b"sh");
+        e.filename[..7].copy_from_slice(b"/bin/sh");
+        e.filename_len = 7;
+        e.argv[..argv.len()].copy_from_slice(argv);
+        e.argv_len = argv.len() as u32;
+        let mut bytes = bytes_of(&e);
+        bytes.truncate(offset_of!(ExecEvent, argv) + argv.len());
+        bytes
+    }
+
+    #[test]
+    fn exec_record_decodes() {
+        let Ok(Event::Exec(e)) = decode(&exec_record(b"sh\0-c\0\xffid\0", 0)) else {
+            panic!("not an exec");
+        };
+        assert_eq!((e.pid, e.ppid, e.uid, e.start_ns), (42, 7, 33, 999));
+        assert_eq!(e.exe, "/bin/sh");
+        assert_eq!(e.comm, "sh");
+        assert_eq!(e.argv, ["sh", "-c", "\\xffid"]);
+        assert!(!e.argv_truncated);
+    }
+
+    #[test]
+    fn truncated_flag_survives() {
+        let Ok(Event::Exec(e)) = decode(&exec_record(b"x\0yy", exec_flags::ARGV_TRUNCATED)) else {
+            panic!("not an exec");
+        };
+        assert!(e.argv_truncated);
+        assert_eq!(e.argv, ["x", "yy"]);
+    }
+
+    #[test]
+    fn lying_lengths_are_errors_not_panics() {
+        let mut record = exec_record(b"sh\0", 0);
+        let at = offset_of!(ExecEvent, argv_len);
+        record[at..at + 4].copy_from_slice(&5000u32.to_ne_bytes());
+        assert!(matches!(decode(&record), Err(DecodeError::BadLength { .. })));
+        let mut record = exec_record(b"sh\0", 0);
+        record.truncate(100);
+        assert!(matches!(decode(&record), Err(DecodeError::TooShort { .. })));
+        assert!(matches!(decode(&[1, 2, 3]), Err(DecodeError::NoHeader { .. })));
+        let mut header = bytes_of(&EventHeader::default());
+        header[0] = 99;
+        assert_eq!(decode(&header), Err(DecodeError::UnknownKind(99)));
+        // Every prefix of a valid record decodes or fails cleanly.
+        let full = exec_record(b"sh\0-c\0id\0", 0);
+        for len in 0..full.len() {
+            let _ = decode(&full[..len]);
+        }
+    }
+
+    #[test]
+    fn mapped_ipv6_is_reported_as_ipv4() {
+        let mut c = ConnectEvent {
+            header: EventHeader {
+                kind: kind::CONNECT,
+                ..EventHeader::default()
+            },
+            family: AF_INET6,
+            proto: proto::TCP,
+            dport: 8080,
+            ret: -115,
+            ..ConnectEvent::default()
+        };
+        c.daddr[10] = 0xff;
+        c.daddr[11] = 0xff;
+        c.daddr[12..].copy_from_slice(&[203, 0, 113, 9]);
+        let Ok(Event::Connect(e)) = decode(&bytes_of(&c)) else {
+            panic!("not a connect");
+        };
+        assert_eq!(e.family, Family::Inet);
+        assert_eq!(e.daddr.to_string(), "203.0.113.9");
+        assert!(e.attempted());
+    }
+
+    #[test]
+    fn exit_status_is_split_into_code_and_signal() {
+        let exit = |status| ExitEvent {
+            header: EventHeader {
+                kind: kind::EXIT,
+                ..EventHeader::default()
+            },
+            exit_code: status,
+            ..ExitEvent::default()
+        };
+        let Ok(Event::Exit(e)) = decode(&bytes_of(&exit(3 << 8))) else { panic!() };
+        assert_eq!((e.exit_code, e.signal), (3, 0));
+        let Ok(Event::Exit(e)) = decode(&bytes_of(&exit(9))) else { panic!() };
+        assert_eq!((e.exit_code, e.signal), (0, 9));
+    }
+}

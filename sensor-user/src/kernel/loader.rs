@@ -1,0 +1,154 @@
+//! Loading the kernel programs and attaching them to their tracepoints.
+
+use aya::{
+    Ebpf, EbpfError, EbpfLoader,
+    maps::{MapData, MapError, PerCpuArray, RingBuf},
+    programs::{ProgramError, RawTracePoint, TracePoint},
+};
+use sensor_ebpf::{OFFSETS_GLOBAL, maps};
+
+use super::{
+    offsets::{OffsetError, VMLINUX_BTF, kernel_offsets},
+    tracefs::{TracefsError, ensure_tracefs},
+};
+use crate::config::CaptureConfig;
+
+/// The programs built by sensor-ebpf, embedded at build time.
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sensor-ebpf"));
+
+/// Where each program attaches.
+enum Hook {
+    /// A raw tracepoint: the tracepoint's C arguments (task pointers), no tracefs needed.
+    Raw(&'static str),
+    /// A classic syscalls:* tracepoint.
+    Syscall(&'static str),
+}
+
+/// Program name (the function name in sensor-ebpf) and its hook.
+const PROGRAMS: [(&str, Hook); 5] = [
+    ("sched_process_exec", Hook::Raw("sched_process_exec")),
+    ("sched_process_fork", Hook::Raw("sched_process_fork")),
+    ("sched_process_exit", Hook::Raw("sched_process_exit")),
+    ("sys_enter_connect", Hook::Syscall("sys_enter_connect")),
+    ("sys_exit_connect", Hook::Syscall("sys_exit_connect")),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Tracefs(#[from] TracefsError),
+    #[error(transparent)]
+    Offsets(#[from] OffsetError),
+    #[error(
+        "loading the eBPF object failed: {source}. lineage-sensor must run as root or with \
+         CAP_BPF and CAP_PERFMON, on a kernel >= 5.8 with BTF"
+    )]
+    Object { source: EbpfError },
+    #[error("the eBPF object has no program {0}: the build is broken")]
+    MissingProgram(&'static str),
+    #[error("the eBPF object has no map {0}: the build is broken")]
+    MissingMap(&'static str),
+    #[error("map {name}: {source}")]
+    Map {
+        name: &'static str,
+        source: MapError,
+    },
+    #[error(
+        "loading program {program} into the kernel failed: {source:?}. It needs CAP_BPF and \
+         CAP_PERFMON (or root)"
+    )]
+    Program {
+        program: &'static str,
+        source: ProgramError,
+    },
+    #[error("attaching {program} to tracepoint {hook} failed: {source}")]
+    Attach {
+        program: &'static str,
+        hook: &'static str,
+        source: ProgramError,
+    },
+}
+
+/// Programs loaded and attached. Dropping it detaches them.
+pub struct Loaded {
+    /// Owns the programs and their links.
+    pub ebpf: Ebpf,
+    pub ring: RingBuf<MapData>,
+    pub lost: PerCpuArray<MapData, u64>,
+}
+
+/// Loads the programs with this kernel's offsets and attaches every one of them.
+pub fn load(config: &CaptureConfig) -> Result<Loaded, LoadError> {
+    let tracefs = ensure_tracefs()?;
+    let offsets = kernel_offsets(std::path::Path::new(VMLINUX_BTF), &tracefs)?;
+    log::debug!("kernel offsets: {offsets:?}");
+    raise_memlock_limit();
+
+    let mut ebpf = EbpfLoader::new()
+        .override_global(OFFSETS_GLOBAL, &offsets, true)
+        .map_max_entries(maps::EVENTS, config.ring_buffer_bytes)
+        .load(EBPF_OBJECT)
+        .map_err(|source| LoadError::Object { source })?;
+
+    for (program, hook) in PROGRAMS {
+        let prog = ebpf
+            .program_mut(program)
+            .ok_or(LoadError::MissingProgram(program))?;
+        let load_err = |source| LoadError::Program { program, source };
+        match hook {
+            Hook::Raw(tp) => {
+                let raw: &mut RawTracePoint = prog.try_into().map_err(load_err)?;
+                raw.load().map_err(load_err)?;
+                raw.attach(tp).map_err(|source| LoadError::Attach {
+                    program,
+                    hook: tp,
+                    source,
+                })?;
+            }
+            Hook::Syscall(tp) => {
+                let classic: &mut TracePoint = prog.try_into().map_err(load_err)?;
+                classic.load().map_err(load_err)?;
+                classic
+                    .attach("syscalls", tp)
+                    .map_err(|source| LoadError::Attach {
+                        program,
+                        hook: tp,
+                        source,
+                    })?;
+            }
+        }
+        log::debug!("attached {program}");
+    }
+
+    let ring = take_map(&mut ebpf, maps::EVENTS)?;
+    let ring = RingBuf::try_from(ring).map_err(|source| LoadError::Map {
+        name: maps::EVENTS,
+        source,
+    })?;
+    let lost = take_map(&mut ebpf, maps::LOST)?;
+    let lost = PerCpuArray::try_from(lost).map_err(|source| LoadError::Map {
+        name: maps::LOST,
+        source,
+    })?;
+    Ok(Loaded { ebpf, ring, lost })
+}
+
+fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, LoadError> {
+    ebpf.take_map(name).ok_or(LoadError::MissingMap(name))
+}
+
+/// Kernels before 5.11 account BPF memory against RLIMIT_MEMLOCK; later ones charge the memory
+/// cgroup, where raising the limit is unnecessary and, without CAP_SYS_RESOURCE, not permitted.
+fn raise_memlock_limit() {
+    let unlimited = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: a valid rlimit struct for the duration of the call.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) } != 0 {
+        log::debug!(
+            "setrlimit(RLIMIT_MEMLOCK) failed: {}; fine on kernels >= 5.11",
+            std::io::Error::last_os_error()
+        );
+    }
+}

@@ -1,0 +1,102 @@
+//! Everything that knows about aya and the kernel. What leaves this module is typed [`Event`]s,
+//! so the rest of the sensor (and `replay`) never sees a ring buffer record.
+
+pub mod decode;
+pub mod loader;
+pub mod offsets;
+pub mod reader;
+pub mod tracefs;
+
+use std::sync::Arc;
+
+use aya::maps::{MapData, PerCpuArray};
+pub use loader::LoadError;
+use sensor_ebpf::kind;
+
+use crate::{
+    config::CaptureConfig,
+    event::{Event, EventKind},
+    metrics::Metrics,
+};
+
+/// The most records decoded in one go: bounds the batch, not the ring.
+const BATCH_MAX: usize = 4096;
+
+/// Attached programs and the reader of their events. Dropping it detaches the programs.
+pub struct Capture {
+    /// `None` once detached; the ring and counters stay readable for the final drain.
+    ebpf: Option<aya::Ebpf>,
+    reader: reader::EventReader,
+    lost: PerCpuArray<MapData, u64>,
+    metrics: Arc<Metrics>,
+    decoded: Vec<Result<Event, decode::DecodeError>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error("watching the ring buffer: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl Capture {
+    /// Loads and attaches the programs. Must be called inside a tokio runtime.
+    pub fn start(config: &CaptureConfig, metrics: Arc<Metrics>) -> Result<Self, CaptureError> {
+        let loaded = loader::load(config)?;
+        Ok(Self {
+            ebpf: Some(loaded.ebpf),
+            reader: reader::EventReader::new(loaded.ring)?,
+            lost: loaded.lost,
+            metrics,
+            decoded: Vec::with_capacity(BATCH_MAX),
+        })
+    }
+
+    /// Waits for events and appends the next batch to `out`. Records that fail to decode are
+    /// counted and logged, never passed on.
+    pub async fn next_batch(&mut self, out: &mut Vec<Event>) -> std::io::Result<()> {
+        self.reader.read_batch(&mut self.decoded, BATCH_MAX).await?;
+        for result in self.decoded.drain(..) {
+            match result {
+                Ok(event) => {
+                    self.metrics.event(event.kind());
+                    out.push(event);
+                }
+                Err(err) => {
+                    self.metrics.decode_error();
+                    log::warn!("dropping undecodable ring buffer record: {err}");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Detaches every program; events already in the ring can still be read.
+    pub fn detach(&mut self) {
+        if self.ebpf.take().is_some() {
+            log::debug!("programs detached");
+        }
+    }
+
+    /// Reads the kernel's per-CPU lost counters into the metrics; returns the new total.
+    pub fn sync_lost(&self) -> u64 {
+        let mut total = 0;
+        for (kind, index) in [
+            (EventKind::Exec, kind::EXEC),
+            (EventKind::Fork, kind::FORK),
+            (EventKind::Exit, kind::EXIT),
+            (EventKind::Connect, kind::CONNECT),
+        ] {
+            match self.lost.get(&index, 0) {
+                Ok(per_cpu) => {
+                    let sum: u64 = per_cpu.iter().sum();
+                    self.metrics.set_lost(kind, sum);
+                    total += sum;
+                }
+                Err(err) => log::warn!("reading the lost-event counter: {err}"),
+            }
+        }
+        total
+    }
+}

@@ -1,0 +1,200 @@
+//! Kernel-specific offsets, read from the running kernel at load time.
+//!
+//! Rust eBPF cannot emit CO-RE relocations, so instead of compiling struct layouts in, the loader
+//! looks every member it needs up in /sys/kernel/btf/vmlinux (following anonymous structs and
+//! unions, where `mm_struct` keeps its fields on recent kernels), and the syscall tracepoint fields
+//! in their tracefs `format` files. The result goes to the programs as one global,
+//! [`KernelOffsets`]. A kernel where something is missing fails here, naming what is missing,
+//! rather than reading garbage later.
+
+use std::path::{Path, PathBuf};
+
+use btf_rs::{Btf, Type};
+use sensor_ebpf::KernelOffsets;
+
+pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+#[derive(Debug, thiserror::Error)]
+pub enum OffsetError {
+    #[error(
+        "cannot read kernel BTF at {path}: {source}; lineage-sensor needs a kernel built with CONFIG_DEBUG_INFO_BTF=y (5.8 or newer)"
+    )]
+    Btf {
+        path: PathBuf,
+        source: btf_rs::Error,
+    },
+    #[error("kernel BTF has no struct {0}")]
+    NoStruct(String),
+    #[error("kernel BTF: struct {ty} has no member {member}")]
+    NoMember { ty: String, member: String },
+    #[error("cannot read tracepoint format {path}: {source}")]
+    Format {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("tracepoint format {path} has no field {field}")]
+    NoField { path: PathBuf, field: String },
+}
+
+/// Everything the programs need to know about this kernel.
+pub fn kernel_offsets(btf_path: &Path, tracefs: &Path) -> Result<KernelOffsets, OffsetError> {
+    let btf = Btf::from_file(btf_path).map_err(|source| OffsetError::Btf {
+        path: btf_path.to_owned(),
+        source,
+    })?;
+    let m = |ty: &str, member: &str| member_offset(&btf, ty, member);
+    let enter = tracefs.join("events/syscalls/sys_enter_connect/format");
+    let exit = tracefs.join("events/syscalls/sys_exit_connect/format");
+    let enter_fields = read_format(&enter)?;
+    let exit_fields = read_format(&exit)?;
+    let field = |fields: &[(String, u32)], path: &Path, name: &str| {
+        fields
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|&(_, offset)| offset)
+            .ok_or_else(|| OffsetError::NoField {
+                path: path.to_owned(),
+                field: name.to_owned(),
+            })
+    };
+    Ok(KernelOffsets {
+        task_real_parent: m("task_struct", "real_parent")?,
+        task_tgid: m("task_struct", "tgid")?,
+        task_pid: m("task_struct", "pid")?,
+        task_start_boottime: m("task_struct", "start_boottime")?,
+        task_real_cred: m("task_struct", "real_cred")?,
+        task_mm: m("task_struct", "mm")?,
+        task_files: m("task_struct", "files")?,
+        task_exit_code: m("task_struct", "exit_code")?,
+        cred_uid: m("cred", "uid")?,
+        cred_gid: m("cred", "gid")?,
+        cred_euid: m("cred", "euid")?,
+        mm_arg_start: m("mm_struct", "arg_start")?,
+        mm_arg_end: m("mm_struct", "arg_end")?,
+        binprm_filename: m("linux_binprm", "filename")?,
+        files_fdt: m("files_struct", "fdt")?,
+        fdtable_max_fds: m("fdtable", "max_fds")?,
+        fdtable_fd: m("fdtable", "fd")?,
+        file_private_data: m("file", "private_data")?,
+        socket_type: m("socket", "type")?,
+        tp_connect_fd: field(&enter_fields, &enter, "fd")?,
+        tp_connect_addr: field(&enter_fields, &enter, "uservaddr")?,
+        tp_connect_addrlen: field(&enter_fields, &enter, "addrlen")?,
+        tp_exit_ret: field(&exit_fields, &exit, "ret")?,
+        reserved: 0,
+    })
+}
+
+/// Byte offset of `member` in `struct ty`, looking through anonymous structs and unions.
+pub fn member_offset(btf: &Btf, ty: &str, member: &str) -> Result<u32, OffsetError> {
+    let structs = btf
+        .resolve_types_by_name(ty)
+        .map_err(|_| OffsetError::NoStruct(ty.to_owned()))?;
+    // A name can also belong to a forward declaration; the definition is the one with members.
+    let definition = structs
+        .iter()
+        .find_map(|t| match t {
+            Type::Struct(s) if !s.members.is_empty() => Some(s),
+            _ => None,
+        })
+        .ok_or_else(|| OffsetError::NoStruct(ty.to_owned()))?;
+    find_member(btf, definition, member, 0).ok_or_else(|| OffsetError::NoMember {
+        ty: ty.to_owned(),
+        member: member.to_owned(),
+    })
+}
+
+fn find_member(btf: &Btf, st: &btf_rs::Struct, member: &str, base_bits: u32) -> Option<u32> {
+    for m in &st.members {
+        let name = btf.resolve_name(m).unwrap_or_default();
+        let bits = base_bits + m.bit_offset();
+        if name == member {
+            return Some(bits / 8);
+        }
+        if name.is_empty() {
+            let inner = match btf.resolve_chained_type(m).ok()? {
+                Type::Struct(s) | Type::Union(s) => s,
+                _ => continue,
+            };
+            if let Some(found) = find_member(btf, &inner, member, bits) {
+                return Some(found);
+            }
+        }
+    }
+    None
+}
+
+/// `(field name, byte offset)` pairs of a tracepoint `format` file.
+fn read_format(path: &Path) -> Result<Vec<(String, u32)>, OffsetError> {
+    let text = std::fs::read_to_string(path).map_err(|source| OffsetError::Format {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(parse_format(&text))
+}
+
+/// Parses lines such as `\tfield:struct sockaddr * uservaddr;\toffset:24;\tsize:8;\tsigned:0;`.
+pub fn parse_format(text: &str) -> Vec<(String, u32)> {
+    text.lines()
+        .filter_map(|line| {
+            let decl = line.trim().strip_prefix("field:")?.split(';').next()?;
+            let name = decl
+                .rsplit(|c: char| c.is_whitespace() || c == '*')
+                .next()?
+                .split('[')
+                .next()?;
+            let offset = line
+                .split(';')
+                .find_map(|part| part.trim().strip_prefix("offset:"))?
+                .parse()
+                .ok()?;
+            Some((name.to_owned(), offset))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ENTER_CONNECT: &str = "name: sys_enter_connect
+ID: 1234
+format:
+\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;
+\tfield:int __syscall_nr;\toffset:8;\tsize:4;\tsigned:1;
+\tfield:int fd;\toffset:16;\tsize:8;\tsigned:0;
+\tfield:struct sockaddr * uservaddr;\toffset:24;\tsize:8;\tsigned:0;
+\tfield:int addrlen;\toffset:32;\tsize:8;\tsigned:0;
+\tfield:__data_loc char[] parent_comm;\toffset:8;\tsize:4;\tsigned:0;
+";
+
+    #[test]
+    fn format_fields_and_offsets() {
+        let fields = parse_format(ENTER_CONNECT);
+        let get = |n: &str| fields.iter().find(|(f, _)| f == n).map(|&(_, o)| o);
+        assert_eq!(get("fd"), Some(16));
+        assert_eq!(get("uservaddr"), Some(24));
+        assert_eq!(get("addrlen"), Some(32));
+        assert_eq!(get("__syscall_nr"), Some(8));
+        assert_eq!(get("parent_comm"), Some(8));
+    }
+
+    /// Reads this machine's own BTF: anonymous-member lookups must agree with what we know of
+    /// stable layouts (pid and tgid are adjacent ints in task_struct).
+    #[test]
+    fn running_kernel_btf_resolves_nested_members() {
+        let Ok(btf) = Btf::from_file(VMLINUX_BTF) else {
+            panic!("{VMLINUX_BTF} unreadable: the sensor requires BTF");
+        };
+        let pid = member_offset(&btf, "task_struct", "pid").expect("pid");
+        let tgid = member_offset(&btf, "task_struct", "tgid").expect("tgid");
+        assert_eq!(tgid, pid + 4);
+        let start = member_offset(&btf, "mm_struct", "arg_start").expect("arg_start");
+        let end = member_offset(&btf, "mm_struct", "arg_end").expect("arg_end");
+        assert_eq!(end, start + 8);
+        assert!(matches!(
+            member_offset(&btf, "task_struct", "no_such_member"),
+            Err(OffsetError::NoMember { .. })
+        ));
+    }
+}

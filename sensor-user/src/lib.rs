@@ -1,0 +1,10 @@
+//! lineage-sensor: process lineage and outbound connections from the kernel, for catching server
+//! software turned into a foothold (MITRE ATT&CK T1505).
+
+pub mod commands;
+pub mod config;
+pub mod escape;
+pub mod event;
+pub mod kernel;
+pub mod metrics;
+pub mod record;

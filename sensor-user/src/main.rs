@@ -1,0 +1,71 @@
+//! lineage-sensor: parse the command line, load the config, hand over to the command.
+
+mod cli;
+
+use std::{path::Path, process::ExitCode};
+
+use anyhow::Context as _;
+use clap::Parser as _;
+use lineage_sensor::{
+    commands,
+    config::{Config, ConfigError},
+};
+
+/// Exit code for a configuration that cannot be used.
+const EXIT_CONFIG: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    env_logger::Builder::new()
+        .parse_filters(&cli.log_level)
+        .format_target(false)
+        .init();
+    match dispatch(cli.command) {
+        Ok(code) => code,
+        Err(err) => {
+            let code = if err.chain().any(|cause| cause.is::<ConfigError>()) {
+                EXIT_CONFIG
+            } else {
+                1
+            };
+            eprintln!("lineage-sensor: {err:#}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn dispatch(command: cli::Command) -> anyhow::Result<ExitCode> {
+    match command {
+        cli::Command::Record { config, output } => {
+            let config = load_config(config.as_deref())?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            let totals = runtime.block_on(commands::record::record(
+                &config,
+                output.as_deref(),
+                async {
+                    if let Err(err) = commands::shutdown_signal().await {
+                        log::error!("cannot watch for SIGINT/SIGTERM: {err}");
+                        std::future::pending::<()>().await;
+                    }
+                },
+            ))?;
+            log::info!("stopped; {totals}");
+            Ok(ExitCode::SUCCESS)
+        }
+        cli::Command::CheckConfig { file } => {
+            Config::load(&file)?;
+            println!("{}: valid", file.display());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
+    match path {
+        Some(path) => Ok(Config::load(path)?),
+        None => Ok(Config::default()),
+    }
+}
