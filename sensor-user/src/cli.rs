@@ -10,7 +10,12 @@ use clap::{Parser, Subcommand};
 #[command(name = "lineage-sensor", version)]
 pub struct Cli {
     /// Log filter (error, warn, info, debug, trace), as in RUST_LOG; logs go to stderr.
-    #[arg(long, global = true, default_value = "info", env = "LINEAGE_SENSOR_LOG")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "info",
+        env = "LINEAGE_SENSOR_LOG"
+    )]
     pub log_level: String,
 
     #[command(subcommand)]

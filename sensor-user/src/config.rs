@@ -82,11 +82,13 @@ impl Config {
                 message: err.message().trim().to_owned(),
             }
         })?;
-        config.validate().map_err(|(field, message)| ConfigError::Invalid {
-            path: path.to_owned(),
-            field,
-            message,
-        })?;
+        config
+            .validate()
+            .map_err(|(field, message)| ConfigError::Invalid {
+                path: path.to_owned(),
+                field,
+                message,
+            })?;
         Ok(config)
     }
 
@@ -107,7 +109,10 @@ impl Config {
 fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
-    let column = before.rfind('\n').map_or(before.len(), |nl| before.len() - nl - 1) + 1;
+    let column = before
+        .rfind('\n')
+        .map_or(before.len(), |nl| before.len() - nl - 1)
+        + 1;
     (line, column)
 }
 
@@ -134,9 +139,13 @@ mod tests {
 
     #[test]
     fn wrong_type_and_bad_value_are_refused() {
-        let msg = parse("[capture]\nring_buffer_bytes = \"big\"\n").expect_err("type").to_string();
+        let msg = parse("[capture]\nring_buffer_bytes = \"big\"\n")
+            .expect_err("type")
+            .to_string();
         assert!(msg.starts_with("test.toml:2:"), "{msg}");
-        let msg = parse("[capture]\nring_buffer_bytes = 5000\n").expect_err("range").to_string();
+        let msg = parse("[capture]\nring_buffer_bytes = 5000\n")
+            .expect_err("range")
+            .to_string();
         assert!(msg.contains("capture.ring_buffer_bytes"), "{msg}");
     }
 }

@@ -224,8 +224,18 @@ mod tests {
         let line = serde_json::to_string(&exec).expect("serialise");
         let value: serde_json::Value = serde_json::from_str(&line).expect("parse");
         for key in [
-            "type", "ts_ns", "pid", "ppid", "start_ns", "uid", "gid", "comm", "exe", "argv",
-            "argv_truncated", "cgroup_id",
+            "type",
+            "ts_ns",
+            "pid",
+            "ppid",
+            "start_ns",
+            "uid",
+            "gid",
+            "comm",
+            "exe",
+            "argv",
+            "argv_truncated",
+            "cgroup_id",
         ] {
             assert!(value.get(key).is_some(), "{key} missing from {line}");
         }
@@ -242,6 +252,9 @@ mod tests {
         assert_eq!(c.daddr.to_string(), "::1");
         assert!(!c.attempted());
         let fork = r#"{"type":"fork","ts_ns":1,"pid":2,"ppid":1,"start_ns":1,"future_field":true}"#;
-        assert!(matches!(serde_json::from_str::<Event>(fork), Ok(Event::Fork(_))));
+        assert!(matches!(
+            serde_json::from_str::<Event>(fork),
+            Ok(Event::Fork(_))
+        ));
     }
 }

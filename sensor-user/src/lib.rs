@@ -1,6 +1,7 @@
 //! lineage-sensor: process lineage and outbound connections from the kernel, for catching server
 //! software turned into a foothold (MITRE ATT&CK T1505).
 
+pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod escape;

@@ -1,8 +1,34 @@
-//! The `record` file format: one [`Event`] as JSON per line (docs/events.md).
+//! The `record` file format (docs/events.md): an optional header line, then one [`Event`] as
+//! JSON per line.
 
-use std::io::{BufRead, Write};
+use std::io::{BufRead, Lines, Write};
+
+use serde::{Deserialize, Serialize};
 
 use crate::event::Event;
+
+/// The first line of a record: what is needed to replay it as it happened live.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename = "header")]
+pub struct RecordHeader {
+    /// Format version of the lines that follow; 1 for now.
+    pub format: u32,
+    /// Wall clock time of boot, in nanoseconds since the Unix epoch: `ts_ns + boot_wall_ns` is an
+    /// event's wall clock time.
+    pub boot_wall_ns: u64,
+    pub hostname: String,
+}
+
+impl RecordHeader {
+    /// The header for a recording on this host now.
+    pub fn here() -> Self {
+        Self {
+            format: 1,
+            boot_wall_ns: crate::clock::boot_wall_ns(),
+            hostname: crate::clock::hostname(),
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
@@ -33,6 +59,14 @@ impl<W: Write> RecordWriter<W> {
         }
     }
 
+    pub fn write_header(&mut self, header: &RecordHeader) -> Result<(), RecordError> {
+        self.line.clear();
+        serde_json::to_writer(&mut self.line, header)?;
+        self.line.push(b'\n');
+        self.out.write_all(&self.line)?;
+        Ok(())
+    }
+
     pub fn write(&mut self, event: &Event) -> Result<(), RecordError> {
         self.line.clear();
         serde_json::to_writer(&mut self.line, event)?;
@@ -47,27 +81,71 @@ impl<W: Write> RecordWriter<W> {
     }
 }
 
-/// Reads events from NDJSON, skipping blank lines. Errors carry the 1-based line number.
-pub fn read_events<R: BufRead>(input: R) -> impl Iterator<Item = Result<Event, RecordError>> {
-    input
-        .lines()
-        .enumerate()
-        .filter_map(|(index, line)| {
-            let line_no = index + 1;
-            match line {
-                Err(source) => Some(Err(RecordError::Read {
-                    line: line_no,
-                    source,
-                })),
-                Ok(text) if text.trim().is_empty() => None,
-                Ok(text) => Some(serde_json::from_str(&text).map_err(|source| {
-                    RecordError::Parse {
+/// Reads events from NDJSON, skipping blank lines; a header line is kept in [`Self::header`].
+/// Errors carry the 1-based line number.
+pub struct RecordReader<R> {
+    lines: Lines<R>,
+    line_no: usize,
+    header: Option<RecordHeader>,
+}
+
+impl<R: BufRead> RecordReader<R> {
+    pub fn new(input: R) -> Self {
+        Self {
+            lines: input.lines(),
+            line_no: 0,
+            header: None,
+        }
+    }
+
+    /// The record's header, once the line holding it has been read (it is the first line of
+    /// files written by `record`).
+    pub fn header(&self) -> Option<&RecordHeader> {
+        self.header.as_ref()
+    }
+}
+
+impl<R: BufRead> Iterator for RecordReader<R> {
+    type Item = Result<Event, RecordError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let line = self.lines.next()?;
+            self.line_no += 1;
+            let line_no = self.line_no;
+            let text = match line {
+                Ok(text) => text,
+                Err(source) => {
+                    return Some(Err(RecordError::Read {
                         line: line_no,
                         source,
-                    }
-                })),
+                    }));
+                }
+            };
+            if text.trim().is_empty() {
+                continue;
             }
-        })
+            match serde_json::from_str::<Event>(&text) {
+                Ok(event) => return Some(Ok(event)),
+                // Only a line that is not an event is tried as a header, keeping the common
+                // path to one parse.
+                Err(source) => match serde_json::from_str::<RecordHeader>(&text) {
+                    Ok(header) => self.header = Some(header),
+                    Err(_) => {
+                        return Some(Err(RecordError::Parse {
+                            line: line_no,
+                            source,
+                        }));
+                    }
+                },
+            }
+        }
+    }
+}
+
+/// Reads the events of a record (see [`RecordReader`]).
+pub fn read_events<R: BufRead>(input: R) -> RecordReader<R> {
+    RecordReader::new(input)
 }
 
 #[cfg(test)]
@@ -98,13 +176,21 @@ mod tests {
             }),
         ];
         let mut writer = RecordWriter::new(Vec::new());
+        let header = RecordHeader::here();
+        writer.write_header(&header).expect("header");
         for e in &events {
             writer.write(e).expect("write");
         }
         let bytes = writer.out;
-        assert_eq!(bytes.iter().filter(|&&b| b == b'\n').count(), 2, "one line per event");
-        let back: Vec<Event> = read_events(&bytes[..]).collect::<Result<_, _>>().expect("read");
+        assert_eq!(
+            bytes.iter().filter(|&&b| b == b'\n').count(),
+            3,
+            "one line per event"
+        );
+        let mut reader = read_events(&bytes[..]);
+        let back: Vec<Event> = reader.by_ref().collect::<Result<_, _>>().expect("read");
         assert_eq!(back, events);
+        assert_eq!(reader.header(), Some(&header));
     }
 
     #[test]

@@ -83,9 +83,8 @@ fn try_sched_process_exec(ctx: &RawTracePointContext) -> Result<(), i32> {
 
     let size = core::mem::offset_of!(ExecEvent, argv) + len;
     // SAFETY: `size` never exceeds size_of::<ExecEvent>() because `len <= ARGV_MAX`.
-    let bytes = unsafe {
-        core::slice::from_raw_parts((event as *const ExecEvent).cast::<u8>(), size)
-    };
+    let bytes =
+        unsafe { core::slice::from_raw_parts((event as *const ExecEvent).cast::<u8>(), size) };
     if EVENTS.output::<[u8]>(bytes, 0).is_err() {
         count_lost(kind::EXEC);
     }

@@ -5,8 +5,10 @@
 //! read, so the many AF_UNIX connects of a busy host cost almost nothing.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_get_current_task, bpf_get_current_uid_gid,
-        bpf_probe_read_user},
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_get_current_task, bpf_get_current_uid_gid,
+        bpf_probe_read_user,
+    },
     macros::tracepoint,
     programs::TracePointContext,
 };

@@ -47,7 +47,11 @@ impl std::fmt::Display for Totals {
         for (kind, n) in &self.by_kind {
             write!(f, " {}={n}", kind.as_str())?;
         }
-        write!(f, "; lost: {}; decode errors: {}", self.lost, self.decode_errors)
+        write!(
+            f,
+            "; lost: {}; decode errors: {}",
+            self.lost, self.decode_errors
+        )
     }
 }
 
@@ -63,17 +67,20 @@ pub async fn record(
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<Totals, RecordCommandError> {
     let out: Box<dyn Write + Send> = match output {
-        Some(path) => Box::new(File::create(path).map_err(|source| {
-            RecordCommandError::Create {
-                path: path.to_owned(),
-                source,
-            }
-        })?),
+        Some(path) => {
+            Box::new(
+                File::create(path).map_err(|source| RecordCommandError::Create {
+                    path: path.to_owned(),
+                    source,
+                })?,
+            )
+        }
         None => Box::new(std::io::stdout()),
     };
     let mut writer = RecordWriter::new(BufWriter::with_capacity(1 << 16, out));
     let metrics = Arc::new(Metrics::new()?);
     let mut capture = Capture::start(&config.capture, metrics.clone())?;
+    writer.write_header(&crate::record::RecordHeader::here())?;
     log::info!("ready: programs attached, recording events");
 
     let mut batch: Vec<Event> = Vec::new();

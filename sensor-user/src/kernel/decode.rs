@@ -42,8 +42,8 @@ const AF_INET6: u32 = 10;
 
 /// Decodes one ring buffer record.
 pub fn decode(record: &[u8]) -> Result<Event, DecodeError> {
-    let header: EventHeader = read_prefix(record, "header")
-        .map_err(|_| DecodeError::NoHeader { len: record.len() })?;
+    let header: EventHeader =
+        read_prefix(record, "header").map_err(|_| DecodeError::NoHeader { len: record.len() })?;
     match header.kind {
         kind::EXEC => decode_exec(record),
         kind::FORK => {
@@ -248,11 +248,17 @@ mod tests {
         let mut record = exec_record(b"sh\0", 0);
         let at = offset_of!(ExecEvent, argv_len);
         record[at..at + 4].copy_from_slice(&5000u32.to_ne_bytes());
-        assert!(matches!(decode(&record), Err(DecodeError::BadLength { .. })));
+        assert!(matches!(
+            decode(&record),
+            Err(DecodeError::BadLength { .. })
+        ));
         let mut record = exec_record(b"sh\0", 0);
         record.truncate(100);
         assert!(matches!(decode(&record), Err(DecodeError::TooShort { .. })));
-        assert!(matches!(decode(&[1, 2, 3]), Err(DecodeError::NoHeader { .. })));
+        assert!(matches!(
+            decode(&[1, 2, 3]),
+            Err(DecodeError::NoHeader { .. })
+        ));
         let mut header = bytes_of(&EventHeader::default());
         header[0] = 99;
         assert_eq!(decode(&header), Err(DecodeError::UnknownKind(99)));
@@ -297,9 +303,13 @@ mod tests {
             exit_code: status,
             ..ExitEvent::default()
         };
-        let Ok(Event::Exit(e)) = decode(&bytes_of(&exit(3 << 8))) else { panic!() };
+        let Ok(Event::Exit(e)) = decode(&bytes_of(&exit(3 << 8))) else {
+            panic!()
+        };
         assert_eq!((e.exit_code, e.signal), (3, 0));
-        let Ok(Event::Exit(e)) = decode(&bytes_of(&exit(9))) else { panic!() };
+        let Ok(Event::Exit(e)) = decode(&bytes_of(&exit(9))) else {
+            panic!()
+        };
         assert_eq!((e.exit_code, e.signal), (0, 9));
     }
 }
