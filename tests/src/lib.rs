@@ -172,3 +172,23 @@ pub fn connects(events: &[Event]) -> impl Iterator<Item = &lineage_sensor::event
         _ => None,
     })
 }
+
+/// The `lineage-sensor` binary of this build: `LINEAGE_SENSOR_BIN`, or the one next to the test
+/// executable's `deps/` directory (`cargo xtask test` builds it before the tests).
+pub fn sensor_binary() -> std::path::PathBuf {
+    if let Some(path) = std::env::var_os("LINEAGE_SENSOR_BIN") {
+        return path.into();
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("test executable is in target/<profile>/deps");
+    let binary = profile_dir.join("lineage-sensor");
+    assert!(
+        binary.exists(),
+        "{} not built: run `cargo build -p sensor-user` first (cargo xtask test does)",
+        binary.display()
+    );
+    binary
+}

@@ -1,1 +1,39 @@
-fn main() {}
+//! `cargo xtask`: the project's own commands. `setup` installs what the build needs and is run
+//! by every other command, so a fresh machine needs nothing by hand.
+
+mod cmd;
+mod run;
+mod setup;
+mod test;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Install the eBPF toolchain: the nightly's rust-src and a bpf-linker built against the
+    /// nightly's own LLVM. Idempotent; changes nothing that is already in place.
+    Setup,
+    /// Build the sensor in release mode and run it (as root): `cargo xtask run -- record -o x`.
+    Run {
+        /// Arguments for lineage-sensor; `run` when none are given.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Run every test: unit tests, then the privileged integration tests (root).
+    Test,
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Setup => setup::setup(),
+        Command::Run { args } => run::run(&args),
+        Command::Test => test::test(),
+    }
+}

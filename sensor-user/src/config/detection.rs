@@ -1,0 +1,297 @@
+//! `[detect]`, `[rules.*]`, `[incidents]` and `[rate_limit]`: what counts as a server and what the
+//! rules look for. Defaults live in [`super::defaults`].
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::defaults;
+
+/// Which processes are servers.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectConfig {
+    /// Executables never treated as servers, even when a family's name matches: init scripts
+    /// such as /etc/init.d/nginx are shell scripts that carry the service's name. Globs; a glob
+    /// with a `/` matches the whole path, one without matches the file name.
+    pub not_servers: Vec<String>,
+    /// Executables skipped when walking up the ancestry: JDK 12+ starts every child of a JVM
+    /// through jspawnhelper, which must not hide the JVM. Globs as above.
+    pub transparent: Vec<String>,
+    /// The server families. Setting this replaces the whole default list (copy it from
+    /// deploy/lineage-sensor.toml and edit).
+    pub families: Vec<FamilyConfig>,
+}
+
+impl Default for DetectConfig {
+    fn default() -> Self {
+        Self {
+            not_servers: defaults::not_servers(),
+            transparent: vec!["jspawnhelper".into()],
+            families: defaults::families(),
+        }
+    }
+}
+
+/// The MITRE ATT&CK sub-technique a family's abuse falls under.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+pub enum Technique {
+    /// Web Shell.
+    #[default]
+    #[serde(rename = "T1505.003")]
+    WebShell,
+    /// SQL Stored Procedures (a database server running OS commands).
+    #[serde(rename = "T1505.001")]
+    SqlStoredProcedures,
+}
+
+/// One kind of server. A process is of this family when its executed file matches one of
+/// `executables`, or when it matches one of `interpreters` and its argv matches one of
+/// `argv_patterns`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FamilyConfig {
+    /// Shown in alerts (`lineage.server.family`) and used by exclusions and allowlists.
+    pub name: String,
+    /// `T1505.003` (web shell, the default) or `T1505.001` (database server).
+    #[serde(default)]
+    pub technique: Technique,
+    /// Globs on the executed file: with a `/`, on the whole path; without, on the file name.
+    #[serde(default)]
+    pub executables: Vec<String>,
+    /// Globs on the executed file of runtimes that host this server (java, python3.11, ruby):
+    /// these count only together with `argv_patterns`.
+    #[serde(default)]
+    pub interpreters: Vec<String>,
+    /// Regular expressions searched in the command line (argv joined by spaces) of an
+    /// `interpreters` match.
+    #[serde(default)]
+    pub argv_patterns: Vec<String>,
+}
+
+/// Severity of a rule's alerts; `event.severity` carries the number in brackets.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// 21
+    Low,
+    /// 47
+    Medium,
+    /// 73
+    High,
+    /// 99
+    Critical,
+}
+
+impl Severity {
+    pub fn score(self) -> u8 {
+        match self {
+            Severity::Low => 21,
+            Severity::Medium => 47,
+            Severity::High => 73,
+            Severity::Critical => 99,
+        }
+    }
+}
+
+/// An exception to a rule. Every field given must match (an exclusion with no field is refused);
+/// keep them narrow: `args` matches each argument in full, so an excluded
+/// `sh -c "/usr/sbin/sendmail -t -i"` does not let `sh -c "/usr/sbin/sendmail -t -i; id"` through.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Exclusion {
+    /// Why this exclusion exists (kept for the reader; not matched).
+    pub comment: String,
+    /// The server family above the process (`detect.families[].name`).
+    pub family: Option<String>,
+    /// Glob on the parent's executable (jspawnhelper skipped).
+    pub parent: Option<String>,
+    /// Glob on the process's own executable.
+    pub child: Option<String>,
+    /// One regular expression per argument, each matching the whole argument (anchored), and as
+    /// many as there are arguments (argv[0] included).
+    pub args: Option<Vec<String>>,
+    /// Real uids; the exclusion applies to these users only.
+    pub users: Vec<u32>,
+}
+
+/// `[rules]`: each rule's switch, severity, tuning and exclusions.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RulesConfig {
+    pub server_spawned_shell: ShellRuleConfig,
+    pub server_spawned_recon: ReconRuleConfig,
+    pub server_outbound_unknown: OutboundRuleConfig,
+}
+
+/// server-spawned-shell (T1505.003): a shell or an inline interpreter below a server.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShellRuleConfig {
+    pub enabled: bool,
+    pub severity: Severity,
+    /// Shells, as globs on the executed file (busybox counts under its applet name).
+    pub shells: Vec<String>,
+    /// Interpreters that count as a shell when run with an inline-code flag.
+    pub interpreters: Vec<InlineInterpreter>,
+    pub exclude: Vec<Exclusion>,
+}
+
+/// An interpreter and the flags that make it run code from its command line.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct InlineInterpreter {
+    /// Glob on the executed file.
+    pub executable: String,
+    /// Flags such as `-c`, `-e`; a single-letter flag also counts inside a cluster (`-ec`).
+    pub flags: Vec<String>,
+}
+
+impl Default for ShellRuleConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            severity: Severity::High,
+            shells: defaults::shells(),
+            interpreters: defaults::inline_interpreters(),
+            exclude: defaults::shell_exclusions(),
+        }
+    }
+}
+
+/// server-spawned-recon: a reconnaissance, download or network tool started by a server, or
+/// anywhere below a shell that a server started.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReconRuleConfig {
+    pub enabled: bool,
+    pub severity: Severity,
+    pub tools: Vec<ReconTool>,
+    pub exclude: Vec<Exclusion>,
+}
+
+/// A tool, optionally only with certain arguments (`cat` only on /etc/passwd and the like).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ReconTool {
+    /// Glob on the executed file (busybox counts under its applet name).
+    pub executable: String,
+    /// Regular expression searched in the arguments after argv[0], joined by spaces; absent:
+    /// any arguments.
+    #[serde(default)]
+    pub args_pattern: Option<String>,
+}
+
+impl Default for ReconRuleConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            severity: Severity::Medium,
+            tools: defaults::recon_tools(),
+            exclude: Vec::new(),
+        }
+    }
+}
+
+/// server-outbound-unknown: a connect from a server (or anything below it) to a destination
+/// outside the allowlist.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboundRuleConfig {
+    pub enabled: bool,
+    pub severity: Severity,
+    /// Allowed destinations.
+    pub allow: Vec<AllowedDestination>,
+    /// CIDRs never allowed, whatever `allow` and learning say (cloud metadata services: a web
+    /// server reaching them is the classic credential theft).
+    pub never_allow: Vec<String>,
+    /// Also alert on connects that failed at once (refused, unreachable); an attempt shows
+    /// intent, but a failed one is weaker evidence.
+    pub include_failed: bool,
+    /// 0: off. Otherwise destinations seen during the first this-many seconds (from the first
+    /// event; from the first start when `state_file` is set) are learned as allowed, per family,
+    /// and only new ones alert afterwards.
+    pub learning_secs: u64,
+    /// Where the learned destinations persist across restarts (`run` only; `replay` learns from
+    /// the record alone and writes nothing).
+    pub state_file: Option<PathBuf>,
+    /// At most this many learned destinations; past it, new ones are not learned.
+    pub max_learned: usize,
+    pub exclude: Vec<Exclusion>,
+}
+
+/// One allowlist entry.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AllowedDestination {
+    /// Network in CIDR form (`10.0.0.0/8`, `2001:db8::/32`); a bare address means that address.
+    pub cidr: String,
+    /// Destination ports; empty: any port.
+    #[serde(default)]
+    pub ports: Vec<u16>,
+    /// Families the entry applies to; empty: every family.
+    #[serde(default)]
+    pub families: Vec<String>,
+}
+
+impl AllowedDestination {
+    pub(crate) fn any(cidr: &str) -> Self {
+        Self {
+            cidr: cidr.into(),
+            ports: Vec::new(),
+            families: Vec::new(),
+        }
+    }
+}
+
+impl Default for OutboundRuleConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            severity: Severity::Medium,
+            allow: defaults::allowed_destinations(),
+            never_allow: vec!["169.254.169.254/32".into(), "fd00:ec2::254/128".into()],
+            include_failed: true,
+            learning_secs: 0,
+            state_file: None,
+            max_learned: 10_000,
+            exclude: Vec::new(),
+        }
+    }
+}
+
+/// `[incidents]`: grouping alerts of one server-rooted process tree.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct IncidentConfig {
+    /// Alerts of the same server tree less than this far from the incident's previous alert
+    /// share its id; a longer quiet gap starts a new incident.
+    pub span_secs: u64,
+}
+
+impl Default for IncidentConfig {
+    fn default() -> Self {
+        Self { span_secs: 300 }
+    }
+}
+
+/// `[rate_limit]`: identical alerts (same rule, server family, parent and child executable and
+/// command line) are emitted once per window; the next one emitted carries how many were held
+/// back (`lineage.suppressed_count`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// 0 turns rate limiting off.
+    pub window_secs: u64,
+    /// Distinct alert keys remembered; the oldest are forgotten past it.
+    pub max_tracked: usize,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            window_secs: 60,
+            max_tracked: 10_000,
+        }
+    }
+}

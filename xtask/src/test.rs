@@ -1,0 +1,43 @@
+//! `cargo xtask test`: everything CI runs, in the order a failure is cheapest to find.
+
+use anyhow::bail;
+
+use crate::{
+    cmd::{self, cargo, is_root},
+    setup,
+};
+
+pub fn test() -> anyhow::Result<()> {
+    setup::setup()?;
+    // The integration tests run the real binary; build it first.
+    cmd::run(cargo().args([
+        "build",
+        "--package",
+        "sensor-user",
+        "--bin",
+        "lineage-sensor",
+    ]))?;
+    // Unit tests and replay scenarios: no privileges needed.
+    cmd::run(cargo().args([
+        "test",
+        "--workspace",
+        "--exclude",
+        "sensor-ebpf",
+        "--exclude",
+        "integration-tests",
+    ]))?;
+    if !is_root() {
+        bail!(
+            "the integration tests load the real eBPF programs and must run as root: \
+             `sudo -E cargo xtask test`"
+        );
+    }
+    // One test thread: the tests share the kernel's tracepoints and count events system-wide.
+    cmd::run(cargo().args([
+        "test",
+        "--package",
+        "integration-tests",
+        "--",
+        "--test-threads=1",
+    ]))
+}
