@@ -1,35 +1,52 @@
 //! lineage-sensor's kernel programs. This file holds the maps, the license and the panic
 //! handler; each hook family lives in its own module under `probes/`.
-#![no_std]
-#![no_main]
+//!
+//! Built for the host (as `cargo build --workspace` does), the binary is an empty stub: the
+//! programs exist only for the bpf target, which sensor-user's build.rs builds.
+#![cfg_attr(target_arch = "bpf", no_std)]
+#![cfg_attr(target_arch = "bpf", no_main)]
 
+#[cfg(not(target_arch = "bpf"))]
+fn main() {
+    eprintln!("sensor-ebpf holds eBPF programs: they are built for the bpf target by sensor-user");
+}
+
+#[cfg(target_arch = "bpf")]
 mod kernel;
+#[cfg(target_arch = "bpf")]
 mod probes;
 
+#[cfg(target_arch = "bpf")]
 use aya_ebpf::{
     macros::map,
     maps::{LruHashMap, PerCpuArray, RingBuf},
 };
+#[cfg(target_arch = "bpf")]
 use sensor_ebpf::{ConnectEvent, ExecEvent, kind};
 
 // The static names are the map names userspace looks up: they must equal `sensor_ebpf::maps::*`
 // (the loader fails with the missing name if they drift apart).
 
 /// Sized by the loader from the config (`ring_buffer_bytes`); this is only a placeholder.
+#[cfg(target_arch = "bpf")]
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 23, 0);
 
+#[cfg(target_arch = "bpf")]
 #[map]
 static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(kind::COUNT, 0);
 
+#[cfg(target_arch = "bpf")]
 #[map]
 static EXEC_SCRATCH: PerCpuArray<ExecEvent> = PerCpuArray::with_max_entries(1, 0);
 
 /// LRU so that a thread that dies inside connect() cannot leak an entry for good.
+#[cfg(target_arch = "bpf")]
 #[map]
 static PENDING_CONNECT: LruHashMap<u64, ConnectEvent> = LruHashMap::with_max_entries(8192, 0);
 
 /// Counts a record that the ring buffer had no room for; userspace sums it per kind.
+#[cfg(target_arch = "bpf")]
 #[inline(always)]
 fn count_lost(event_kind: u32) {
     if let Some(counter) = LOST.get_ptr_mut(event_kind) {
@@ -38,6 +55,7 @@ fn count_lost(event_kind: u32) {
     }
 }
 
+#[cfg(target_arch = "bpf")]
 #[cfg(not(test))]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {
@@ -45,6 +63,7 @@ fn panic(_info: &core::panic::PanicInfo) -> ! {
 }
 
 // probe_read and ring buffer helpers are GPL-only.
+#[cfg(target_arch = "bpf")]
 #[unsafe(link_section = "license")]
 #[unsafe(no_mangle)]
 static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

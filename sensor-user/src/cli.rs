@@ -33,6 +33,26 @@ pub enum Command {
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
+    /// Detect live: kernel events through the detection engine, alerts to stdout as one ECS JSON
+    /// object per line (see docs/detection.md).
+    Run {
+        /// Configuration file (TOML); defaults apply without one.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Run the detection engine over a `record` file (`-` for stdin): the same alerts as live,
+    /// deterministically and without the kernel.
+    Replay {
+        /// The record file.
+        file: PathBuf,
+        /// Configuration file (TOML); defaults apply without one.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Seed the process table from this host's /proc first (off by default: a replay
+        /// depends on the record alone).
+        #[arg(long)]
+        seed_proc: bool,
+    },
     /// Validate a configuration file; exit code 2 and a message naming file, line and field if it
     /// is not valid.
     CheckConfig {

@@ -6,18 +6,39 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+
+mod defaults;
+mod detection;
+mod lineage;
+
+pub use detection::{
+    AllowedDestination, DetectConfig, Exclusion, FamilyConfig, IncidentConfig, InlineInterpreter,
+    OutboundRuleConfig, RateLimitConfig, ReconRuleConfig, ReconTool, RulesConfig, Severity,
+    ShellRuleConfig, Technique,
+};
+pub use lineage::LineageConfig;
 
 /// The whole configuration. Every section is optional and defaults to safe values.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Kernel-side capture.
     pub capture: CaptureConfig,
+    /// The process table.
+    pub lineage: LineageConfig,
+    /// Which processes are servers.
+    pub detect: DetectConfig,
+    /// The rules: switches, tuning, exclusions.
+    pub rules: RulesConfig,
+    /// Grouping of alerts into incidents.
+    pub incidents: IncidentConfig,
+    /// Rate limiting of identical alerts.
+    pub rate_limit: RateLimitConfig,
 }
 
 /// Kernel-side capture settings.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct CaptureConfig {
     /// Size of the BPF ring buffer carrying events to userspace, in bytes. A power of two and a
@@ -101,6 +122,23 @@ impl Config {
                 format!("{ring} is not a power of two of at least 4096 (e.g. 8388608 for 8 MiB)"),
             ));
         }
+        if self.lineage.max_processes < 1024 {
+            return Err((
+                "lineage.max_processes".into(),
+                format!(
+                    "{} is too small (at least 1024)",
+                    self.lineage.max_processes
+                ),
+            ));
+        }
+        // Compiling the engine checks every glob, regex, CIDR and family reference, naming the
+        // field of the first bad one.
+        crate::detect::Engine::new(self, crate::detect::HostInfo::default()).map_err(|err| {
+            match err {
+                crate::detect::DetectError::Invalid { field, message } => (field, message),
+                other => ("detect".into(), other.to_string()),
+            }
+        })?;
         Ok(())
     }
 }
@@ -147,5 +185,50 @@ mod tests {
             .expect_err("range")
             .to_string();
         assert!(msg.contains("capture.ring_buffer_bytes"), "{msg}");
+    }
+
+    #[test]
+    fn deploy_config_spells_out_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/lineage-sensor.toml");
+        let config = Config::load(&path).expect("deploy/lineage-sensor.toml is valid");
+        assert_eq!(config, Config::default());
+    }
+
+    #[test]
+    fn bad_detection_settings_name_the_field() {
+        let cases = [
+            (
+                "[[rules.server_outbound_unknown.allow]]\ncidr = \"10.0.0.0/40\"\n",
+                "rules.server_outbound_unknown.allow[0].cidr",
+            ),
+            (
+                "[[rules.server_spawned_recon.tools]]\nexecutable = \"id\"\nargs_pattern = \"(\"\n",
+                "rules.server_spawned_recon.tools[0].args_pattern",
+            ),
+            (
+                "[detect]\nnot_servers = [\"/etc/[init.d/*\"]\n",
+                "detect.not_servers[0]",
+            ),
+            (
+                "[[rules.server_spawned_shell.exclude]]\nfamily = \"iis\"\n",
+                "rules.server_spawned_shell.exclude[0].family",
+            ),
+            (
+                "[[rules.server_spawned_shell.exclude]]\ncomment = \"matches everything\"\n",
+                "rules.server_spawned_shell.exclude[0]",
+            ),
+        ];
+        for (text, field) in cases {
+            let err = parse(text).expect_err(field);
+            assert!(matches!(err, ConfigError::Invalid { .. }), "{err}");
+            assert!(err.to_string().contains(field), "{err} should name {field}");
+        }
+        let msg = parse("[rules.server_spawned_shell]\nenabeld = false\n")
+            .expect_err("typo")
+            .to_string();
+        assert!(
+            msg.starts_with("test.toml:2:1:") && msg.contains("enabeld"),
+            "{msg}"
+        );
     }
 }

@@ -1,11 +1,14 @@
 //! lineage-sensor: process lineage and outbound connections from the kernel, for catching server
 //! software turned into a foothold (MITRE ATT&CK T1505).
 
+pub mod alert;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod detect;
 pub mod escape;
 pub mod event;
 pub mod kernel;
+pub mod lineage;
 pub mod metrics;
 pub mod record;

@@ -45,14 +45,35 @@ fn dispatch(command: cli::Command) -> anyhow::Result<ExitCode> {
             let totals = runtime.block_on(commands::record::record(
                 &config,
                 output.as_deref(),
-                async {
-                    if let Err(err) = commands::shutdown_signal().await {
-                        log::error!("cannot watch for SIGINT/SIGTERM: {err}");
-                        std::future::pending::<()>().await;
-                    }
-                },
+                stop_on_signal(),
             ))?;
             log::info!("stopped; {totals}");
+            Ok(ExitCode::SUCCESS)
+        }
+        cli::Command::Run { config } => {
+            let config = load_config(config.as_deref())?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            let totals = runtime.block_on(commands::run::run(
+                &config,
+                std::io::stdout(),
+                stop_on_signal(),
+            ))?;
+            log::info!("stopped; {totals}");
+            Ok(ExitCode::SUCCESS)
+        }
+        cli::Command::Replay {
+            file,
+            config,
+            seed_proc,
+        } => {
+            let config = load_config(config.as_deref())?;
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+            let totals = commands::replay::replay_file(&config, &file, seed_proc, &mut out)?;
+            log::info!("replayed {}; {totals}", file.display());
             Ok(ExitCode::SUCCESS)
         }
         cli::Command::CheckConfig { file } => {
@@ -60,6 +81,14 @@ fn dispatch(command: cli::Command) -> anyhow::Result<ExitCode> {
             println!("{}: valid", file.display());
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// Resolves on SIGINT/SIGTERM; never, if they cannot be watched.
+async fn stop_on_signal() {
+    if let Err(err) = commands::shutdown_signal().await {
+        log::error!("cannot watch for SIGINT/SIGTERM: {err}");
+        std::future::pending::<()>().await;
     }
 }
 

@@ -10,6 +10,8 @@ pub struct Metrics {
     events: IntCounterVec,
     events_lost: IntCounterVec,
     decode_errors: IntCounter,
+    alerts: IntCounterVec,
+    alerts_suppressed: IntCounterVec,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +39,23 @@ impl Metrics {
         registry.register(Box::new(events.clone()))?;
         registry.register(Box::new(events_lost.clone()))?;
         registry.register(Box::new(decode_errors.clone()))?;
+        let alerts = IntCounterVec::new(
+            Opts::new("alerts_total", "Alerts emitted, by rule."),
+            &["rule"],
+        )?;
+        let alerts_suppressed = IntCounterVec::new(
+            Opts::new(
+                "alerts_suppressed_total",
+                "Alerts held back by rate limiting as repeats of an identical alert, by rule.",
+            ),
+            &["rule"],
+        )?;
+        registry.register(Box::new(alerts.clone()))?;
+        registry.register(Box::new(alerts_suppressed.clone()))?;
+        for rule in crate::detect::RuleId::ALL {
+            alerts.with_label_values(&[rule.as_str()]);
+            alerts_suppressed.with_label_values(&[rule.as_str()]);
+        }
         // Every label value is present from the start, so a zero is visible before the first event.
         for kind in EventKind::ALL {
             events.with_label_values(&[kind.as_str()]);
@@ -47,6 +66,8 @@ impl Metrics {
             events,
             events_lost,
             decode_errors,
+            alerts,
+            alerts_suppressed,
         })
     }
 
@@ -68,6 +89,23 @@ impl Metrics {
 
     pub fn decode_errors(&self) -> u64 {
         self.decode_errors.get()
+    }
+
+    /// `rule` is one of [`crate::detect::RuleId::as_str`].
+    pub fn alert(&self, rule: &str) {
+        self.alerts.with_label_values(&[rule]).inc();
+    }
+
+    pub fn alerts(&self, rule: &str) -> u64 {
+        self.alerts.with_label_values(&[rule]).get()
+    }
+
+    pub fn alert_suppressed(&self, rule: &str) {
+        self.alerts_suppressed.with_label_values(&[rule]).inc();
+    }
+
+    pub fn alerts_suppressed(&self, rule: &str) -> u64 {
+        self.alerts_suppressed.with_label_values(&[rule]).get()
     }
 
     /// Brings the lost counter up to the kernel's running total for `kind`.

@@ -1,10 +1,12 @@
 //! `cargo xtask`: the project's own commands. `setup` installs what the build needs and is run
 //! by every other command, so a fresh machine needs nothing by hand.
 
+mod apt;
 mod cmd;
 mod run;
 mod setup;
 mod test;
+mod vm;
 
 use clap::{Parser, Subcommand};
 
@@ -28,6 +30,13 @@ enum Command {
     },
     /// Run every test: unit tests, then the privileged integration tests (root).
     Test,
+    /// Boot other kernels in QEMU and run the capture tests inside (Debian's 6.1 kernel by
+    /// default; KVM when it works, software emulation otherwise).
+    VmTest {
+        /// A vmlinuz path or a Debian kernel package name; repeatable.
+        #[arg(long = "kernel")]
+        kernels: Vec<String>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -35,5 +44,6 @@ fn main() -> anyhow::Result<()> {
         Command::Setup => setup::setup(),
         Command::Run { args } => run::run(&args),
         Command::Test => test::test(),
+        Command::VmTest { kernels } => vm::vm_test(&kernels),
     }
 }

@@ -4,7 +4,7 @@ use anyhow::bail;
 
 use crate::{
     cmd::{self, cargo, is_root},
-    setup,
+    setup, vm,
 };
 
 pub fn test() -> anyhow::Result<()> {
@@ -39,5 +39,14 @@ pub fn test() -> anyhow::Result<()> {
         "integration-tests",
         "--",
         "--test-threads=1",
-    ]))
+    ]))?;
+    // The same tests on a second kernel, where the machine can run a guest.
+    if std::path::Path::new("/dev/kvm").exists() {
+        vm::vm_test(&[])
+    } else {
+        eprintln!(
+            "xtask: /dev/kvm is absent: skipping the VM kernel-matrix tests (cargo xtask vm-test)"
+        );
+        Ok(())
+    }
 }

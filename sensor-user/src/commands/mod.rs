@@ -1,6 +1,8 @@
 //! What each subcommand does, beneath the CLI parsing in main.rs.
 
 pub mod record;
+pub mod replay;
+pub mod run;
 
 /// Resolves when SIGINT or SIGTERM arrives.
 pub async fn shutdown_signal() -> std::io::Result<()> {

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::defaults;
 
 /// Which processes are servers.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DetectConfig {
     /// Executables never treated as servers, even when a family's name matches: init scripts
@@ -48,7 +48,7 @@ pub enum Technique {
 /// One kind of server. A process is of this family when its executed file matches one of
 /// `executables`, or when it matches one of `interpreters` and its argv matches one of
 /// `argv_patterns`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct FamilyConfig {
     /// Shown in alerts (`lineage.server.family`) and used by exclusions and allowlists.
@@ -97,7 +97,7 @@ impl Severity {
 /// An exception to a rule. Every field given must match (an exclusion with no field is refused);
 /// keep them narrow: `args` matches each argument in full, so an excluded
 /// `sh -c "/usr/sbin/sendmail -t -i"` does not let `sh -c "/usr/sbin/sendmail -t -i; id"` through.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Exclusion {
     /// Why this exclusion exists (kept for the reader; not matched).
@@ -116,7 +116,7 @@ pub struct Exclusion {
 }
 
 /// `[rules]`: each rule's switch, severity, tuning and exclusions.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RulesConfig {
     pub server_spawned_shell: ShellRuleConfig,
@@ -125,7 +125,7 @@ pub struct RulesConfig {
 }
 
 /// server-spawned-shell (T1505.003): a shell or an inline interpreter below a server.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ShellRuleConfig {
     pub enabled: bool,
@@ -138,7 +138,7 @@ pub struct ShellRuleConfig {
 }
 
 /// An interpreter and the flags that make it run code from its command line.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct InlineInterpreter {
     /// Glob on the executed file.
@@ -161,7 +161,7 @@ impl Default for ShellRuleConfig {
 
 /// server-spawned-recon: a reconnaissance, download or network tool started by a server, or
 /// anywhere below a shell that a server started.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ReconRuleConfig {
     pub enabled: bool,
@@ -171,7 +171,7 @@ pub struct ReconRuleConfig {
 }
 
 /// A tool, optionally only with certain arguments (`cat` only on /etc/passwd and the like).
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ReconTool {
     /// Glob on the executed file (busybox counts under its applet name).
@@ -195,7 +195,7 @@ impl Default for ReconRuleConfig {
 
 /// server-outbound-unknown: a connect from a server (or anything below it) to a destination
 /// outside the allowlist.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct OutboundRuleConfig {
     pub enabled: bool,
@@ -221,7 +221,7 @@ pub struct OutboundRuleConfig {
 }
 
 /// One allowlist entry.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct AllowedDestination {
     /// Network in CIDR form (`10.0.0.0/8`, `2001:db8::/32`); a bare address means that address.
@@ -261,7 +261,7 @@ impl Default for OutboundRuleConfig {
 }
 
 /// `[incidents]`: grouping alerts of one server-rooted process tree.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct IncidentConfig {
     /// Alerts of the same server tree less than this far from the incident's previous alert
@@ -278,7 +278,7 @@ impl Default for IncidentConfig {
 /// `[rate_limit]`: identical alerts (same rule, server family, parent and child executable and
 /// command line) are emitted once per window; the next one emitted carries how many were held
 /// back (`lineage.suppressed_count`).
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RateLimitConfig {
     /// 0 turns rate limiting off.

@@ -71,20 +71,28 @@ mod tests {
         for path in [
             format!("0::/system.slice/docker-{ID}.scope\n"),
             format!("12:memory:/docker/{ID}\n"),
-            format!("0::/kubepods.slice/kubepods-burstable.slice/kubepods-pod1.slice/cri-containerd-{ID}.scope"),
+            format!(
+                "0::/kubepods.slice/kubepods-burstable.slice/kubepods-pod1.slice/cri-containerd-{ID}.scope"
+            ),
             format!("0::/machine.slice/libpod-{ID}.scope/container"),
             format!("0::/kubepods/besteffort/pod1/{ID}"),
         ] {
             assert_eq!(container_id_from_cgroup(&path), Some(ID), "{path}");
         }
-        assert_eq!(container_id_from_cgroup("0::/user.slice/user-1000.slice/session-2.scope"), None);
+        assert_eq!(
+            container_id_from_cgroup("0::/user.slice/user-1000.slice/session-2.scope"),
+            None
+        );
         assert_eq!(container_id_from_cgroup("0::/init.scope\n"), None);
     }
 
     #[test]
     fn scan_maps_inodes_of_container_dirs() {
         let root = tempfile::tempdir().expect("tempdir");
-        let dir = root.path().join("system.slice").join(format!("docker-{ID}.scope"));
+        let dir = root
+            .path()
+            .join("system.slice")
+            .join(format!("docker-{ID}.scope"));
         std::fs::create_dir_all(&dir).expect("mkdir");
         let ino = std::fs::metadata(&dir).expect("meta").ino();
         let index = CgroupIndex::scan(root.path());

@@ -157,7 +157,10 @@ mod tests {
             "100 (php-fpm8.2) S 1 100 100 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 120 0 0",
             &[
                 ("status", b"Uid:\t0\t0\t0\t0\n"),
-                ("cmdline", b"php-fpm: master process (/etc/php/8.2/fpm/php-fpm.conf)\0"),
+                (
+                    "cmdline",
+                    b"php-fpm: master process (/etc/php/8.2/fpm/php-fpm.conf)\0",
+                ),
             ],
         );
         write_proc(
@@ -176,7 +179,10 @@ mod tests {
         assert_eq!(procs[1].ppid, 100);
         assert_eq!(procs[1].start_ns, 2_500_000_000);
         assert_eq!(procs[1].uid, 33);
-        assert_eq!(procs[1].argv, vec!["php-fpm: pool www".to_owned(), String::new()]);
+        assert_eq!(
+            procs[1].argv,
+            vec!["php-fpm: pool www".to_owned(), String::new()]
+        );
         assert_eq!(
             procs[1].container_id.as_deref(),
             Some("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef")

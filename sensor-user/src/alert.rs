@@ -1,0 +1,200 @@
+//! The alert document: one JSON object per line with Elastic Common Schema (ECS) field names, so
+//! Elastic, Splunk and OpenSearch ingest it as it is. Fields outside ECS live under `lineage.`.
+//!
+//! Text comes from the kernel in the lossless escaped form of [`crate::escape`] and serde_json
+//! escapes quotes and control characters, so a crafted argv can neither end the line nor forge a
+//! field.
+
+use std::net::IpAddr;
+
+use serde::Serialize;
+use time::{OffsetDateTime, format_description::well_known::Rfc3339};
+
+use crate::config::Severity;
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Alert {
+    #[serde(rename = "@timestamp")]
+    pub timestamp: String,
+    pub event: AlertEvent,
+    pub rule: RuleInfo,
+    pub threat: Threat,
+    pub process: ProcessInfo,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destination: Option<Destination>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<Network>,
+    pub host: Host,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<Container>,
+    pub lineage: LineageInfo,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AlertEvent {
+    /// Always `alert`.
+    pub kind: &'static str,
+    pub category: Vec<&'static str>,
+    #[serde(rename = "type")]
+    pub kind_type: Vec<&'static str>,
+    /// Stable across replays and restarts (rule, entity id, event time): receivers de-duplicate
+    /// on it.
+    pub id: String,
+    /// 21 low, 47 medium, 73 high, 99 critical.
+    pub severity: u8,
+    pub module: &'static str,
+    pub dataset: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<&'static str>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RuleInfo {
+    pub id: &'static str,
+    pub name: &'static str,
+    pub description: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Threat {
+    pub framework: &'static str,
+    pub tactic: NamedId,
+    pub technique: Technique,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct NamedId {
+    pub id: &'static str,
+    pub name: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Technique {
+    pub id: &'static str,
+    pub name: &'static str,
+    pub subtechnique: NamedId,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct User {
+    /// ECS keeps ids as strings.
+    pub id: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ProcessInfo {
+    pub pid: u32,
+    pub entity_id: String,
+    pub executable: String,
+    pub name: String,
+    pub args: Vec<String>,
+    pub command_line: String,
+    pub user: User,
+    pub start: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent: Option<ParentInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ParentInfo {
+    pub pid: u32,
+    pub entity_id: String,
+    pub executable: String,
+    pub name: String,
+    pub args: Vec<String>,
+    pub command_line: String,
+    pub user: User,
+    pub start: String,
+}
+
+/// One process of the chain from the server down to the alerting process.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Ancestor {
+    pub pid: u32,
+    pub entity_id: String,
+    pub executable: String,
+    pub args: Vec<String>,
+    pub user: User,
+    pub start: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Destination {
+    pub ip: IpAddr,
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Network {
+    pub transport: &'static str,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Host {
+    pub hostname: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Container {
+    pub id: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LineageInfo {
+    pub incident: Incident,
+    pub severity: Severity,
+    /// The nearest server above (or at) the process.
+    pub server: Server,
+    /// From the outermost server down to the process itself.
+    pub ancestry: Vec<Ancestor>,
+    /// Identical alerts held back by rate limiting since the previous one was emitted.
+    pub suppressed_count: u64,
+    /// The process's argv was longer than the kernel keeps; `process.args` holds its start.
+    pub args_truncated: bool,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Incident {
+    pub id: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Server {
+    pub family: String,
+    pub pid: u32,
+    pub entity_id: String,
+    pub executable: String,
+}
+
+/// RFC 3339 UTC time with nanoseconds, from nanoseconds since the Unix epoch.
+pub fn rfc3339(wall_ns: u64) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(wall_ns))
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_else(|| String::from("1970-01-01T00:00:00Z"))
+}
+
+impl Alert {
+    /// The alert as one line of JSON, newline included.
+    pub fn to_line(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+        serde_json::to_writer(&mut *out, self)?;
+        out.push(b'\n');
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            rfc3339(1_700_000_000_123_456_789),
+            "2023-11-14T22:13:20.123456789Z"
+        );
+    }
+}

@@ -1,0 +1,407 @@
+//! The built-in detection content. Each list names the community rules it was drawn from
+//! (paths in SigmaHQ/sigma, elastic/detection-rules, elastic/protections-artifacts,
+//! falcosecurity/rules, aquasecurity/tracee, splunk/security_content); deploy/lineage-sensor.toml
+//! spells out the same values and a unit test keeps the two equal.
+
+use super::detection::{
+    AllowedDestination, Exclusion, FamilyConfig, InlineInterpreter, ReconTool, Technique,
+};
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| (*s).to_owned()).collect()
+}
+
+fn family(
+    name: &str,
+    technique: Technique,
+    executables: &[&str],
+    interpreters: &[&str],
+    argv_patterns: &[&str],
+) -> FamilyConfig {
+    FamilyConfig {
+        name: name.into(),
+        technique,
+        executables: strings(executables),
+        interpreters: strings(interpreters),
+        argv_patterns: strings(argv_patterns),
+    }
+}
+
+/// Init scripts carry the service's name but are shells (Elastic excludes
+/// `/etc/init.d/nginx rotate`; see detection-content 8.2).
+pub fn not_servers() -> Vec<String> {
+    strings(&["/etc/init.d/*", "/etc/rc.d/init.d/*", "/etc/rc.d/*"])
+}
+
+pub fn families() -> Vec<FamilyConfig> {
+    use Technique::{SqlStoredProcedures as Sql, WebShell as Web};
+    vec![
+        // Sigma proc_creation_lnx_webshell_detection (ParentImage /httpd, /apache2); Elastic
+        // persistence_webserver_suspicious_command_execution (httpd.worker); Falco
+        // http_server_binaries (apache, httpd-foregroun is a script, so not here).
+        family(
+            "apache",
+            Web,
+            &[
+                "apache2",
+                "httpd",
+                "httpd.worker",
+                "httpd-worker",
+                "httpd-prefork",
+                "apache",
+            ],
+            &[],
+            &[],
+        ),
+        // Sigma (…/nginx), Falco http_server_binaries, Tracee TRC-1016; OpenResty from Elastic.
+        family("nginx", Web, &["nginx", "openresty"], &[], &[]),
+        // Elastic php-fpm*, php-cgi, php-fcgi, php-cgi.cagefs, lsphp*, frankenphp, sw-engine-fpm;
+        // Debian names the binaries php-fpm8.2 and php-cgi8.2 (Falco's list misses them).
+        family(
+            "php",
+            Web,
+            &[
+                "php-fpm*",
+                "php-cgi*",
+                "php-fcgi",
+                "lsphp*",
+                "frankenphp",
+                "sw-engine-fpm",
+            ],
+            &[],
+            &[],
+        ),
+        // Sigma (…/lighttpd, …/caddy); Elastic lshttpd, litespeed, unitd, fcgiwrap, h2o.
+        family(
+            "web-other",
+            Web,
+            &[
+                "lighttpd",
+                "caddy",
+                "lshttpd",
+                "litespeed",
+                "openlitespeed",
+                "unitd",
+                "fcgiwrap",
+                "h2o",
+                "cherokee",
+                "hiawatha",
+            ],
+            &[],
+            &[],
+        ),
+        // Java application servers by argv only, since the executable is plain java: Falco
+        // org.apache.catalina.startup.Bootstrap, org.jboss, com.sun.enterprise.glassfish; Sigma
+        // proc_creation_lnx_webshell_detection (/bin/java + tomcat or websphere); Windows Sigma
+        // catalina.home; Elastic CVE-2025-31324 SAP NetWeaver paths.
+        family(
+            "java-appserver",
+            Web,
+            &[],
+            &["java"],
+            &[
+                r"org\.apache\.catalina\.startup\.Bootstrap",
+                r"-Dcatalina\.(home|base)=",
+                r"(?i)tomcat",
+                r"(?i)jetty",
+                r"org\.jboss|jboss-modules\.jar|(?i)wildfly",
+                r"com\.sun\.enterprise\.glassfish",
+                r"(?i)websphere|weblogic",
+                r"/j2ee/cluster/apps/sap\.com",
+            ],
+        ),
+        // Elastic gunicorn*, uwsgi, uvicorn, daphne, waitress-serve, hypercorn, granian, flask;
+        // gunicorn and uvicorn run as python (detection-content 9), uwsgi as uwsgi-core.
+        family(
+            "python-web",
+            Web,
+            &[
+                "gunicorn*",
+                "uwsgi",
+                "uwsgi-core",
+                "uvicorn",
+                "hypercorn",
+                "granian",
+                "daphne",
+                "waitress-serve",
+            ],
+            &["python*"],
+            &[
+                r"(^|[ /])(gunicorn|uvicorn|uwsgi|hypercorn|granian|daphne|waitress-serve)( |$)",
+                r"-m (gunicorn|uvicorn|hypercorn|daphne|flask run)",
+                r"manage\.py runserver",
+            ],
+        ),
+        // Elastic ruby* with puma, rails or passenger in the parent command line; Falco
+        // unicorn_launche, PassengerWatchd.
+        family(
+            "ruby-web",
+            Web,
+            &["puma", "unicorn", "unicorn_rails", "thin", "rackup"],
+            &["ruby*"],
+            &[
+                r"(^|[ /])(puma|unicorn|unicorn_rails|thin|rackup)( |$)",
+                r"rails (server|s)( |$)",
+                r"(?i)passenger",
+            ],
+        ),
+        // Elastic starman, plackup, twiggy, hypnotoad, starlet.
+        family(
+            "perl-web",
+            Web,
+            &["starman", "plackup", "twiggy", "hypnotoad", "starlet"],
+            &["perl*"],
+            &[r"(^|[ /])(starman|plackup|twiggy|hypnotoad|starlet)( |$)"],
+        ),
+        // Sigma …/node and CVE-2025-55182 (React2Shell) parent markers; Elastic
+        // initial_access_execution_susp_react_serv_child. node is also a build tool (Falco keeps
+        // it opt-in), so only server-looking command lines count.
+        family(
+            "node-web",
+            Web,
+            &[],
+            &["node", "nodejs", "bun"],
+            &[
+                r"next (start|dev)|next-server|/node_modules/next",
+                r"react-scripts start|start-server\.js",
+                r"(^|[ /])(server|app|main)\.(js|mjs|cjs|ts)( |$)",
+                r"/var/www/|/srv/",
+            ],
+        ),
+        // T1505.001: database servers that can run OS commands (PostgreSQL COPY … FROM PROGRAM,
+        // MySQL UDFs, SQL Server xp_cmdshell). Falco db_server_binaries (mysqld, postgres).
+        family(
+            "database",
+            Sql,
+            &["postgres", "postmaster", "mysqld", "mariadbd", "sqlservr"],
+            &[],
+            &[],
+        ),
+    ]
+}
+
+/// Falco shell_binaries, Splunk linux_shells, Elastic process.name lists (detection-content 7.2).
+pub fn shells() -> Vec<String> {
+    strings(&[
+        "sh", "bash", "dash", "ash", "zsh", "ksh", "ksh93", "mksh", "pdksh", "csh", "tcsh", "fish",
+        "bsh", "rbash", "ion", "eshell",
+    ])
+}
+
+/// Sigma proc_creation_lnx_{python,perl,ruby,php}_reverse_shell; Elastic
+/// persistence_webserver_suspicious_command_execution (python -c, php -r, perl -e, ruby -e,
+/// lua -e, node -e).
+pub fn inline_interpreters() -> Vec<InlineInterpreter> {
+    let i = |executable: &str, flags: &[&str]| InlineInterpreter {
+        executable: executable.into(),
+        flags: strings(flags),
+    };
+    vec![
+        i("python*", &["-c"]),
+        i("perl*", &["-e", "-E"]),
+        i("ruby*", &["-e"]),
+        i("php", &["-r"]),
+        i("php[0-9]*", &["-r"]),
+        i("node", &["-e", "--eval", "-p", "--print"]),
+        i("nodejs", &["-e", "--eval", "-p", "--print"]),
+        i("lua*", &["-e"]),
+    ]
+}
+
+/// Arguments without shell syntax: no `;`, `&`, `|`, `$`, backquote, redirections, brackets,
+/// quotes or newlines, so a command line matched with it cannot chain a second command.
+const PLAIN: &str = r#"[^;&|$`<>(){}'"\\\n\r]*"#;
+
+pub fn shell_exclusions() -> Vec<Exclusion> {
+    let sh = r"(/usr)?(/bin/)?(sh|dash|bash)";
+    vec![
+        Exclusion {
+            comment: "PHP mail() runs sendmail_path through popen(): php-src ext/standard/mail.c; \
+                      the default sendmail_path is \"/usr/sbin/sendmail -t -i\" (php.net), and \
+                      mail()'s additional parameters add -f <address> (detection-content 8.1)"
+                .into(),
+            args: Some(vec![
+                sh.into(),
+                "-c".into(),
+                r"/usr/sbin/sendmail -t -i( -f ?[A-Za-z0-9._%+@=-]+)?".into(),
+            ]),
+            ..Exclusion::default()
+        },
+        Exclusion {
+            comment: "Apache piped logs (CustomLog \"|/usr/bin/rotatelogs …\") run through sh -c; \
+                      arguments without shell syntax only (detection-content 8.8)"
+                .into(),
+            family: Some("apache".into()),
+            args: Some(vec![
+                sh.into(),
+                "-c".into(),
+                format!(r"(exec )?/usr/(s?bin|local/bin)/(rotatelogs|cronolog)( {PLAIN})?"),
+            ]),
+            ..Exclusion::default()
+        },
+        Exclusion {
+            comment: "PHP version probes of CMSs and panels; Elastic \
+                      persistence_webserver_suspicious_command_execution exclusions"
+                .into(),
+            args: Some(vec![
+                sh.into(),
+                "-c".into(),
+                r#"(/usr/(local/)?bin/)?php[0-9.]* -r ('echo phpversion\(\);'|'print_r\(phpversion\(\)\);'|"echo PHP_VERSION;")"#
+                    .into(),
+            ]),
+            ..Exclusion::default()
+        },
+        Exclusion {
+            comment: "The PHP CLI run by such a probe (php -r with the same fixed code)".into(),
+            args: Some(vec![
+                r"(/usr/(local/)?bin/)?php[0-9.]*".into(),
+                "-r".into(),
+                r#"echo phpversion\(\);|print_r\(phpversion\(\)\);|echo PHP_VERSION;"#.into(),
+            ]),
+            ..Exclusion::default()
+        },
+        Exclusion {
+            comment: "lighttpd's include_shell at start-up (Falco PR #1996)".into(),
+            family: Some("web-other".into()),
+            args: Some(vec![
+                sh.into(),
+                "-c".into(),
+                r"/usr/share/lighttpd/(create-mime\.conf\.pl|include-conf-enabled\.pl)".into(),
+            ]),
+            ..Exclusion::default()
+        },
+        Exclusion {
+            comment: "Media and document helpers called through sh -c by PHP apps (Elastic \
+                      exclusions ffmpeg*, wkhtmltopdf, rsvg-convert, pdftotext); plain \
+                      arguments only"
+                .into(),
+            family: Some("php".into()),
+            args: Some(vec![
+                sh.into(),
+                "-c".into(),
+                format!(
+                    r"(/usr/(local/)?bin/)?(ffmpeg|ffprobe|wkhtmltopdf|rsvg-convert|pdftotext)( {PLAIN})?"
+                ),
+            ]),
+            ..Exclusion::default()
+        },
+        Exclusion {
+            comment: "uWSGI's touch-logrotate hook (Elastic docker uwsgi exclusion)".into(),
+            family: Some("python-web".into()),
+            args: Some(vec![
+                sh.into(),
+                "-c".into(),
+                r"\{? ?touch /run/uwsgi-logrotate ?\}?".into(),
+            ]),
+            ..Exclusion::default()
+        },
+    ]
+}
+
+/// Sigma proc_creation_lnx_webshell_detection sub_processes, system_network_discovery,
+/// system_info_discovery, susp_network_utilities_execution; Falco network_tool_binaries and
+/// suspicious_web_children; Elastic protections persistence_suspicious_web_server_child_process
+/// (detection-content 7.3 and 7.4).
+pub fn recon_tools() -> Vec<ReconTool> {
+    let any = |names: &[&str]| {
+        names
+            .iter()
+            .map(|n| ReconTool {
+                executable: (*n).into(),
+                args_pattern: None,
+            })
+            .collect::<Vec<_>>()
+    };
+    let with = |name: &str, pattern: &str| ReconTool {
+        executable: name.into(),
+        args_pattern: Some(pattern.into()),
+    };
+    let mut tools = any(&[
+        // identity and system
+        "id",
+        "whoami",
+        "w",
+        "who",
+        "groups",
+        "uname",
+        "hostname",
+        "uptime",
+        "pwd",
+        "printenv",
+        "lscpu",
+        "lspci",
+        "lsmod",
+        "dmidecode",
+        "ps",
+        "lsof",
+        // network discovery
+        "ifconfig",
+        "ip",
+        "route",
+        "netstat",
+        "ss",
+        "arp",
+        "iptables",
+        "ping",
+        "traceroute",
+        "dig",
+        "nslookup",
+        "host",
+        // download, network and tunnel tools
+        "curl",
+        "wget",
+        "nc",
+        "ncat",
+        "netcat",
+        "nc.*",
+        "netcat.*",
+        "socat",
+        "telnet",
+        "nmap",
+        "nping",
+        "masscan",
+        "zmap",
+        "hping*",
+        "tcpdump",
+        "ngrok",
+        // persistence and staging
+        "crontab",
+        "mkfifo",
+        "mknod",
+        "chattr",
+    ]);
+    let secrets = r"/etc/(passwd|shadow|group|hosts|hostname|issue|os-release|resolv\.conf|sudoers)|/proc/[^ ]*/(environ|cgroup|mountinfo)|\.aws/credentials|\.ssh/|serviceaccount|\.env( |$)";
+    for reader in ["cat", "head", "tail", "less", "more"] {
+        tools.push(with(reader, secrets));
+    }
+    tools.extend([
+        // env lists the environment only without a command; `env sh -c …` is a launcher.
+        with("env", r"^(-\S*\s*)*$"),
+        with("base64", r"(^| )(-d|--decode|-[a-z]*d[a-z]*)( |$)"),
+        with("base32", r"(^| )(-d|--decode)( |$)"),
+        with("xxd", r"(^| )-r( |$)"),
+        with("openssl", r"s_client|s_server|enc .*-d|base64 .*-d"),
+        with("find", r"-perm|\.htpasswd|-writable"),
+        with("sudo", r"(^| )-l( |$)"),
+        with("awk", r"/inet/"),
+        with("gawk", r"/inet/"),
+    ]);
+    tools
+}
+
+/// Loopback and private ranges where a web host's databases and upstreams live (Falco
+/// rfc_1918_addresses, Sigma net_connection_lnx_susp_malware_callback_port). The documentation
+/// ranges are deliberately absent (Elastic's list includes them; detection-content 7.5).
+pub fn allowed_destinations() -> Vec<AllowedDestination> {
+    [
+        "127.0.0.0/8",
+        "::1/128",
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "fc00::/7",
+    ]
+    .into_iter()
+    .map(AllowedDestination::any)
+    .collect()
+}

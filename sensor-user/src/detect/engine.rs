@@ -1,0 +1,629 @@
+//! The engine: events in, alerts out. Owns the lineage table, the compiled rules, incidents and
+//! the rate limiter; deterministic (its only clock is the events' time), so `replay` gives the
+//! same alerts every time.
+
+use std::{fmt, sync::Arc};
+
+use super::{
+    DetectError,
+    exclusion::{Subject, any_matches},
+    family::Families,
+    incident::{Incidents, digest_hex},
+    rate_limit::{RateLimiter, Verdict},
+    rules::{RuleId, outbound::OutboundRule, recon::ReconRule, shell::ShellRule},
+    tag::{ServerRef, Tag},
+};
+use crate::{
+    alert::{self, Alert},
+    config::{Config, Technique},
+    event::{Connect, Event, Family as NetFamily},
+    lineage::{EntityId, Limits, Process, ProcessTable, SeedProcess},
+    metrics::Metrics,
+};
+
+/// Where the events come from: names the host in alerts and turns event times into wall time.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostInfo {
+    pub hostname: String,
+    /// Wall clock time of boot, ns since the epoch (a record header's `boot_wall_ns`).
+    pub boot_wall_ns: u64,
+}
+
+/// What the engine did, for the shutdown report.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EngineTotals {
+    pub events: u64,
+    pub alerts: [u64; 3],
+    pub suppressed: [u64; 3],
+    pub excluded: [u64; 3],
+    pub processes: usize,
+    pub evicted: u64,
+}
+
+impl fmt::Display for EngineTotals {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "events: {}; alerts:", self.events)?;
+        for (i, rule) in RuleId::ALL.iter().enumerate() {
+            write!(
+                f,
+                " {}={} (suppressed {}, excluded {})",
+                rule.as_str(),
+                self.alerts[i],
+                self.suppressed[i],
+                self.excluded[i]
+            )?;
+        }
+        write!(
+            f,
+            "; processes tracked: {}; evicted: {}",
+            self.processes, self.evicted
+        )
+    }
+}
+
+pub struct Engine {
+    table: ProcessTable<Tag>,
+    families: Families,
+    shell: ShellRule,
+    recon: ReconRule,
+    outbound: OutboundRule,
+    incidents: Incidents,
+    rate: RateLimiter,
+    host: HostInfo,
+    metrics: Option<Arc<Metrics>>,
+    totals: EngineTotals,
+    scratch: Vec<usize>,
+    owners: Vec<usize>,
+}
+
+fn rule_index(rule: RuleId) -> usize {
+    match rule {
+        RuleId::ServerSpawnedShell => 0,
+        RuleId::ServerSpawnedRecon => 1,
+        RuleId::ServerOutboundUnknown => 2,
+    }
+}
+
+impl Engine {
+    pub fn new(config: &Config, host: HostInfo) -> Result<Self, DetectError> {
+        let families = Families::new(&config.detect)?;
+        let shell = ShellRule::new(&config.rules.server_spawned_shell, &families)?;
+        let recon = ReconRule::new(&config.rules.server_spawned_recon, &families)?;
+        let outbound = OutboundRule::new(&config.rules.server_outbound_unknown, &families)?;
+        let limits = Limits {
+            exit_grace_ns: config.lineage.exit_grace_secs.saturating_mul(1_000_000_000),
+            max_entries: config.lineage.max_processes,
+            ..Limits::default()
+        };
+        Ok(Self {
+            table: ProcessTable::new(limits),
+            families,
+            shell,
+            recon,
+            outbound,
+            incidents: Incidents::new(config.incidents.span_secs),
+            rate: RateLimiter::new(config.rate_limit.window_secs, config.rate_limit.max_tracked),
+            host,
+            metrics: None,
+            totals: EngineTotals::default(),
+            scratch: Vec::new(),
+            owners: Vec::new(),
+        })
+    }
+
+    /// Counts alerts in `lineage_sensor_alerts_total` and friends.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    pub fn set_host(&mut self, host: HostInfo) {
+        self.host = host;
+    }
+
+    pub fn set_containers(&mut self, containers: rustc_hash::FxHashMap<u64, Arc<str>>) {
+        self.table.set_containers(containers);
+    }
+
+    pub fn totals(&self) -> EngineTotals {
+        let stats = self.table.stats();
+        EngineTotals {
+            processes: self.table.len(),
+            evicted: stats.evicted_after_grace + stats.evicted_over_cap,
+            ..self.totals.clone()
+        }
+    }
+
+    /// Loads the outbound rule's learned destinations.
+    pub fn load_learned(&mut self, path: &std::path::Path) -> Result<(), DetectError> {
+        self.outbound.learned.load(path)
+    }
+
+    /// Saves the outbound rule's learned destinations.
+    pub fn save_learned(&mut self, path: &std::path::Path) -> Result<(), DetectError> {
+        self.outbound.learned.save(path)
+    }
+
+    /// Adds processes read from /proc (oldest first), classifying each as if it had just exec'd.
+    pub fn seed(&mut self, procs: Vec<SeedProcess>) {
+        for p in procs {
+            let id = self.table.seed(p);
+            self.annotate(id, false);
+        }
+    }
+
+    /// Feeds one event; alerts are appended to `out`.
+    pub fn process(&mut self, event: Event, out: &mut Vec<Alert>) {
+        self.totals.events += 1;
+        match event {
+            Event::Fork(f) => {
+                let (id, new) = self.table.fork(f);
+                let linked_late = !new
+                    && self
+                        .table
+                        .get(id)
+                        .is_some_and(|p| p.execs > 0 && p.parent.is_some());
+                if new {
+                    self.inherit(id);
+                } else if linked_late {
+                    // Its exec came before its fork: evaluate it now that its ancestry is known.
+                    let ts = self.table.get(id).map_or(0, |p| p.last_seen_ns);
+                    if self
+                        .table
+                        .get(id)
+                        .is_some_and(|p| p.annotation.server.is_none())
+                    {
+                        self.on_exec(id, ts, out);
+                    }
+                }
+            }
+            Event::Exec(e) => {
+                let ts = e.ts_ns;
+                let id = self.table.exec(e);
+                self.on_exec(id, ts, out);
+            }
+            Event::Exit(x) => {
+                self.table.exit(&x);
+            }
+            Event::Connect(c) => self.on_connect(&c, out),
+        }
+    }
+
+    /// A forked child: same image and family as its parent, whose server link now runs through
+    /// the parent.
+    fn inherit(&mut self, id: EntityId) {
+        let server = server_above(self.table.parent(id));
+        let below = self
+            .table
+            .parent(id)
+            .is_some_and(|pp| pp.annotation.below_shell || pp.annotation.shell_below_server);
+        if let Some(p) = self.table.get_mut(id) {
+            p.annotation.server = server;
+            p.annotation.below_shell = below;
+        }
+    }
+
+    /// Recomputes a process's tag from its image and its parent's tag.
+    fn annotate(&mut self, id: EntityId, evaluate_shell: bool) -> Option<()> {
+        let p = self.table.get(id)?;
+        let image = p.image.clone();
+        let parent = self.table.parent(id);
+        let server = server_above(parent);
+        let below_shell =
+            parent.is_some_and(|pp| pp.annotation.below_shell || pp.annotation.shell_below_server);
+        let family = self
+            .families
+            .classify(&image, &mut self.scratch, &mut self.owners);
+        let transparent = self.families.is_transparent(&image);
+        let shell = evaluate_shell
+            && server.is_some()
+            && family.is_none()
+            && self
+                .shell
+                .is_shell(&image, &mut self.scratch, &mut self.owners);
+        let p = self.table.get_mut(id)?;
+        p.annotation = Tag {
+            family,
+            transparent,
+            shell_below_server: shell,
+            below_shell,
+            server,
+        };
+        Some(())
+    }
+
+    fn on_exec(&mut self, id: EntityId, ts_ns: u64, out: &mut Vec<Alert>) {
+        if self.annotate(id, true).is_none() {
+            return;
+        }
+        let Some(p) = self.table.get(id) else { return };
+        let tag = &p.annotation;
+        // Nothing below a server (the common case), a server starting a server (nginx binary
+        // upgrade) and jspawnhelper itself are not evaluated further.
+        if tag.server.is_none() || tag.family.is_some() || tag.transparent {
+            return;
+        }
+        if tag.shell_below_server {
+            if self.shell.enabled {
+                self.emit(RuleId::ServerSpawnedShell, id, ts_ns, None, out);
+            }
+            return;
+        }
+        if !self.recon.enabled {
+            return;
+        }
+        let started_by_server =
+            effective_parent(&self.table, id).is_some_and(|pp| pp.annotation.family.is_some());
+        if !(started_by_server || tag.below_shell) {
+            return;
+        }
+        let image = p.image.clone();
+        if self
+            .recon
+            .is_tool(&image, &mut self.scratch, &mut self.owners)
+        {
+            self.emit(RuleId::ServerSpawnedRecon, id, ts_ns, None, out);
+        }
+    }
+
+    fn on_connect(&mut self, c: &Connect, out: &mut Vec<Alert>) {
+        if !self.outbound.enabled || (!self.outbound.include_failed && !c.attempted()) {
+            return;
+        }
+        let Some(p) = self.table.live(c.pid) else {
+            return;
+        };
+        let family = match (&p.annotation.family, &p.annotation.server) {
+            (Some(f), _) => *f,
+            (None, Some(s)) => s.family,
+            (None, None) => return,
+        };
+        let id = p.id;
+        let wall = self.host.boot_wall_ns.saturating_add(c.ts_ns);
+        let name = self.families.name(family).to_owned();
+        if self
+            .outbound
+            .is_unknown(family, &name, c.daddr, c.dport, wall)
+        {
+            self.emit(RuleId::ServerOutboundUnknown, id, c.ts_ns, Some(c), out);
+        }
+    }
+
+    fn emit(
+        &mut self,
+        rule: RuleId,
+        id: EntityId,
+        ts_ns: u64,
+        connect: Option<&Connect>,
+        out: &mut Vec<Alert>,
+    ) {
+        let i = rule_index(rule);
+        let Some(p) = self.table.get(id) else { return };
+        let Some(server) = nearest_server(p) else {
+            return;
+        };
+        let parent = effective_parent(&self.table, id);
+        let subject = Subject {
+            family: server.family,
+            parent: parent.map(|pp| &*pp.image),
+            image: &p.image,
+            uid: p.uid,
+        };
+        let (exclusions, severity) = match rule {
+            RuleId::ServerSpawnedShell => (&self.shell.exclusions, self.shell.severity),
+            RuleId::ServerSpawnedRecon => (&self.recon.exclusions, self.recon.severity),
+            RuleId::ServerOutboundUnknown => (&self.outbound.exclusions, self.outbound.severity),
+        };
+        if any_matches(exclusions, &subject) {
+            self.totals.excluded[i] += 1;
+            return;
+        }
+        let family_name = self.families.name(server.family);
+        let command_line = p.image.command_line();
+        let destination = connect
+            .map(|c| format!("{}:{}", c.daddr, c.dport))
+            .unwrap_or_default();
+        let key = RateLimiter::key(&[
+            rule.as_str(),
+            family_name,
+            parent.map_or("", |pp| pp.image.exe.as_str()),
+            &p.image.exe,
+            &command_line,
+            &destination,
+        ]);
+        let suppressed_before = match self.rate.check(key, ts_ns) {
+            Verdict::Emit { suppressed_before } => suppressed_before,
+            Verdict::Suppress => {
+                self.totals.suppressed[i] += 1;
+                if let Some(m) = &self.metrics {
+                    m.alert_suppressed(rule.as_str());
+                }
+                return;
+            }
+        };
+        let incident = self
+            .incidents
+            .assign(&self.host.hostname, server.root, ts_ns);
+        let boot = self.host.boot_wall_ns;
+        let technique = self.families.technique(server.family);
+        let event_id = digest_hex(&[
+            rule.as_str().as_bytes(),
+            id.to_string().as_bytes(),
+            &ts_ns.to_le_bytes(),
+            destination.as_bytes(),
+        ]);
+        let ancestry = ancestry(&self.table, p, server.root)
+            .into_iter()
+            .map(|a| alert::Ancestor {
+                pid: a.id.pid,
+                entity_id: a.id.to_string(),
+                executable: a.image.exe.clone(),
+                args: a.image.argv.clone(),
+                user: alert::User {
+                    id: a.uid.to_string(),
+                },
+                start: alert::rfc3339(boot.saturating_add(a.id.start_ns)),
+            })
+            .collect();
+        let alert = Alert {
+            timestamp: alert::rfc3339(boot.saturating_add(ts_ns)),
+            event: alert::AlertEvent {
+                kind: "alert",
+                category: rule.category().to_vec(),
+                kind_type: rule.event_type().to_vec(),
+                id: event_id,
+                severity: severity.score(),
+                module: "lineage_sensor",
+                dataset: "lineage_sensor.alert",
+                outcome: connect.map(|c| if c.attempted() { "success" } else { "failure" }),
+            },
+            rule: alert::RuleInfo {
+                id: rule.as_str(),
+                name: rule.name(),
+                description: rule.description(),
+            },
+            threat: threat(technique),
+            process: alert::ProcessInfo {
+                pid: id.pid,
+                entity_id: id.to_string(),
+                executable: p.image.exe.clone(),
+                name: p.image.name().to_owned(),
+                args: p.image.argv.clone(),
+                command_line,
+                user: alert::User {
+                    id: p.uid.to_string(),
+                },
+                start: alert::rfc3339(boot.saturating_add(id.start_ns)),
+                parent: parent.map(|pp| alert::ParentInfo {
+                    pid: pp.id.pid,
+                    entity_id: pp.id.to_string(),
+                    executable: pp.image.exe.clone(),
+                    name: pp.image.name().to_owned(),
+                    args: pp.image.argv.clone(),
+                    command_line: pp.image.command_line(),
+                    user: alert::User {
+                        id: pp.uid.to_string(),
+                    },
+                    start: alert::rfc3339(boot.saturating_add(pp.id.start_ns)),
+                }),
+            },
+            destination: connect.map(|c| alert::Destination {
+                ip: c.daddr,
+                port: c.dport,
+            }),
+            network: connect.map(|c| alert::Network {
+                transport: c.proto.as_str(),
+                kind: match c.family {
+                    NetFamily::Inet => "ipv4",
+                    NetFamily::Inet6 => "ipv6",
+                },
+            }),
+            host: alert::Host {
+                hostname: self.host.hostname.clone(),
+            },
+            container: p
+                .container_id
+                .as_ref()
+                .map(|c| alert::Container { id: c.to_string() }),
+            lineage: alert::LineageInfo {
+                incident: alert::Incident { id: incident },
+                severity,
+                server: alert::Server {
+                    family: family_name.to_owned(),
+                    pid: server.id.pid,
+                    entity_id: server.id.to_string(),
+                    executable: server.image.exe.clone(),
+                },
+                ancestry,
+                suppressed_count: suppressed_before,
+                args_truncated: p.image.argv_truncated,
+            },
+        };
+        self.totals.alerts[i] += 1;
+        if let Some(m) = &self.metrics {
+            m.alert(rule.as_str());
+        }
+        out.push(alert);
+    }
+}
+
+/// The server link a child of `parent` gets: the parent itself if it is a server, else the
+/// parent's own link.
+fn server_above(parent: Option<&Process<Tag>>) -> Option<Arc<ServerRef>> {
+    let parent = parent?;
+    match parent.annotation.family {
+        Some(family) => Some(Arc::new(ServerRef {
+            id: parent.id,
+            family,
+            image: parent.image.clone(),
+            root: parent
+                .annotation
+                .server
+                .as_ref()
+                .map_or(parent.id, |s| s.root),
+        })),
+        None => parent.annotation.server.clone(),
+    }
+}
+
+/// The server an alert is about: the process itself when it is one, else the nearest above.
+fn nearest_server(p: &Process<Tag>) -> Option<Arc<ServerRef>> {
+    match p.annotation.family {
+        Some(family) => Some(Arc::new(ServerRef {
+            id: p.id,
+            family,
+            image: p.image.clone(),
+            root: p.annotation.server.as_ref().map_or(p.id, |s| s.root),
+        })),
+        None => p.annotation.server.clone(),
+    }
+}
+
+/// The parent, skipping transparent launchers (jspawnhelper).
+fn effective_parent(table: &ProcessTable<Tag>, id: EntityId) -> Option<&Process<Tag>> {
+    table.ancestors(id).find(|a| !a.annotation.transparent)
+}
+
+/// From the incident's root server down to `p`, transparent launchers left out; stops early if
+/// an ancestor was evicted.
+fn ancestry<'a>(
+    table: &'a ProcessTable<Tag>,
+    p: &'a Process<Tag>,
+    root: EntityId,
+) -> Vec<&'a Process<Tag>> {
+    let mut chain = vec![p];
+    if p.id != root {
+        for a in table.ancestors(p.id) {
+            if !a.annotation.transparent {
+                chain.push(a);
+            }
+            if a.id == root {
+                break;
+            }
+        }
+    }
+    chain.reverse();
+    chain
+}
+
+fn threat(technique: Technique) -> alert::Threat {
+    let sub = match technique {
+        Technique::WebShell => alert::NamedId {
+            id: "T1505.003",
+            name: "Web Shell",
+        },
+        Technique::SqlStoredProcedures => alert::NamedId {
+            id: "T1505.001",
+            name: "SQL Stored Procedures",
+        },
+    };
+    alert::Threat {
+        framework: "MITRE ATT&CK",
+        tactic: alert::NamedId {
+            id: "TA0003",
+            name: "Persistence",
+        },
+        technique: alert::Technique {
+            id: "T1505",
+            name: "Server Software Component",
+            subtechnique: sub,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Exec, Fork};
+
+    fn exec(ts: u64, pid: u32, ppid: u32, exe: &str, argv: &[&str]) -> Event {
+        Event::Exec(Exec {
+            ts_ns: ts,
+            pid,
+            tid: pid,
+            ppid,
+            start_ns: ts,
+            uid: 33,
+            gid: 33,
+            euid: 33,
+            comm: "x".into(),
+            exe: exe.into(),
+            argv: argv.iter().map(|s| (*s).to_owned()).collect(),
+            argv_truncated: false,
+            argv_bytes: 0,
+            cgroup_id: 0,
+        })
+    }
+
+    #[test]
+    fn crafted_argv_cannot_break_the_line_or_forge_fields() {
+        let mut engine = Engine::new(
+            &Config::default(),
+            HostInfo {
+                hostname: "web\n01".into(),
+                boot_wall_ns: 1_700_000_000_000_000_000,
+            },
+        )
+        .expect("engine");
+        let mut alerts = Vec::new();
+        engine.process(exec(1, 10, 1, "/usr/sbin/nginx", &["nginx"]), &mut alerts);
+        let evil = "id\n{\"rule\":{\"id\":\"forged\"}}\r\u{1b}[31m\"\\xff\u{0}";
+        engine.process(exec(2, 11, 10, "/bin/sh", &["sh", "-c", evil]), &mut alerts);
+        assert_eq!(alerts.len(), 1);
+        let mut line = Vec::new();
+        alerts[0].to_line(&mut line).expect("serialise");
+        assert_eq!(line.iter().filter(|&&b| b == b'\n').count(), 1, "one line");
+        assert_eq!(line.last(), Some(&b'\n'));
+        assert!(!line.contains(&0x1b) && !line.contains(&b'\r') && !line.contains(&0));
+        let v: serde_json::Value = serde_json::from_slice(&line).expect("valid JSON");
+        assert_eq!(v["rule"]["id"], "server-spawned-shell");
+        assert_eq!(v["process"]["args"][2], evil, "argv kept verbatim");
+        assert_eq!(v["host"]["hostname"], "web\n01");
+        assert_eq!(v["event"]["kind"], "alert");
+        assert_eq!(v["threat"]["technique"]["subtechnique"]["id"], "T1505.003");
+        assert_eq!(v["lineage"]["ancestry"][0]["executable"], "/usr/sbin/nginx");
+        assert_eq!(v["process"]["parent"]["executable"], "/usr/sbin/nginx");
+        assert_eq!(v["process"]["user"]["id"], "33");
+        assert!(
+            v["@timestamp"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("2023-11-14T22:13:20"))
+        );
+    }
+
+    #[test]
+    fn forks_of_a_server_tree_share_one_incident_root() {
+        let mut engine = Engine::new(&Config::default(), HostInfo::default()).expect("engine");
+        let mut alerts = Vec::new();
+        engine.process(
+            exec(1, 10, 1, "/usr/sbin/php-fpm8.2", &["php-fpm: master"]),
+            &mut alerts,
+        );
+        for (i, worker) in [(0u64, 11u32), (1, 12)] {
+            engine.process(
+                Event::Fork(Fork {
+                    ts_ns: 2 + i,
+                    pid: worker,
+                    tid: 10,
+                    ppid: 10,
+                    start_ns: 2 + i,
+                    uid: 33,
+                    gid: 33,
+                    comm: "php-fpm8.2".into(),
+                    cgroup_id: 0,
+                }),
+                &mut alerts,
+            );
+        }
+        engine.process(exec(5, 20, 11, "/bin/sh", &["sh", "-c", "a"]), &mut alerts);
+        engine.process(exec(6, 21, 12, "/bin/sh", &["sh", "-c", "b"]), &mut alerts);
+        assert_eq!(alerts.len(), 2);
+        assert_eq!(alerts[0].lineage.incident, alerts[1].lineage.incident);
+        assert_ne!(
+            alerts[0].lineage.server.entity_id,
+            alerts[1].lineage.server.entity_id
+        );
+        assert_ne!(alerts[0].event.id, alerts[1].event.id);
+        assert_eq!(engine.totals().alerts, [2, 0, 0]);
+    }
+}

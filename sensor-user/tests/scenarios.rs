@@ -1,0 +1,176 @@
+//! Replays every scenario of tests/scenarios through the real engine (the default config) and
+//! compares the alerts with NAME.expect.json; see tests/scenarios/generate.py for the format.
+
+use std::{collections::BTreeMap, fs, path::PathBuf};
+
+use lineage_sensor::{commands::replay::replay, config::Config};
+use serde_json::Value;
+
+fn corpus() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/scenarios")
+}
+
+/// The comparable view of an emitted alert, in the expectation's shape (incident as the raw id).
+fn view(alert: &Value) -> BTreeMap<&'static str, Value> {
+    let mut v = BTreeMap::new();
+    v.insert("rule", alert["rule"]["id"].clone());
+    v.insert("server", alert["lineage"]["server"]["executable"].clone());
+    v.insert("process", alert["process"]["executable"].clone());
+    v.insert("incident", alert["lineage"]["incident"]["id"].clone());
+    let ancestry: Vec<Value> = alert["lineage"]["ancestry"]
+        .as_array()
+        .map(|a| a.iter().map(|p| p["executable"].clone()).collect())
+        .unwrap_or_default();
+    v.insert("ancestry", Value::Array(ancestry));
+    if let (Some(ip), Some(port)) = (
+        alert["destination"]["ip"].as_str(),
+        alert["destination"]["port"].as_u64(),
+    ) {
+        v.insert("destination", Value::String(format!("{ip}:{port}")));
+    }
+    v.insert("suppressed", alert["lineage"]["suppressed_count"].clone());
+    v
+}
+
+fn check(name: &str) -> Result<usize, String> {
+    let dir = corpus();
+    let record =
+        fs::read(dir.join(format!("{name}.ndjson"))).map_err(|e| format!("{name}: {e}"))?;
+    let expect: Value = serde_json::from_slice(
+        &fs::read(dir.join(format!("{name}.expect.json"))).map_err(|e| format!("{name}: {e}"))?,
+    )
+    .map_err(|e| format!("{name}.expect.json: {e}"))?;
+    if expect["source"].as_str().is_none_or(str::is_empty) {
+        return Err(format!("{name}: expectation names no source"));
+    }
+    let mut out = Vec::new();
+    replay(&Config::default(), &record[..], false, &mut out).map_err(|e| format!("{name}: {e}"))?;
+    let text = String::from_utf8(out).map_err(|e| format!("{name}: output not UTF-8: {e}"))?;
+    let got: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).map_err(|e| format!("{name}: bad alert line {l:?}: {e}")))
+        .collect::<Result<_, _>>()?;
+    let want = expect["alerts"].as_array().cloned().unwrap_or_default();
+    let got_views: Vec<_> = got.iter().map(view).collect();
+
+    let mut problems = Vec::new();
+    if got.len() != want.len() {
+        problems.push(format!("expected {} alerts, got {}", want.len(), got.len()));
+    }
+    // Incident labels must map one-to-one onto incident ids.
+    let mut label_to_id: BTreeMap<String, Value> = BTreeMap::new();
+    let mut id_to_label: BTreeMap<String, String> = BTreeMap::new();
+    for (i, (g, w)) in got_views.iter().zip(&want).enumerate() {
+        for key in ["rule", "server", "process", "ancestry", "destination"] {
+            if w.get(key) != g.get(key) {
+                problems.push(format!(
+                    "alert {i}: {key}: expected {}, got {}",
+                    w.get(key).unwrap_or(&Value::Null),
+                    g.get(key).unwrap_or(&Value::Null)
+                ));
+            }
+        }
+        if let Some(s) = w.get("suppressed")
+            && g.get("suppressed") != Some(s)
+        {
+            problems.push(format!(
+                "alert {i}: suppressed: expected {s}, got {:?}",
+                g.get("suppressed")
+            ));
+        }
+        let label = w["incident"].as_str().unwrap_or("").to_owned();
+        let id = g["incident"].clone();
+        let id_text = id.to_string();
+        if let Some(prev) = label_to_id.get(&label)
+            && *prev != id
+        {
+            problems.push(format!(
+                "alert {i}: incident {label:?} should be {prev}, got {id}"
+            ));
+        }
+        if let Some(prev) = id_to_label.get(&id_text)
+            && *prev != label
+        {
+            problems.push(format!(
+                "alert {i}: incident {label:?} shares id {id} with incident {prev:?}"
+            ));
+        }
+        label_to_id.insert(label.clone(), id);
+        id_to_label.insert(id_text, label);
+    }
+    if problems.is_empty() {
+        Ok(want.len())
+    } else {
+        let got_pretty: Vec<String> = got_views
+            .iter()
+            .map(|v| serde_json::to_string(v).unwrap_or_default())
+            .collect();
+        Err(format!(
+            "{name} ({}):\n  {}\n  got alerts:\n    {}",
+            expect["description"].as_str().unwrap_or(""),
+            problems.join("\n  "),
+            got_pretty.join("\n    ")
+        ))
+    }
+}
+
+fn scenario_names() -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(corpus())
+        .expect("tests/scenarios exists")
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_suffix(".ndjson"))
+                .map(str::to_owned)
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn every_scenario_gives_its_expected_alerts() {
+    let names = scenario_names();
+    let alerting = names.iter().filter(|n| n.starts_with("alert-")).count();
+    let benign = names.iter().filter(|n| n.starts_with("benign-")).count();
+    assert!(alerting >= 30, "only {alerting} alerting scenarios");
+    assert!(benign >= 15, "only {benign} benign scenarios");
+    let mut failures = Vec::new();
+    for name in &names {
+        match check(name) {
+            Ok(0) if name.starts_with("alert-") => {
+                failures.push(format!("{name}: an alert- scenario expects no alert"))
+            }
+            Ok(n) if name.starts_with("benign-") && n != 0 => {
+                failures.push(format!("{name}: a benign- scenario expects alerts"))
+            }
+            Ok(_) => {}
+            Err(e) => failures.push(e),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} scenarios failed:\n{}",
+        failures.len(),
+        names.len(),
+        failures.join("\n\n")
+    );
+}
+
+#[test]
+fn replay_is_deterministic() {
+    for name in scenario_names()
+        .iter()
+        .filter(|n| n.starts_with("alert-"))
+        .take(5)
+    {
+        let record = fs::read(corpus().join(format!("{name}.ndjson"))).expect("read");
+        let mut a = Vec::new();
+        let mut b = Vec::new();
+        replay(&Config::default(), &record[..], false, &mut a).expect("replay");
+        replay(&Config::default(), &record[..], false, &mut b).expect("replay");
+        assert!(!a.is_empty());
+        assert_eq!(a, b, "{name}");
+    }
+}

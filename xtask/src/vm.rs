@@ -1,0 +1,451 @@
+//! `cargo xtask vm-test`: the release test binaries on other kernels, booted in QEMU.
+//!
+//! The guest's root is an initramfs holding this host's own userspace pieces that the tests use
+//! (dash, id, true and their libraries, at their usual paths) and the release test binaries, with
+//! a static busybox only for /init. So the guest differs from the host in its kernel alone: every
+//! struct offset and tracepoint layout the sensor reads comes from that kernel's BTF and tracefs.
+
+use std::{
+    collections::BTreeSet,
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+
+use crate::{
+    apt,
+    cmd::{self, cargo, output, workspace_root},
+    setup,
+};
+
+/// Debian's kernel of the 6.1 line: the cloud flavour is small and has BTF.
+pub const DEFAULT_KERNEL: &str = "linux-image-cloud-amd64";
+/// Integration test targets that run in the guest.
+const GUEST_TESTS: &[&str] = &["capture"];
+/// Host programs the tests start, copied with their libraries.
+const HOST_PROGRAMS: &[&str] = &["/usr/bin/dash", "/usr/bin/id", "/usr/bin/true"];
+const BOOT_MARKER: &str = "lineage-vm: init";
+const EXIT_MARKER: &str = "lineage-vm: exit=";
+
+pub fn vm_test(kernels: &[String]) -> anyhow::Result<()> {
+    setup::setup()?;
+    apt::ensure(&["qemu-system-x86", "busybox-static", "cpio"])?;
+    let work = workspace_root().join("target/vm");
+    let tests = build_guest_tests()?;
+    let initramfs = build_initramfs(&work, &tests)?;
+
+    let default = [DEFAULT_KERNEL.to_owned()];
+    let kernels = if kernels.is_empty() {
+        &default[..]
+    } else {
+        kernels
+    };
+    let mut results = Vec::new();
+    for kernel in kernels {
+        let vmlinuz = resolve_kernel(&work, kernel)?;
+        let started = Instant::now();
+        let outcome = boot_and_test(&vmlinuz, &initramfs);
+        let secs = started.elapsed().as_secs();
+        match &outcome {
+            Ok((release, accel)) => {
+                eprintln!("vm-test: {kernel}: PASS on {release} ({accel}, {secs} s)");
+                results.push((kernel.clone(), true));
+            }
+            Err(err) => {
+                eprintln!("vm-test: {kernel}: FAIL ({secs} s): {err:#}");
+                results.push((kernel.clone(), false));
+            }
+        }
+    }
+    let failed: Vec<_> = results
+        .iter()
+        .filter(|(_, ok)| !ok)
+        .map(|(k, _)| k)
+        .collect();
+    if !failed.is_empty() {
+        bail!("vm-test failed on: {failed:?}");
+    }
+    Ok(())
+}
+
+/// Builds the integration tests in release mode; returns `(target name, executable)` for the
+/// guest tests, plus the helper binaries they run, found from cargo's own report.
+fn build_guest_tests() -> anyhow::Result<Vec<(String, PathBuf)>> {
+    let out = cargo()
+        .args([
+            "test",
+            "--release",
+            "--package",
+            "integration-tests",
+            "--no-run",
+            "--message-format=json",
+        ])
+        .stderr(Stdio::inherit())
+        .output()
+        .context("building the release test binaries")?;
+    if !out.status.success() {
+        bail!("building the release test binaries failed");
+    }
+    let mut found = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        // Only compiler-artifact lines with an executable matter; a substring check keeps xtask
+        // free of a JSON dependency for three fields.
+        if !line.contains("\"reason\":\"compiler-artifact\"") {
+            continue;
+        }
+        let Some(exe) = json_string(line, "executable") else {
+            continue;
+        };
+        let Some(name) = json_string(line, "name") else {
+            continue;
+        };
+        if GUEST_TESTS.contains(&name.as_str()) || name == "workload" {
+            found.push((name, PathBuf::from(exe)));
+        }
+    }
+    for wanted in GUEST_TESTS.iter().chain(&["workload"]) {
+        if !found.iter().any(|(n, _)| n == wanted) {
+            bail!("cargo built no executable for {wanted}");
+        }
+    }
+    Ok(found)
+}
+
+/// The string value of the first `"key":"..."` in a line of JSON (no escapes expected in paths
+/// and target names).
+fn json_string(line: &str, key: &str) -> Option<String> {
+    let start = line.find(&format!("\"{key}\":\""))? + key.len() + 4;
+    let end = start + line[start..].find('"')?;
+    Some(line[start..end].to_owned())
+}
+
+fn build_initramfs(work: &Path, tests: &[(String, PathBuf)]) -> anyhow::Result<PathBuf> {
+    let root = work.join("root");
+    let _ = std::fs::remove_dir_all(&root);
+    for dir in [
+        "usr/bin",
+        "usr/lib",
+        "usr/lib64",
+        "proc",
+        "sys",
+        "dev",
+        "tmp",
+        "tests",
+    ] {
+        std::fs::create_dir_all(root.join(dir))?;
+    }
+    // Debian 12's merged /usr.
+    for (link, target) in [
+        ("bin", "usr/bin"),
+        ("lib", "usr/lib"),
+        ("lib64", "usr/lib64"),
+        ("sbin", "usr/bin"),
+    ] {
+        std::os::unix::fs::symlink(target, root.join(link))?;
+    }
+    copy_into(
+        &root,
+        Path::new("/bin/busybox"),
+        Path::new("/usr/bin/busybox"),
+    )?;
+
+    let mut elves: Vec<PathBuf> = HOST_PROGRAMS.iter().map(PathBuf::from).collect();
+    for program in HOST_PROGRAMS {
+        copy_into(&root, Path::new(program), Path::new(program))?;
+    }
+    std::os::unix::fs::symlink("dash", root.join("usr/bin/sh"))?;
+    for (name, exe) in tests {
+        // The workload keeps its build path: tests find it through a path compiled into them.
+        let dest = if name == "workload" {
+            exe.clone()
+        } else {
+            PathBuf::from("/tests").join(name)
+        };
+        copy_into(&root, exe, &dest)?;
+        elves.push(exe.clone());
+    }
+    for lib in shared_libraries(&elves)? {
+        copy_into(&root, &lib, &lib)?;
+    }
+
+    let tests_to_run: Vec<String> = tests
+        .iter()
+        .filter(|(n, _)| n != "workload")
+        .map(|(n, _)| format!("/tests/{n}"))
+        .collect();
+    let init = format!(
+        r#"#!/usr/bin/busybox sh
+export PATH=/usr/bin:/bin
+/usr/bin/busybox mount -t proc proc /proc
+/usr/bin/busybox mount -t sysfs sysfs /sys
+/usr/bin/busybox mount -t devtmpfs dev /dev
+/usr/bin/busybox mount -t tmpfs tmp /tmp
+/usr/bin/busybox ip link set lo up
+echo "{BOOT_MARKER} $(/usr/bin/busybox uname -r)"
+rc=0
+for t in {tests}; do
+  echo "lineage-vm: running $t"
+  $t --test-threads=1 || rc=1
+done
+echo "{EXIT_MARKER}$rc"
+/usr/bin/busybox poweroff -f
+"#,
+        tests = tests_to_run.join(" ")
+    );
+    let init_path = root.join("init");
+    std::fs::write(&init_path, init)?;
+    std::fs::set_permissions(
+        &init_path,
+        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o755),
+    )?;
+
+    let image = work.join("initramfs.cpio");
+    cmd::run(Command::new("sh").arg("-c").arg(format!(
+        "cd '{}' && find . | cpio --quiet -o -H newc > '{}'",
+        root.display(),
+        image.display()
+    )))?;
+    Ok(image)
+}
+
+/// Copies `src` (following links) to `dest` inside `root`.
+fn copy_into(root: &Path, src: &Path, dest: &Path) -> anyhow::Result<()> {
+    let target = root.join(dest.strip_prefix("/").unwrap_or(dest));
+    if let Some(parent) = target.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::copy(src, &target)
+        .with_context(|| format!("copying {} into the guest root", src.display()))?;
+    Ok(())
+}
+
+/// Every shared library the binaries load, as `ldd` resolves them on this host.
+fn shared_libraries(binaries: &[PathBuf]) -> anyhow::Result<BTreeSet<PathBuf>> {
+    let mut libs = BTreeSet::new();
+    for binary in binaries {
+        let Some(listing) = output(Command::new("ldd").arg(binary)) else {
+            continue; // static
+        };
+        for line in listing.lines() {
+            // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)" or "/lib64/ld-linux-x86-64.so.2 (0x...)"
+            let path = line
+                .split("=>")
+                .last()
+                .and_then(|rest| rest.split_whitespace().next())
+                .filter(|p| p.starts_with('/'));
+            if let Some(path) = path {
+                libs.insert(PathBuf::from(path));
+            }
+        }
+    }
+    Ok(libs)
+}
+
+/// A vmlinuz path as it is, or a Debian kernel package downloaded once into target/vm/kernels.
+fn resolve_kernel(work: &Path, kernel: &str) -> anyhow::Result<PathBuf> {
+    let as_path = Path::new(kernel);
+    if as_path.is_file() {
+        return Ok(as_path.to_owned());
+    }
+    let package = exact_package(kernel)?;
+    let dir = work.join("kernels").join(&package);
+    if let Some(found) = find_vmlinuz(&dir) {
+        return Ok(found);
+    }
+    std::fs::create_dir_all(&dir)?;
+    eprintln!("vm-test: downloading {package}");
+    let download = |dir: &Path| {
+        Command::new("apt-get")
+            .args(["download", &package])
+            .current_dir(dir)
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !download(&dir) {
+        cmd::run(Command::new("apt-get").args(["update", "-qq"]))?;
+        if !download(&dir) {
+            bail!("apt-get download {package} failed");
+        }
+    }
+    let deb = std::fs::read_dir(&dir)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "deb"))
+        .context("apt-get download left no .deb")?;
+    cmd::run(
+        Command::new("dpkg-deb")
+            .arg("-x")
+            .arg(&deb)
+            .arg(dir.join("extracted")),
+    )?;
+    let _ = std::fs::remove_file(&deb);
+    find_vmlinuz(&dir).with_context(|| format!("no boot/vmlinuz-* in {package}"))
+}
+
+/// A metapackage such as linux-image-cloud-amd64 names the exact image it depends on; an exact
+/// image package depends on no other image.
+fn exact_package(name: &str) -> anyhow::Result<String> {
+    let deps = output(Command::new("apt-cache").args(["depends", name]))
+        .with_context(|| format!("apt-cache knows no package {name} (apt-get update?)"))?;
+    Ok(deps
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Depends: "))
+        .find(|d| d.starts_with("linux-image-"))
+        .map_or_else(|| name.to_owned(), str::to_owned))
+}
+
+fn find_vmlinuz(dir: &Path) -> Option<PathBuf> {
+    std::fs::read_dir(dir.join("extracted/boot"))
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("vmlinuz-"))
+        })
+}
+
+/// Boots with KVM when it works, else with TCG (KVM is present but unusable inside some VMs);
+/// returns the guest's kernel release and the accelerator used.
+fn boot_and_test(vmlinuz: &Path, initramfs: &Path) -> anyhow::Result<(String, &'static str)> {
+    if Path::new("/dev/kvm").exists() {
+        match boot(vmlinuz, initramfs, "kvm", Duration::from_secs(30)) {
+            Ok(release) => return Ok((release, "kvm")),
+            Err(BootError::NoBoot(why)) => {
+                eprintln!("vm-test: KVM did not boot the guest ({why}); using TCG emulation");
+            }
+            Err(BootError::Failed(err)) => return Err(err),
+        }
+    }
+    boot(vmlinuz, initramfs, "tcg", Duration::from_secs(120))
+        .map(|release| (release, "tcg"))
+        .map_err(|e| match e {
+            BootError::NoBoot(why) => anyhow::anyhow!("the guest did not boot: {why}"),
+            BootError::Failed(err) => err,
+        })
+}
+
+enum BootError {
+    /// The guest never reached /init: try another accelerator.
+    NoBoot(String),
+    /// The guest ran the tests and they failed, or it stopped half way.
+    Failed(anyhow::Error),
+}
+
+/// Whole-run limit once the guest is up (the exec storm under emulation is the long part).
+const RUN_LIMIT: Duration = Duration::from_secs(25 * 60);
+
+fn boot(
+    vmlinuz: &Path,
+    initramfs: &Path,
+    accel: &str,
+    boot_limit: Duration,
+) -> Result<String, BootError> {
+    let mut qemu = Command::new("qemu-system-x86_64");
+    qemu.args([
+        "-accel",
+        accel,
+        "-m",
+        "1024",
+        "-smp",
+        "2",
+        "-nographic",
+        "-no-reboot",
+        "-nic",
+        "none",
+    ])
+    .args(if accel == "kvm" {
+        &["-cpu", "host"][..]
+    } else {
+        &["-cpu", "max"][..]
+    })
+    .arg("-kernel")
+    .arg(vmlinuz)
+    .arg("-initrd")
+    .arg(initramfs)
+    .args(["-append", "console=ttyS0 panic=-1 quiet"])
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = qemu
+        .spawn()
+        .map_err(|e| BootError::NoBoot(format!("cannot start qemu-system-x86_64: {e}")))?;
+    let (tx, rx) = mpsc::channel::<String>();
+    for stream in [
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+    }
+    drop(tx);
+
+    let started = Instant::now();
+    let mut release = None;
+    let result = loop {
+        let limit = if release.is_none() {
+            boot_limit
+        } else {
+            RUN_LIMIT
+        };
+        let left = limit.saturating_sub(started.elapsed());
+        let line = match rx.recv_timeout(left) {
+            Ok(line) => line,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                break Err(match release {
+                    None => BootError::NoBoot(format!("no {BOOT_MARKER:?} within {limit:?}")),
+                    Some(_) => {
+                        BootError::Failed(anyhow::anyhow!("tests did not finish within {limit:?}"))
+                    }
+                });
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                break Err(match release {
+                    None => BootError::NoBoot("qemu exited before /init ran".into()),
+                    Some(_) => BootError::Failed(anyhow::anyhow!(
+                        "the guest stopped before the tests finished"
+                    )),
+                });
+            }
+        };
+        let line = line.trim_end_matches('\r').to_owned();
+        println!("[guest] {line}");
+        // The firmware leaves terminal escapes on the console: markers can sit mid-line.
+        if let Some(at) = line.find(BOOT_MARKER) {
+            release = Some(line[at + BOOT_MARKER.len()..].trim().to_owned());
+        }
+        if let Some(code) = line
+            .find(EXIT_MARKER)
+            .map(|at| &line[at + EXIT_MARKER.len()..])
+        {
+            break if code.trim() == "0" {
+                Ok(release.clone().unwrap_or_default())
+            } else {
+                Err(BootError::Failed(anyhow::anyhow!(
+                    "tests failed in the guest"
+                )))
+            };
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    result
+}
