@@ -25,7 +25,9 @@ use crate::{
 /// Debian's kernel of the 6.1 line: the cloud flavour is small and has BTF.
 pub const DEFAULT_KERNEL: &str = "linux-image-cloud-amd64";
 /// Integration test targets that run in the guest.
-const GUEST_TESTS: &[&str] = &["capture"];
+const GUEST_TESTS: &[&str] = &["capture", "detection"];
+/// Where the release sensor binary sits in the guest.
+const GUEST_SENSOR: &str = "/usr/bin/lineage-sensor";
 /// Host programs the tests start, copied with their libraries.
 const HOST_PROGRAMS: &[&str] = &["/usr/bin/dash", "/usr/bin/id", "/usr/bin/true"];
 const BOOT_MARKER: &str = "lineage-vm: init";
@@ -36,7 +38,16 @@ pub fn vm_test(kernels: &[String]) -> anyhow::Result<()> {
     apt::ensure(&["qemu-system-x86", "busybox-static", "cpio"])?;
     let work = workspace_root().join("target/vm");
     let tests = build_guest_tests()?;
-    let initramfs = build_initramfs(&work, &tests)?;
+    cmd::run(cargo().args([
+        "build",
+        "--release",
+        "--package",
+        "sensor-user",
+        "--bin",
+        "lineage-sensor",
+    ]))?;
+    let sensor = workspace_root().join("target/release/lineage-sensor");
+    let initramfs = build_initramfs(&work, &tests, &sensor)?;
 
     let default = [DEFAULT_KERNEL.to_owned()];
     let kernels = if kernels.is_empty() {
@@ -123,7 +134,11 @@ fn json_string(line: &str, key: &str) -> Option<String> {
     Some(line[start..end].to_owned())
 }
 
-fn build_initramfs(work: &Path, tests: &[(String, PathBuf)]) -> anyhow::Result<PathBuf> {
+fn build_initramfs(
+    work: &Path,
+    tests: &[(String, PathBuf)],
+    sensor: &Path,
+) -> anyhow::Result<PathBuf> {
     let root = work.join("root");
     let _ = std::fs::remove_dir_all(&root);
     for dir in [
@@ -153,7 +168,9 @@ fn build_initramfs(work: &Path, tests: &[(String, PathBuf)]) -> anyhow::Result<P
         Path::new("/usr/bin/busybox"),
     )?;
 
+    copy_into(&root, sensor, Path::new(GUEST_SENSOR))?;
     let mut elves: Vec<PathBuf> = HOST_PROGRAMS.iter().map(PathBuf::from).collect();
+    elves.push(sensor.to_owned());
     for program in HOST_PROGRAMS {
         copy_into(&root, Path::new(program), Path::new(program))?;
     }
@@ -180,6 +197,7 @@ fn build_initramfs(work: &Path, tests: &[(String, PathBuf)]) -> anyhow::Result<P
     let init = format!(
         r#"#!/usr/bin/busybox sh
 export PATH=/usr/bin:/bin
+export LINEAGE_SENSOR_BIN={GUEST_SENSOR}
 /usr/bin/busybox mount -t proc proc /proc
 /usr/bin/busybox mount -t sysfs sysfs /sys
 /usr/bin/busybox mount -t devtmpfs dev /dev

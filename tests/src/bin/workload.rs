@@ -9,7 +9,12 @@ fn main() -> ExitCode {
         Some("fork-then-spawn") => fork_then_spawn(),
         Some("threads") => threads(count(args.get(1))),
         Some("storm") => storm(count(args.get(1))),
-        _ => Err("usage: workload fork-then-spawn | threads N | storm N".into()),
+        Some("shell") => shell(args.get(1)),
+        Some("connect") => connect(args.get(1)),
+        _ => Err(
+            "usage: workload fork-then-spawn | threads N | storm N | shell CMD | connect ADDR:PORT"
+                .into(),
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -78,5 +83,24 @@ fn storm(n: usize) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
     }
     println!("spawned={n}");
+    Ok(())
+}
+
+/// `/bin/sh -c CMD` as a child, the way a server's popen() or system() runs a command.
+fn shell(command: Option<&String>) -> Result<(), String> {
+    let command = command.ok_or("shell needs a command")?;
+    let status = Command::new("/bin/sh")
+        .args(["-c", command])
+        .status()
+        .map_err(|e| e.to_string())?;
+    println!("status={}", status.code().unwrap_or(-1));
+    Ok(())
+}
+
+/// One TCP connect; the result is printed, a refusal is not a failure.
+fn connect(address: Option<&String>) -> Result<(), String> {
+    let address = address.ok_or("connect needs ADDR:PORT")?;
+    let result = std::net::TcpStream::connect(address.as_str());
+    println!("connected={}", result.is_ok());
     Ok(())
 }
