@@ -33,12 +33,17 @@ pub enum Command {
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
-    /// Detect live: kernel events through the detection engine, alerts to stdout as one ECS JSON
-    /// object per line (see docs/detection.md).
+    /// Detect live: kernel events through the detection engine, alerts to the configured sinks
+    /// (stdout by default) as one ECS JSON object per line (see docs/detection.md,
+    /// docs/outputs.md). SIGHUP reloads the configuration file.
     Run {
         /// Configuration file (TOML); defaults apply without one.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Serve /metrics, /healthz and /readyz here instead of at `metrics.listen`
+        /// (default 127.0.0.1:9727).
+        #[arg(long, value_name = "ADDR")]
+        metrics_listen: Option<std::net::SocketAddr>,
     },
     /// Run the detection engine over a `record` file (`-` for stdin): the same alerts as live,
     /// deterministically and without the kernel.

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 mod defaults;
 mod detection;
 mod lineage;
+mod output;
 
 pub use detection::{
     AllowedDestination, DetectConfig, Exclusion, FamilyConfig, IncidentConfig, InlineInterpreter,
@@ -18,6 +19,10 @@ pub use detection::{
     ShellRuleConfig, Technique,
 };
 pub use lineage::LineageConfig;
+pub use output::{
+    DEFAULT_SPOOL_MAX_BYTES, HttpFormat, MetricsConfig, OutputConfig, SinkConfig, SinkKind,
+    SyslogProtocol,
+};
 
 /// The whole configuration. Every section is optional and defaults to safe values.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
@@ -35,6 +40,10 @@ pub struct Config {
     pub incidents: IncidentConfig,
     /// Rate limiting of identical alerts.
     pub rate_limit: RateLimitConfig,
+    /// Where alerts are delivered.
+    pub output: OutputConfig,
+    /// The metrics and health endpoint.
+    pub metrics: MetricsConfig,
 }
 
 /// Kernel-side capture settings.
@@ -131,6 +140,7 @@ impl Config {
                 ),
             ));
         }
+        self.output.validate()?;
         // Compiling the engine checks every glob, regex, CIDR and family reference, naming the
         // field of the first bad one.
         crate::detect::Engine::new(self, crate::detect::HostInfo::default()).map_err(|err| {

@@ -11,4 +11,7 @@ pub mod event;
 pub mod kernel;
 pub mod lineage;
 pub mod metrics;
+pub mod privileges;
 pub mod record;
+pub mod serve;
+pub mod sink;

@@ -50,17 +50,21 @@ fn dispatch(command: cli::Command) -> anyhow::Result<ExitCode> {
             log::info!("stopped; {totals}");
             Ok(ExitCode::SUCCESS)
         }
-        cli::Command::Run { config } => {
-            let config = load_config(config.as_deref())?;
+        cli::Command::Run {
+            config: config_path,
+            metrics_listen,
+        } => {
+            let config = load_config(config_path.as_deref())?;
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?;
-            let totals = runtime.block_on(commands::run::run(
-                &config,
-                std::io::stdout(),
-                stop_on_signal(),
-            ))?;
+            let options = commands::run::RunOptions {
+                config_path,
+                metrics_listen,
+            };
+            let totals =
+                runtime.block_on(commands::run::run(&config, &options, stop_on_signal()))?;
             log::info!("stopped; {totals}");
             Ok(ExitCode::SUCCESS)
         }

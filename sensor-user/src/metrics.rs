@@ -1,7 +1,9 @@
 //! Every metric the sensor exposes, defined once. Names carry the `lineage_sensor_` prefix,
 //! counters end in `_total`, and labels take a handful of fixed values only.
 
-use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 use crate::event::EventKind;
 
@@ -12,7 +14,29 @@ pub struct Metrics {
     decode_errors: IntCounter,
     alerts: IntCounterVec,
     alerts_suppressed: IntCounterVec,
+    sinks: SinkMetrics,
+    processes: IntGauge,
+    alert_latency: Histogram,
+    ready: IntGauge,
 }
+
+/// Delivery accounting, by sink name (names are few: one per configured sink).
+struct SinkMetrics {
+    sent: IntCounterVec,
+    failed: IntCounterVec,
+    dropped: IntCounterVec,
+    spooled: IntGaugeVec,
+    spool_bytes: IntGaugeVec,
+}
+
+/// Why a sink dropped alerts; every value is pre-set to 0 so a rate() sees the first drop.
+pub const DROP_REASONS: [&str; 5] = [
+    "queue_full",
+    "backlog_full",
+    "spool_error",
+    "rejected",
+    "shutdown",
+];
 
 #[derive(Debug, thiserror::Error)]
 #[error("registering metric: {0}")]
@@ -61,6 +85,74 @@ impl Metrics {
             events.with_label_values(&[kind.as_str()]);
             events_lost.with_label_values(&[kind.as_str()]);
         }
+        let sinks = SinkMetrics {
+            sent: IntCounterVec::new(
+                Opts::new(
+                    "sink_sent_total",
+                    "Alerts a sink's receiver accepted, by sink.",
+                ),
+                &["sink"],
+            )?,
+            failed: IntCounterVec::new(
+                Opts::new(
+                    "sink_failed_total",
+                    "Delivery attempts that failed and will be retried, by sink.",
+                ),
+                &["sink"],
+            )?,
+            dropped: IntCounterVec::new(
+                Opts::new(
+                    "sink_dropped_total",
+                    "Alerts a sink gave up on, by sink and reason (queue_full, backlog_full, \
+                     spool_error, rejected, shutdown).",
+                ),
+                &["sink", "reason"],
+            )?,
+            spooled: IntGaugeVec::new(
+                Opts::new(
+                    "sink_spooled_alerts",
+                    "Alerts accepted by a sink and not delivered yet (spool or memory backlog).",
+                ),
+                &["sink"],
+            )?,
+            spool_bytes: IntGaugeVec::new(
+                Opts::new("sink_spool_bytes", "Size of a sink's on-disk spool."),
+                &["sink"],
+            )?,
+        };
+        registry.register(Box::new(sinks.sent.clone()))?;
+        registry.register(Box::new(sinks.failed.clone()))?;
+        registry.register(Box::new(sinks.dropped.clone()))?;
+        registry.register(Box::new(sinks.spooled.clone()))?;
+        registry.register(Box::new(sinks.spool_bytes.clone()))?;
+        let processes = IntGauge::new(
+            "processes_tracked",
+            "Entries in the process table (live processes and recently exited ones).",
+        )?;
+        registry.register(Box::new(processes.clone()))?;
+        let alert_latency = Histogram::with_opts(
+            HistogramOpts::new(
+                "alert_latency_seconds",
+                "Time from the kernel event to its alert being handed to the sinks.",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+        )?;
+        registry.register(Box::new(alert_latency.clone()))?;
+        let ready = IntGauge::new(
+            "ready",
+            "1 once the programs are attached and the process table is seeded from /proc.",
+        )?;
+        registry.register(Box::new(ready.clone()))?;
+        let build_info = IntGaugeVec::new(
+            Opts::new("build_info", "Always 1; the labels describe the build."),
+            &["version"],
+        )?;
+        registry.register(Box::new(build_info.clone()))?;
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
         Ok(Self {
             registry,
             events,
@@ -68,6 +160,10 @@ impl Metrics {
             decode_errors,
             alerts,
             alerts_suppressed,
+            sinks,
+            processes,
+            alert_latency,
+            ready,
         })
     }
 
@@ -119,5 +215,76 @@ impl Metrics {
 
     pub fn lost(&self, kind: EventKind) -> u64 {
         self.events_lost.with_label_values(&[kind.as_str()]).get()
+    }
+
+    /// Every series of a sink, at zero, so that dashboards see it before the first alert.
+    pub fn sink_init(&self, sink: &str) {
+        self.sinks.sent.with_label_values(&[sink]);
+        self.sinks.failed.with_label_values(&[sink]);
+        self.sinks.spooled.with_label_values(&[sink]);
+        self.sinks.spool_bytes.with_label_values(&[sink]);
+        for reason in DROP_REASONS {
+            self.sinks.dropped.with_label_values(&[sink, reason]);
+        }
+    }
+
+    pub fn sink_sent(&self, sink: &str, n: u64) {
+        self.sinks.sent.with_label_values(&[sink]).inc_by(n);
+    }
+
+    pub fn sink_sent_count(&self, sink: &str) -> u64 {
+        self.sinks.sent.with_label_values(&[sink]).get()
+    }
+
+    pub fn sink_failed(&self, sink: &str) {
+        self.sinks.failed.with_label_values(&[sink]).inc();
+    }
+
+    /// `reason` is one of [`DROP_REASONS`].
+    pub fn sink_dropped(&self, sink: &str, reason: &str, n: u64) {
+        self.sinks
+            .dropped
+            .with_label_values(&[sink, reason])
+            .inc_by(n);
+    }
+
+    pub fn sink_dropped_count(&self, sink: &str, reason: &str) -> u64 {
+        self.sinks.dropped.with_label_values(&[sink, reason]).get()
+    }
+
+    pub fn sink_backlog(&self, sink: &str, alerts: u64, bytes: u64) {
+        let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        self.sinks
+            .spooled
+            .with_label_values(&[sink])
+            .set(gauge(alerts));
+        self.sinks
+            .spool_bytes
+            .with_label_values(&[sink])
+            .set(gauge(bytes));
+    }
+
+    pub fn set_processes(&self, n: usize) {
+        self.processes.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    pub fn alert_latency(&self, seconds: f64) {
+        self.alert_latency.observe(seconds);
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.set(i64::from(ready));
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.get() == 1
+    }
+
+    /// The text exposition of every metric.
+    pub fn encode(&self) -> Result<String, MetricsError> {
+        use prometheus::Encoder as _;
+        let mut buf = Vec::new();
+        prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut buf)?;
+        Ok(String::from_utf8_lossy(&buf).into_owned())
     }
 }

@@ -22,6 +22,11 @@ fn view(alert: &Value) -> BTreeMap<&'static str, Value> {
         .map(|a| a.iter().map(|p| p["executable"].clone()).collect())
         .unwrap_or_default();
     v.insert("ancestry", Value::Array(ancestry));
+    let users: Vec<Value> = alert["lineage"]["ancestry"]
+        .as_array()
+        .map(|a| a.iter().map(|p| p["user"]["id"].clone()).collect())
+        .unwrap_or_default();
+    v.insert("ancestry_users", Value::Array(users));
     if let (Some(ip), Some(port)) = (
         alert["destination"]["ip"].as_str(),
         alert["destination"]["port"].as_u64(),
@@ -69,6 +74,15 @@ fn check(name: &str) -> Result<usize, String> {
                     g.get(key).unwrap_or(&Value::Null)
                 ));
             }
+        }
+        // Optional: the uid of each ancestor, where a scenario is about who a process runs as.
+        if let Some(u) = w.get("ancestry_users")
+            && g.get("ancestry_users") != Some(u)
+        {
+            problems.push(format!(
+                "alert {i}: ancestry_users: expected {u}, got {:?}",
+                g.get("ancestry_users")
+            ));
         }
         if let Some(s) = w.get("suppressed")
             && g.get("suppressed") != Some(s)

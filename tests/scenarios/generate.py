@@ -88,14 +88,18 @@ class Sc:
             chain.append(parent)
         return [self.procs[p]["exe"] for p in reversed(chain)]
 
-    def alert(self, rule, server, pid, incident="a", root=None, dest=None, suppressed=None):
-        """`server`: nearest server pid; `root`: the incident's root server (default: server)."""
+    def alert(self, rule, server, pid, incident="a", root=None, dest=None, suppressed=None,
+              users=None):
+        """`server`: nearest server pid; `root`: the incident's root server (default: server);
+        `users`: the expected uid of each ancestor, where the scenario is about it."""
         a = {"rule": rule, "server": self.procs[server]["exe"], "process": self.procs[pid]["exe"],
              "incident": incident, "ancestry": self.ancestry(root or server, pid)}
         if dest:
             a["destination"] = dest
         if suppressed is not None:
             a["suppressed"] = suppressed
+        if users is not None:
+            a["ancestry_users"] = [str(u) for u in users]
         self.expect.append(a)
 
     def write(self):
@@ -150,6 +154,23 @@ def scenario(fn):
 
 
 # ---------------------------------------------------------------- must alert
+@scenario
+def ws_php_fpm_worker_drops_privileges():
+    s = Sc("alert-php-fpm-worker-drops-privileges",
+           "live validation on Debian's php-fpm8.2 (docs/validation.md): pool workers are forked by the root master, then setuid to www-data without exec",
+           "a php-fpm worker forked as root becomes www-data (no event for that), dials 198.51.100.7:4444, then runs sh -c id (dash execs id in place): every alert shows the worker as uid 33")
+    m = s.spawn(1, "/usr/sbin/php-fpm8.2", ["php-fpm: master process (/etc/php/8.2/fpm/php-fpm.conf)"], uid=0)
+    w = s.fork(m, uid=0)
+    s.procs[w]["uid"] = WWW  # setuid(33): the kernel reports nothing until the worker acts
+    s.connect(w, "198.51.100.7", 4444)
+    s.alert(OUT, w, w, root=m, dest="198.51.100.7:4444", users=[0, WWW])
+    sh = s.spawn(w, "/bin/sh", ["sh", "-c", "id"])
+    s.alert(SHELL, w, sh, root=m, users=[0, WWW, WWW])
+    s.exec(sh, "/usr/bin/id", ["id"])
+    s.alert(RECON, w, sh, root=m, users=[0, WWW, WWW])
+    return s
+
+
 @scenario
 def ws_php_fpm_sh_id():
     s = Sc("alert-php-fpm-sh-id", "Sigma proc_creation_lnx_webshell_detection; Elastic persistence_webserver_suspicious_command_execution (php-fpm*)",

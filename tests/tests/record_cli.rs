@@ -168,3 +168,24 @@ fn without_tracefs_and_without_the_right_to_mount_it_the_message_says_what_to_do
         .expect("mount");
     assert!(status.success());
 }
+
+#[test]
+fn without_cap_bpf_the_message_names_the_capabilities() {
+    require_root();
+    let out = Command::new("setpriv")
+        .args([
+            "--bounding-set",
+            "-bpf,-perfmon,-sys_admin",
+            "--inh-caps",
+            "-bpf,-perfmon,-sys_admin",
+            "--",
+        ])
+        .arg(sensor_binary())
+        .args(["record", "--output", "/dev/null"])
+        .output()
+        .expect("run setpriv (util-linux)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("CAP_BPF and CAP_PERFMON"), "{stderr}");
+    assert!(stderr.contains("Operation not permitted"), "{stderr}");
+}

@@ -3,7 +3,9 @@
 
 mod apt;
 mod cmd;
+mod deploy_check;
 mod run;
+mod servers;
 mod setup;
 mod test;
 mod vm;
@@ -30,6 +32,8 @@ enum Command {
     },
     /// Run every test: unit tests, then the privileged integration tests (root).
     Test,
+    /// Validate deploy/ (Kubernetes schemas, systemd-analyze verify), installing the tools.
+    DeployCheck,
     /// Boot other kernels in QEMU and run the capture tests inside (Debian's 6.1 kernel by
     /// default; KVM when it works, software emulation otherwise).
     VmTest {
@@ -44,6 +48,7 @@ fn main() -> anyhow::Result<()> {
         Command::Setup => setup::setup(),
         Command::Run { args } => run::run(&args),
         Command::Test => test::test(),
+        Command::DeployCheck => deploy_check::deploy_check(),
         Command::VmTest { kernels } => vm::vm_test(&kernels),
     }
 }

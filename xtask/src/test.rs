@@ -4,7 +4,7 @@ use anyhow::bail;
 
 use crate::{
     cmd::{self, cargo, is_root},
-    setup, vm,
+    servers, setup, vm,
 };
 
 pub fn test() -> anyhow::Result<()> {
@@ -32,6 +32,8 @@ pub fn test() -> anyhow::Result<()> {
              `sudo -E cargo xtask test`"
         );
     }
+    servers::install()?;
+    crate::deploy_check::deploy_check()?;
     // One test thread: the tests share the kernel's tracepoints and count events system-wide.
     cmd::run(cargo().args([
         "test",

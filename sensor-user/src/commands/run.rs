@@ -1,20 +1,24 @@
 //! `lineage-sensor run`: live detection. Kernel events go through the same engine as `replay`;
-//! alerts are written to stdout as NDJSON.
+//! alerts go to the configured sinks (stdout by default), health and counters to the metrics
+//! endpoint. SIGHUP reloads the config file without detaching the programs.
 
 use std::{
-    io::{BufWriter, Write},
+    net::SocketAddr,
+    path::{Path, PathBuf},
     sync::Arc,
     time::Duration,
 };
 
 use crate::{
     alert::Alert,
-    config::Config,
+    config::{Config, ConfigError},
     detect::{DetectError, Engine, EngineTotals, HostInfo},
     event::Event,
     kernel::{Capture, CaptureError},
     lineage::{CgroupIndex, clock_ticks_per_sec, read_proc},
     metrics::{Metrics, MetricsError},
+    serve::{self, ServeError},
+    sink::{SinkError, Sinks},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -25,10 +29,27 @@ pub enum RunError {
     Metrics(#[from] MetricsError),
     #[error(transparent)]
     Detect(#[from] DetectError),
-    #[error("writing alerts: {0}")]
-    Write(#[from] std::io::Error),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+    #[error(transparent)]
+    Privileges(#[from] crate::privileges::MissingCapability),
+    #[error("watching for SIGHUP: {0}")]
+    Signal(std::io::Error),
+    #[error("reading the ring buffer: {0}")]
+    Read(#[from] std::io::Error),
     #[error("serialising an alert: {0}")]
     Serialise(#[from] serde_json::Error),
+}
+
+/// Where the config came from and what the command line overrides.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Reloaded on SIGHUP; without it, SIGHUP only reopens files.
+    pub config_path: Option<PathBuf>,
+    /// `--metrics-listen`: wins over `metrics.listen`, also after a reload.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// What a session did, reported at shutdown.
@@ -56,10 +77,99 @@ const DRAIN_QUIET: Duration = Duration::from_millis(100);
 /// Detects until `stop` resolves, then detaches, drains, saves state and reports.
 pub async fn run(
     config: &Config,
-    out: impl Write,
+    options: &RunOptions,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<RunTotals, RunError> {
+    crate::privileges::check_run()?;
+    let mut config = config.clone();
     let metrics = Arc::new(Metrics::new()?);
+    // Bound before the slow start-up so that liveness probes answer (and readiness says no).
+    let mut endpoint = start_endpoint(&config, options, &metrics).await?;
+    let mut engine = new_engine(&config, &metrics)?;
+    let mut sinks = Sinks::start(&config.output, metrics.clone())?;
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(RunError::Signal)?;
+    // Attach first, then read /proc: a process started in between is then in the ring buffer
+    // rather than missed.
+    let mut capture = Capture::start(&config.capture, metrics.clone())?;
+    seed(&mut engine, &config);
+    metrics.set_processes(engine.totals().processes);
+    metrics.set_ready(true);
+    log::info!("ready: programs attached, detecting");
+
+    let mut batch: Vec<Event> = Vec::new();
+    let mut alerts: Vec<Alert> = Vec::new();
+    let mut line = Vec::with_capacity(4096);
+    let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
+    let mut lost_seen = 0;
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => break,
+            read = capture.next_batch(&mut batch) => {
+                read?;
+                handle(&mut engine, &mut batch, &mut alerts, &mut line, &sinks, &metrics)?;
+            }
+            _ = hangup.recv() => {
+                reload(&mut config, options, &mut engine, &mut sinks, &mut endpoint, &metrics).await;
+            }
+            _ = housekeeping.tick() => {
+                let lost = capture.sync_lost();
+                if lost > lost_seen {
+                    log::warn!("{} events lost in the kernel (ring buffer full); {lost} in total", lost - lost_seen);
+                    lost_seen = lost;
+                }
+                if config.lineage.cgroup_root.exists() {
+                    engine.set_containers(CgroupIndex::scan(&config.lineage.cgroup_root));
+                }
+                metrics.set_processes(engine.totals().processes);
+                if let Some(path) = &config.rules.server_outbound_unknown.state_file
+                    && let Err(err) = engine.save_learned(path)
+                {
+                    log::warn!("{err}");
+                }
+            }
+        }
+    }
+
+    metrics.set_ready(false);
+    capture.detach();
+    while let Ok(read) = tokio::time::timeout(DRAIN_QUIET, capture.next_batch(&mut batch)).await {
+        read?;
+        handle(
+            &mut engine,
+            &mut batch,
+            &mut alerts,
+            &mut line,
+            &sinks,
+            &metrics,
+        )?;
+    }
+    // Joining the delivery threads blocks: off the runtime's thread.
+    let _ = tokio::task::spawn_blocking(move || sinks.stop()).await;
+    drop(endpoint);
+    if let Some(path) = &config.rules.server_outbound_unknown.state_file {
+        engine.save_learned(path)?;
+    }
+    Ok(RunTotals {
+        engine: engine.totals(),
+        lost: capture.sync_lost(),
+    })
+}
+
+async fn start_endpoint(
+    config: &Config,
+    options: &RunOptions,
+    metrics: &Arc<Metrics>,
+) -> Result<Option<serve::Endpoint>, ServeError> {
+    if !config.metrics.enabled {
+        return Ok(None);
+    }
+    let addr = options.metrics_listen.unwrap_or(config.metrics.listen);
+    Ok(Some(serve::start(addr, metrics.clone()).await?))
+}
+
+fn new_engine(config: &Config, metrics: &Arc<Metrics>) -> Result<Engine, RunError> {
     let mut engine = Engine::new(
         config,
         HostInfo {
@@ -68,13 +178,14 @@ pub async fn run(
         },
     )?
     .with_metrics(metrics.clone());
-    let state_file = config.rules.server_outbound_unknown.state_file.clone();
-    if let Some(path) = &state_file {
+    if let Some(path) = &config.rules.server_outbound_unknown.state_file {
         engine.load_learned(path)?;
     }
-    // Attach first, then read /proc: a process started in between is then in the ring buffer
-    // rather than missed.
-    let mut capture = Capture::start(&config.capture, metrics.clone())?;
+    Ok(engine)
+}
+
+/// Containers and running processes, read after the programs are attached.
+fn seed(engine: &mut Engine, config: &Config) {
     if config.lineage.cgroup_root.exists() {
         engine.set_containers(CgroupIndex::scan(&config.lineage.cgroup_root));
     }
@@ -91,51 +202,93 @@ pub async fn run(
             Err(err) => log::warn!("not seeded from /proc: {err}"),
         }
     }
-    log::info!("ready: programs attached, detecting");
+}
 
-    let mut out = BufWriter::with_capacity(1 << 16, out);
-    let mut batch: Vec<Event> = Vec::new();
-    let mut alerts: Vec<Alert> = Vec::new();
-    let mut line = Vec::with_capacity(4096);
-    let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
-    let mut lost_seen = 0;
-    tokio::pin!(stop);
-    loop {
-        tokio::select! {
-            () = &mut stop => break,
-            read = capture.next_batch(&mut batch) => {
-                read?;
-                handle(&mut engine, &mut batch, &mut alerts, &mut line, &mut out)?;
-            }
-            _ = housekeeping.tick() => {
-                let lost = capture.sync_lost();
-                if lost > lost_seen {
-                    log::warn!("{} events lost in the kernel (ring buffer full); {lost} in total", lost - lost_seen);
-                    lost_seen = lost;
-                }
-                if config.lineage.cgroup_root.exists() {
-                    engine.set_containers(CgroupIndex::scan(&config.lineage.cgroup_root));
-                }
-                if let Some(path) = &state_file && let Err(err) = engine.save_learned(path) {
-                    log::warn!("{err}");
-                }
+/// SIGHUP. Events meanwhile wait in the ring buffer: the programs stay attached throughout.
+/// A config that does not load is refused and the running one kept.
+async fn reload(
+    config: &mut Config,
+    options: &RunOptions,
+    engine: &mut Engine,
+    sinks: &mut Sinks,
+    endpoint: &mut Option<serve::Endpoint>,
+    metrics: &Arc<Metrics>,
+) {
+    let Some(path) = &options.config_path else {
+        log::info!("SIGHUP: no --config file; reopening sink files only");
+        if let Err(err) = sinks.reload(&config.output) {
+            log::error!("SIGHUP: {err}");
+        }
+        return;
+    };
+    match reload_from(path, config, options, engine, sinks, endpoint, metrics).await {
+        Ok(()) => log::info!("SIGHUP: reloaded {}", path.display()),
+        Err(err) => {
+            log::error!("SIGHUP: {err}; configuration not reloaded, the running one stays in force")
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ReloadError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Run(#[from] RunError),
+}
+
+async fn reload_from(
+    path: &Path,
+    config: &mut Config,
+    options: &RunOptions,
+    engine: &mut Engine,
+    sinks: &mut Sinks,
+    endpoint: &mut Option<serve::Endpoint>,
+    metrics: &Arc<Metrics>,
+) -> Result<(), ReloadError> {
+    let new = Config::load(path)?;
+    if new.capture != config.capture {
+        log::warn!("SIGHUP: [capture] changes take effect at the next start");
+    }
+    let detection_changed = new.lineage != config.lineage
+        || new.detect != config.detect
+        || new.rules != config.rules
+        || new.incidents != config.incidents
+        || new.rate_limit != config.rate_limit;
+    // Everything fallible first, so that a failure leaves the running state untouched.
+    let new_engine = if detection_changed {
+        if let Some(path) = &config.rules.server_outbound_unknown.state_file
+            && let Err(err) = engine.save_learned(path)
+        {
+            log::warn!("{err}");
+        }
+        Some(new_engine(&new, metrics).map_err(RunError::from)?)
+    } else {
+        None
+    };
+    if new.metrics != config.metrics {
+        // The old listener is closed first: the new address may be the same port.
+        *endpoint = None;
+        match start_endpoint(&new, options, metrics).await {
+            Ok(started) => *endpoint = started,
+            Err(err) => {
+                *endpoint = start_endpoint(config, options, metrics)
+                    .await
+                    .map_err(RunError::from)?;
+                return Err(RunError::from(err).into());
             }
         }
     }
-
-    capture.detach();
-    while let Ok(read) = tokio::time::timeout(DRAIN_QUIET, capture.next_batch(&mut batch)).await {
-        read?;
-        handle(&mut engine, &mut batch, &mut alerts, &mut line, &mut out)?;
+    sinks.reload(&new.output).map_err(RunError::from)?;
+    if let Some(mut fresh) = new_engine {
+        // The new rules start from the running processes; incidents and the exit grace of
+        // processes that already ended start afresh.
+        seed(&mut fresh, &new);
+        *engine = fresh;
+        log::info!("SIGHUP: detection rules replaced");
     }
-    out.flush()?;
-    if let Some(path) = &state_file {
-        engine.save_learned(path)?;
-    }
-    Ok(RunTotals {
-        engine: engine.totals(),
-        lost: capture.sync_lost(),
-    })
+    *config = new;
+    Ok(())
 }
 
 fn handle(
@@ -143,20 +296,28 @@ fn handle(
     batch: &mut Vec<Event>,
     alerts: &mut Vec<Alert>,
     line: &mut Vec<u8>,
-    out: &mut impl Write,
+    sinks: &Sinks,
+    metrics: &Metrics,
 ) -> Result<(), RunError> {
     for event in batch.drain(..) {
+        let ts_ns = event.ts_ns();
+        let before = alerts.len();
         engine.process(event, alerts);
-    }
-    if alerts.is_empty() {
-        return Ok(());
+        if alerts.len() > before {
+            let now = crate::clock::boottime_ns();
+            let latency = now.saturating_sub(ts_ns) as f64 / 1e9;
+            for _ in before..alerts.len() {
+                metrics.alert_latency(latency);
+            }
+        }
     }
     for alert in alerts.drain(..) {
         line.clear();
         alert.to_line(line)?;
-        out.write_all(line)?;
+        if line.last() == Some(&b'\n') {
+            line.pop();
+        }
+        sinks.send(Arc::from(&line[..]));
     }
-    // Alerts are flushed per batch so a reader sees them within the batch latency.
-    out.flush()?;
     Ok(())
 }

@@ -157,7 +157,17 @@ impl Engine {
         self.totals.events += 1;
         match event {
             Event::Fork(f) => {
+                let uid = f.uid;
                 let (id, new) = self.table.fork(f);
+                // fork copies the parent's credentials, so the child's uid is the parent's uid now:
+                // a worker that dropped privileges without exec (php-fpm pool, apache2 child,
+                // gunicorn --user, postgres backend) was forked as root and is known here as such.
+                if let Some(parent) = self.table.parent(id).map(|pp| pp.id)
+                    && let Some(pp) = self.table.get_mut(parent)
+                    && pp.exited_ns.is_none()
+                {
+                    pp.uid = uid;
+                }
                 let linked_late = !new
                     && self
                         .table
@@ -270,9 +280,16 @@ impl Engine {
         if !self.outbound.enabled || (!self.outbound.include_failed && !c.attempted()) {
             return;
         }
-        let Some(p) = self.table.live(c.pid) else {
+        let Some(live) = self.table.live(c.pid).map(|p| p.id) else {
             return;
         };
+        // The caller's uid now: a worker that dropped privileges since its fork must be judged
+        // (exclusions by user) and reported as the user it runs as.
+        let Some(p) = self.table.get_mut(live) else {
+            return;
+        };
+        p.uid = c.uid;
+        let p = &*p;
         let family = match (&p.annotation.family, &p.annotation.server) {
             (Some(f), _) => *f,
             (None, Some(s)) => s.family,

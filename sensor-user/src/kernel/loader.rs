@@ -8,6 +8,7 @@ use aya::{
 use sensor_ebpf::{OFFSETS_GLOBAL, maps};
 
 use super::{
+    features::{FeatureError, probe},
     offsets::{OffsetError, VMLINUX_BTF, kernel_offsets},
     tracefs::{TracefsError, ensure_tracefs},
 };
@@ -39,6 +40,8 @@ pub enum LoadError {
     Tracefs(#[from] TracefsError),
     #[error(transparent)]
     Offsets(#[from] OffsetError),
+    #[error(transparent)]
+    Features(#[from] FeatureError),
     #[error(
         "loading the eBPF object failed: {source}. lineage-sensor must run as root or with \
          CAP_BPF and CAP_PERFMON, on a kernel >= 5.8 with BTF"
@@ -79,10 +82,11 @@ pub struct Loaded {
 
 /// Loads the programs with this kernel's offsets and attaches every one of them.
 pub fn load(config: &CaptureConfig) -> Result<Loaded, LoadError> {
+    raise_memlock_limit();
+    probe()?;
     let tracefs = ensure_tracefs()?;
     let offsets = kernel_offsets(std::path::Path::new(VMLINUX_BTF), &tracefs)?;
     log::debug!("kernel offsets: {offsets:?}");
-    raise_memlock_limit();
 
     let mut ebpf = EbpfLoader::new()
         .override_global(OFFSETS_GLOBAL, &offsets, true)

@@ -2,6 +2,7 @@
 //! so the rest of the sensor (and `replay`) never sees a ring buffer record.
 
 pub mod decode;
+pub mod features;
 pub mod loader;
 pub mod offsets;
 pub mod reader;

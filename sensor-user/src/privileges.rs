@@ -1,0 +1,124 @@
+//! Which capabilities `run` needs, checked before anything is loaded, so that a missing one is
+//! named instead of surfacing as a bare EPERM from the kernel.
+
+use std::path::Path;
+
+/// A capability the sensor needs, with its bit number and why.
+struct Needed {
+    name: &'static str,
+    bit: u32,
+    why: &'static str,
+    /// Only checked for a non-root user: root owns what it is needed for.
+    non_root_only: bool,
+}
+
+const CAP_DAC_READ_SEARCH: u32 = 2;
+const CAP_SYS_PTRACE: u32 = 19;
+const CAP_SYS_ADMIN: u32 = 21;
+const CAP_PERFMON: u32 = 38;
+const CAP_BPF: u32 = 39;
+
+const NEEDED: [Needed; 4] = [
+    Needed {
+        name: "CAP_BPF",
+        bit: CAP_BPF,
+        why: "to load the eBPF programs and create their maps",
+        non_root_only: false,
+    },
+    Needed {
+        name: "CAP_PERFMON",
+        bit: CAP_PERFMON,
+        why: "to attach the programs to tracepoints",
+        non_root_only: false,
+    },
+    Needed {
+        name: "CAP_SYS_PTRACE",
+        bit: CAP_SYS_PTRACE,
+        why: "to read /proc/<pid>/exe of other users' processes when seeding the process table",
+        non_root_only: false,
+    },
+    Needed {
+        name: "CAP_DAC_READ_SEARCH",
+        bit: CAP_DAC_READ_SEARCH,
+        why: "to read the tracepoint formats in tracefs, which only root may read",
+        non_root_only: true,
+    },
+];
+
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "missing capability {name}: it is needed {why}. Grant it (AmbientCapabilities= and \
+     CapabilityBoundingSet= in deploy/systemd/lineage-sensor.service, \
+     securityContext.capabilities.add in Kubernetes) or run as root"
+)]
+pub struct MissingCapability {
+    pub name: &'static str,
+    pub why: &'static str,
+}
+
+/// Checks the effective capabilities of this process. Unknown (no /proc/self/status) passes:
+/// the kernel's own error then says the rest.
+pub fn check_run() -> Result<(), MissingCapability> {
+    let Some(effective) = effective_caps(Path::new("/proc/self/status")) else {
+        return Ok(());
+    };
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    missing(effective, root).map_or(Ok(()), Err)
+}
+
+fn missing(effective: u64, root: bool) -> Option<MissingCapability> {
+    let has = |bit: u32| effective & (1 << bit) != 0;
+    NEEDED
+        .iter()
+        .filter(|n| !(n.non_root_only && root))
+        // CAP_SYS_ADMIN still grants what CAP_BPF and CAP_PERFMON split off from it.
+        .find(|n| {
+            !has(n.bit) && !((n.bit == CAP_BPF || n.bit == CAP_PERFMON) && has(CAP_SYS_ADMIN))
+        })
+        .map(|n| MissingCapability {
+            name: n.name,
+            why: n.why,
+        })
+}
+
+fn effective_caps(status: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(status).ok()?;
+    let hex = text.lines().find_map(|l| l.strip_prefix("CapEff:"))?.trim();
+    u64::from_str_radix(hex, 16).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL: u64 =
+        (1 << CAP_BPF) | (1 << CAP_PERFMON) | (1 << CAP_SYS_PTRACE) | (1 << CAP_DAC_READ_SEARCH);
+
+    #[test]
+    fn each_missing_capability_is_named() {
+        assert!(missing(ALL, false).is_none());
+        for (bit, name) in [
+            (CAP_BPF, "CAP_BPF"),
+            (CAP_PERFMON, "CAP_PERFMON"),
+            (CAP_SYS_PTRACE, "CAP_SYS_PTRACE"),
+            (CAP_DAC_READ_SEARCH, "CAP_DAC_READ_SEARCH"),
+        ] {
+            let err = missing(ALL & !(1 << bit), false).expect(name);
+            assert_eq!(err.name, name);
+            assert!(err.to_string().contains(name));
+        }
+    }
+
+    #[test]
+    fn root_needs_no_dac_and_sys_admin_covers_bpf() {
+        assert!(missing(ALL & !(1 << CAP_DAC_READ_SEARCH), true).is_none());
+        let admin = (1 << CAP_SYS_ADMIN) | (1 << CAP_SYS_PTRACE);
+        assert!(missing(admin, true).is_none());
+    }
+
+    #[test]
+    fn this_process_has_readable_capabilities() {
+        assert!(effective_caps(Path::new("/proc/self/status")).is_some());
+    }
+}
