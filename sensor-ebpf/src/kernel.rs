@@ -6,34 +6,10 @@ use aya_ebpf::helpers::{
 };
 use sensor_ebpf::{EventHeader, KernelOffsets};
 
-/// Filled in by the loader (`EbpfLoader::set_global`) before the programs are loaded.
+/// Filled in by the loader (`EbpfLoader::override_global`) before the programs are loaded.
+// SAFETY (of the initialiser): KernelOffsets is plain integers; all-zero is a valid value.
 #[unsafe(no_mangle)]
-pub(crate) static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
-    task_real_parent: 0,
-    task_tgid: 0,
-    task_pid: 0,
-    task_start_boottime: 0,
-    task_real_cred: 0,
-    task_mm: 0,
-    task_files: 0,
-    task_exit_code: 0,
-    cred_uid: 0,
-    cred_gid: 0,
-    cred_euid: 0,
-    mm_arg_start: 0,
-    mm_arg_end: 0,
-    binprm_filename: 0,
-    files_fdt: 0,
-    fdtable_max_fds: 0,
-    fdtable_fd: 0,
-    file_private_data: 0,
-    socket_type: 0,
-    tp_connect_fd: 0,
-    tp_connect_addr: 0,
-    tp_connect_addrlen: 0,
-    tp_exit_ret: 0,
-    reserved: 0,
-};
+pub(crate) static KERNEL_OFFSETS: KernelOffsets = unsafe { core::mem::zeroed() };
 
 /// One offset from [`KERNEL_OFFSETS`]. The volatile read keeps the compiler from folding in the
 /// zero it sees at build time.
@@ -67,4 +43,19 @@ pub fn header(kind: u32) -> EventHeader {
         cpu: unsafe { bpf_get_smp_processor_id() },
         ts_ns: unsafe { bpf_ktime_get_boot_ns() },
     }
+}
+
+/// The `struct file` behind one of the current task's fds: task->files->fdt->fd[fd].
+#[inline(always)]
+pub fn fd_file(fd: u64) -> Result<*const u8, i32> {
+    // SAFETY: helper without arguments.
+    let task = unsafe { aya_ebpf::helpers::bpf_get_current_task() } as *const u8;
+    let files: *const u8 = read(task, offset!(task_files))?;
+    let fdt: *const u8 = read(files, offset!(files_fdt))?;
+    let max_fds: u32 = read(fdt, offset!(fdtable_max_fds))?;
+    if fd >= u64::from(max_fds) {
+        return Err(-9); // EBADF
+    }
+    let fds: *const u8 = read(fdt, offset!(fdtable_fd))?;
+    read(fds, (fd as usize) * 8)
 }

@@ -16,6 +16,13 @@ pub mod maps {
     pub const EXEC_SCRATCH: &str = "EXEC_SCRATCH";
     /// connect() calls between syscall entry and exit, keyed by pid_tgid.
     pub const PENDING_CONNECT: &str = "PENDING_CONNECT";
+    /// File writes, renames and links between syscall entry and exit, keyed by pid_tgid.
+    pub const PENDING_FILE: &str = "PENDING_FILE";
+    /// Per-CPU scratch: file records and the path being resolved.
+    pub const FILE_SCRATCH: &str = "FILE_SCRATCH";
+    pub const PATH_SCRATCH: &str = "PATH_SCRATCH";
+    /// LPM trie of watched path prefixes ([`crate::PathKey`] -> `u8`), loaded from the config.
+    pub const WATCHED_PATHS: &str = "WATCHED_PATHS";
 }
 
 /// Name of the global holding [`KernelOffsets`], filled in by the loader.
@@ -27,8 +34,9 @@ pub mod kind {
     pub const FORK: u32 = 2;
     pub const EXIT: u32 = 3;
     pub const CONNECT: u32 = 4;
+    pub const FILE: u32 = 5;
     /// One past the largest id; sizes the per-kind lost counters.
-    pub const COUNT: u32 = 5;
+    pub const COUNT: u32 = 6;
 }
 
 pub const COMM_LEN: usize = 16;
@@ -145,6 +153,57 @@ pub struct ConnectEvent {
     pub daddr: [u8; 16],
 }
 
+/// What happened to the file a [`FileEvent`] names.
+pub mod file_op {
+    /// open/openat/openat2/creat with O_CREAT, O_WRONLY, O_RDWR or O_TRUNC.
+    pub const OPEN_WRITE: u32 = 1;
+    /// rename/renameat/renameat2: the path is the new name, `source` the old one.
+    pub const RENAME: u32 = 2;
+    /// link/linkat: the path is the new link, `source` the existing file.
+    pub const LINK: u32 = 3;
+}
+
+pub mod path_flags {
+    /// The path was longer than the programs resolve (depth or bytes) and lacks its start.
+    pub const TRUNCATED: u32 = 1 << 0;
+    /// Resolution failed (a failed syscall with a relative name): `path` is the name as given.
+    pub const AS_GIVEN: u32 = 1 << 1;
+}
+
+/// Bytes of a resolved path kept in a [`FileEvent`].
+pub const PATH_MAX: usize = 4096;
+/// Bytes of a rename/link source name kept, as the caller gave it.
+pub const SOURCE_MAX: usize = 256;
+/// Bytes of a path the prefix filter compares; watched prefixes may not be longer.
+pub const PATH_KEY_MAX: usize = 256;
+
+/// The data of an LPM trie key over path bytes (the trie's bit length is 8 x bytes).
+pub type PathKey = [u8; PATH_KEY_MAX];
+
+/// A write-open, rename or link whose resulting path lies under a watched prefix.
+///
+/// Only the first `offset_of!(FileEvent, path) + path_len` bytes are sent.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct FileEvent {
+    pub header: EventHeader,
+    /// One of [`file_op`].
+    pub op: u32,
+    /// open(2) flags for [`file_op::OPEN_WRITE`]; renameat2/linkat flags otherwise.
+    pub flags: u32,
+    /// The syscall's result: an fd or 0 on success, -errno on failure.
+    pub ret: i32,
+    pub uid: u32,
+    /// Bit set of [`path_flags`].
+    pub path_flags: u32,
+    pub source_len: u32,
+    pub path_len: u32,
+    pub reserved: u32,
+    pub source: [u8; SOURCE_MAX],
+    /// Absolute path as the kernel resolved it (dentries and mounts walked up to the root).
+    pub path: [u8; PATH_MAX],
+}
+
 /// Offsets the programs need, found by the loader in this kernel's BTF and tracefs formats.
 ///
 /// Rust eBPF has no CO-RE relocations, so nothing kernel-specific is compiled in: the loader reads
@@ -176,8 +235,24 @@ pub struct KernelOffsets {
     pub tp_connect_fd: u32,
     pub tp_connect_addr: u32,
     pub tp_connect_addrlen: u32,
-    /// syscalls:sys_exit_connect: the `ret` field.
+    /// syscalls:sys_exit_connect: the `ret` field (the same in every sys_exit_* record).
     pub tp_exit_ret: u32,
+    /// Offset of the first argument in syscalls:sys_enter_* records; argument `i` is at
+    /// `tp_syscall_args + 8 * i` (checked against each format file the file probes use).
+    pub tp_syscall_args: u32,
+    pub task_fs: u32,
+    pub fs_pwd: u32,
+    pub path_mnt: u32,
+    pub path_dentry: u32,
+    pub file_f_path: u32,
+    pub dentry_d_parent: u32,
+    pub dentry_d_name: u32,
+    pub qstr_len: u32,
+    pub qstr_name: u32,
+    pub vfsmount_mnt_root: u32,
+    pub mount_mnt: u32,
+    pub mount_mnt_parent: u32,
+    pub mount_mnt_mountpoint: u32,
     pub reserved: u32,
 }
 
@@ -193,6 +268,7 @@ mod pod {
     unsafe impl aya::Pod for ExitEvent {}
     unsafe impl aya::Pod for ConnectEvent {}
     unsafe impl aya::Pod for KernelOffsets {}
+    unsafe impl aya::Pod for FileEvent {}
 }
 
 // Padding would make the two sides disagree silently; these fail the build instead.
@@ -203,4 +279,5 @@ const _: () = assert!(
 const _: () = assert!(core::mem::size_of::<ForkEvent>() == 24 + 16 + 16 + COMM_LEN);
 const _: () = assert!(core::mem::size_of::<ExitEvent>() == 24 + 8 + 8);
 const _: () = assert!(core::mem::size_of::<ConnectEvent>() == 24 + 24 + 16);
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 24 * 4);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 38 * 4);
+const _: () = assert!(core::mem::size_of::<FileEvent>() == 24 + 8 * 4 + SOURCE_MAX + PATH_MAX);

@@ -19,10 +19,10 @@ mod probes;
 #[cfg(target_arch = "bpf")]
 use aya_ebpf::{
     macros::map,
-    maps::{LruHashMap, PerCpuArray, RingBuf},
+    maps::{LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 #[cfg(target_arch = "bpf")]
-use sensor_ebpf::{ConnectEvent, ExecEvent, kind};
+use sensor_ebpf::{ConnectEvent, ExecEvent, FileEvent, PathKey, kind};
 
 // The static names are the map names userspace looks up: they must equal `sensor_ebpf::maps::*`
 // (the loader fails with the missing name if they drift apart).
@@ -44,6 +44,28 @@ static EXEC_SCRATCH: PerCpuArray<ExecEvent> = PerCpuArray::with_max_entries(1, 0
 #[cfg(target_arch = "bpf")]
 #[map]
 static PENDING_CONNECT: LruHashMap<u64, ConnectEvent> = LruHashMap::with_max_entries(8192, 0);
+
+#[cfg(target_arch = "bpf")]
+#[map]
+static PENDING_FILE: LruHashMap<u64, probes::file::PendingFile> =
+    LruHashMap::with_max_entries(8192, 0);
+
+#[cfg(target_arch = "bpf")]
+#[map]
+static FILE_SCRATCH: PerCpuArray<FileEvent> = PerCpuArray::with_max_entries(1, 0);
+
+/// Room for a directory written backwards up to PATH_MAX, a name appended after it, and the
+/// slack that lets every masked offset plus length stay in range for the verifier. Slot 1 holds
+/// the prefix filter's key.
+#[cfg(target_arch = "bpf")]
+#[map]
+static PATH_SCRATCH: PerCpuArray<[u8; 3 * sensor_ebpf::PATH_MAX]> =
+    PerCpuArray::with_max_entries(2, 0);
+
+/// Watched path prefixes; the loader sizes and fills it from the config.
+#[cfg(target_arch = "bpf")]
+#[map]
+static WATCHED_PATHS: LpmTrie<PathKey, u8> = LpmTrie::with_max_entries(1024, 0);
 
 /// Counts a record that the ring buffer had no room for; userspace sums it per kind.
 #[cfg(target_arch = "bpf")]

@@ -55,12 +55,17 @@ pub struct CaptureConfig {
     /// exec+fork+exit triples while userspace catches up; events that find it full are counted in
     /// `lineage_sensor_events_lost_total`, never dropped silently.
     pub ring_buffer_bytes: u32,
+    /// Absolute path prefixes under which file writes, renames and links are reported by the
+    /// kernel, in addition to the web roots and module directories of the file rules, which are
+    /// always watched. Everything else is filtered out in the kernel. At most 255 bytes each.
+    pub watch_paths: Vec<String>,
 }
 
 impl Default for CaptureConfig {
     fn default() -> Self {
         Self {
             ring_buffer_bytes: 8 << 20,
+            watch_paths: Vec::new(),
         }
     }
 }
@@ -130,6 +135,14 @@ impl Config {
                 "capture.ring_buffer_bytes".into(),
                 format!("{ring} is not a power of two of at least 4096 (e.g. 8388608 for 8 MiB)"),
             ));
+        }
+        for (i, prefix) in self.capture.watch_paths.iter().enumerate() {
+            if !prefix.starts_with('/') || prefix.len() >= sensor_ebpf::PATH_KEY_MAX {
+                return Err((
+                    format!("capture.watch_paths[{i}]"),
+                    format!("{prefix:?} is not an absolute path shorter than 255 bytes"),
+                ));
+            }
         }
         if self.lineage.max_processes < 1024 {
             return Err((

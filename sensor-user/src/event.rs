@@ -18,6 +18,7 @@ pub enum Event {
     Fork(Fork),
     Exit(Exit),
     Connect(Connect),
+    File(File),
 }
 
 impl Event {
@@ -28,6 +29,7 @@ impl Event {
             Event::Fork(e) => e.ts_ns,
             Event::Exit(e) => e.ts_ns,
             Event::Connect(e) => e.ts_ns,
+            Event::File(e) => e.ts_ns,
         }
     }
 
@@ -38,6 +40,7 @@ impl Event {
             Event::Fork(e) => e.pid,
             Event::Exit(e) => e.pid,
             Event::Connect(e) => e.pid,
+            Event::File(e) => e.pid,
         }
     }
 
@@ -48,6 +51,7 @@ impl Event {
             Event::Fork(_) => EventKind::Fork,
             Event::Exit(_) => EventKind::Exit,
             Event::Connect(_) => EventKind::Connect,
+            Event::File(_) => EventKind::File,
         }
     }
 }
@@ -58,14 +62,16 @@ pub enum EventKind {
     Fork,
     Exit,
     Connect,
+    File,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 4] = [
+    pub const ALL: [EventKind; 5] = [
         EventKind::Exec,
         EventKind::Fork,
         EventKind::Exit,
         EventKind::Connect,
+        EventKind::File,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -74,6 +80,7 @@ impl EventKind {
             EventKind::Fork => "fork",
             EventKind::Exit => "exit",
             EventKind::Connect => "connect",
+            EventKind::File => "file",
         }
     }
 }
@@ -196,6 +203,49 @@ impl Connect {
     /// The connection was made or is being made.
     pub fn attempted(&self) -> bool {
         self.ret == 0 || self.ret == Self::EINPROGRESS
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileOp {
+    /// open/openat/openat2/creat with O_CREAT, O_WRONLY, O_RDWR or O_TRUNC.
+    Open,
+    /// rename/renameat/renameat2: `path` is the new name.
+    Rename,
+    /// link/linkat: `path` is the new link.
+    Link,
+}
+
+/// A file created or opened for writing, renamed or linked, under a watched path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct File {
+    pub ts_ns: u64,
+    pub pid: u32,
+    pub tid: u32,
+    pub uid: u32,
+    pub op: FileOp,
+    /// Absolute path as the kernel resolved it (symlinks, cwd and dirfd resolved; in a container,
+    /// the host's view of the path).
+    pub path: String,
+    /// The path lacks its beginning: it was deeper or longer than the kernel side resolves.
+    #[serde(default)]
+    pub path_truncated: bool,
+    /// For a rename the old name, for a link the existing file, as the caller gave them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// open(2) flags for `open`; renameat2/linkat flags otherwise.
+    pub flags: u32,
+    /// The syscall's result: a file descriptor or 0 on success, else -errno.
+    pub ret: i32,
+}
+
+impl File {
+    pub const O_CREAT: u32 = 0o100;
+    pub const O_TRUNC: u32 = 0o1000;
+
+    pub fn succeeded(&self) -> bool {
+        self.ret >= 0
     }
 }
 

@@ -240,6 +240,10 @@ impl Metrics {
         self.sinks.failed.with_label_values(&[sink]).inc();
     }
 
+    pub fn sink_failed_count(&self, sink: &str) -> u64 {
+        self.sinks.failed.with_label_values(&[sink]).get()
+    }
+
     /// `reason` is one of [`DROP_REASONS`].
     pub fn sink_dropped(&self, sink: &str, reason: &str, n: u64) {
         self.sinks

@@ -1,4 +1,5 @@
 //! One module per hook family.
 mod exec;
+pub mod file;
 mod net;
 mod process;

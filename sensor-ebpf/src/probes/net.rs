@@ -5,10 +5,7 @@
 //! read, so the many AF_UNIX connects of a busy host cost almost nothing.
 
 use aya_ebpf::{
-    helpers::{
-        bpf_get_current_pid_tgid, bpf_get_current_task, bpf_get_current_uid_gid,
-        bpf_probe_read_user,
-    },
+    helpers::{bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_probe_read_user},
     macros::tracepoint,
     programs::TracePointContext,
 };
@@ -16,7 +13,7 @@ use sensor_ebpf::{ConnectEvent, kind, proto};
 
 use crate::{
     EVENTS, PENDING_CONNECT, count_lost,
-    kernel::{header, offset, read},
+    kernel::{fd_file, header, offset, read},
 };
 
 const AF_INET: u16 = 2;
@@ -77,16 +74,7 @@ fn try_sys_enter_connect(ctx: &TracePointContext) -> Result<(), i32> {
 #[inline(always)]
 fn socket_proto(fd: u64) -> u32 {
     let lookup = || -> Result<u16, i32> {
-        // SAFETY: helper without arguments.
-        let task = unsafe { bpf_get_current_task() } as *const u8;
-        let files: *const u8 = read(task, offset!(task_files))?;
-        let fdt: *const u8 = read(files, offset!(files_fdt))?;
-        let max_fds: u32 = read(fdt, offset!(fdtable_max_fds))?;
-        if fd >= u64::from(max_fds) {
-            return Err(-9); // EBADF
-        }
-        let fds: *const u8 = read(fdt, offset!(fdtable_fd))?;
-        let file: *const u8 = read(fds, (fd as usize) * 8)?;
+        let file = fd_file(fd)?;
         let socket: *const u8 = read(file, offset!(file_private_data))?;
         read(socket, offset!(socket_type))
     };

@@ -262,7 +262,7 @@ async fn reload_from(
         {
             log::warn!("{err}");
         }
-        Some(new_engine(&new, metrics).map_err(RunError::from)?)
+        Some(new_engine(&new, metrics)?)
     } else {
         None
     };

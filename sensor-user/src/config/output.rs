@@ -339,3 +339,104 @@ impl OutputConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::{Config, ConfigError};
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn sinks_parse_with_their_fields() {
+        let config = parse(
+            r#"
+[[output.sinks]]
+type = "syslog"
+name = "siem"
+address = "siem.example:6514"
+protocol = "udp"
+
+[[output.sinks]]
+type = "http"
+url = "http://127.0.0.1:9200/_bulk"
+format = "elasticsearch_bulk"
+headers = { Authorization = "ApiKey abc" }
+spool_max_bytes = 0
+"#,
+        )
+        .expect("valid");
+        let sinks = &config.output.sinks;
+        assert_eq!(sinks[0].name(), "siem");
+        assert_eq!(sinks[0].spool_max_bytes(), super::DEFAULT_SPOOL_MAX_BYTES);
+        assert_eq!(sinks[1].name(), "http");
+        assert_eq!(sinks[1].spool_max_bytes(), 0);
+        assert_eq!(sinks[1].index(), "lineage-sensor-alerts");
+    }
+
+    #[test]
+    fn bad_sinks_name_the_field() {
+        let cases = [
+            ("[output]\nsinks = []\n", "output.sinks"),
+            (
+                "[[output.sinks]]\ntype = \"file\"\n",
+                "output.sinks[0].path",
+            ),
+            (
+                "[[output.sinks]]\ntype = \"stdout\"\npath = \"/x\"\n",
+                "output.sinks[0].path",
+            ),
+            (
+                "[[output.sinks]]\ntype = \"syslog\"\naddress = \"nohost\"\n",
+                "output.sinks[0].address",
+            ),
+            (
+                "[[output.sinks]]\ntype = \"syslog\"\naddress = \"h:514\"\nfacility = 24\n",
+                "output.sinks[0].facility",
+            ),
+            (
+                "[[output.sinks]]\ntype = \"http\"\nurl = \"https://x/\"\n",
+                "output.sinks[0].url",
+            ),
+            (
+                "[[output.sinks]]\ntype = \"http\"\nurl = \"http://x/\"\nindex = \"a\"\n",
+                "output.sinks[0].index",
+            ),
+            (
+                "[[output.sinks]]\ntype = \"stdout\"\n\n[[output.sinks]]\ntype = \"stdout\"\n",
+                "output.sinks[1].name",
+            ),
+            (
+                "[[output.sinks]]\ntype = \"stdout\"\nname = \"a b\"\n",
+                "output.sinks[0].name",
+            ),
+            (
+                "[[output.sinks]]\ntype = \"file\"\npath = \"/x\"\nspool_max_bytes = 10\n",
+                "output.sinks[0].spool_max_bytes",
+            ),
+            (
+                "[[output.sinks]]\ntype = \"stdout\"\nqueue_max_events = 0\n",
+                "output.sinks[0].queue_max_events",
+            ),
+        ];
+        for (text, field) in cases {
+            let err = parse(text).expect_err(field);
+            assert!(matches!(err, ConfigError::Invalid { .. }), "{err}");
+            assert!(
+                err.to_string().contains(&format!("{field}:")),
+                "{err} should name {field}"
+            );
+        }
+        let msg = parse("[[output.sinks]]\ntype = \"kafka\"\n")
+            .expect_err("unknown type")
+            .to_string();
+        assert!(msg.starts_with("test.toml:2:"), "{msg}");
+        let msg = parse("[metrics]\nlisten = \"localhost\"\n")
+            .expect_err("not an address")
+            .to_string();
+        assert!(msg.starts_with("test.toml:2:"), "{msg}");
+    }
+}

@@ -196,6 +196,7 @@ impl Engine {
                 self.table.exit(&x);
             }
             Event::Connect(c) => self.on_connect(&c, out),
+            Event::File(f) => self.on_file(&f, out),
         }
     }
 
@@ -275,6 +276,9 @@ impl Engine {
             self.emit(RuleId::ServerSpawnedRecon, id, ts_ns, None, out);
         }
     }
+
+    /// File events feed the file rules (webroot-script-write, server-module-change).
+    fn on_file(&mut self, _file: &crate::event::File, _out: &mut Vec<Alert>) {}
 
     fn on_connect(&mut self, c: &Connect, out: &mut Vec<Alert>) {
         if !self.outbound.enabled || (!self.outbound.include_failed && !c.attempted()) {

@@ -10,13 +10,13 @@ use std::{
 };
 
 use sensor_ebpf::{
-    ARGV_MAX, ConnectEvent, EventHeader, ExecEvent, ExitEvent, FILENAME_MAX, ForkEvent, exec_flags,
-    kind, proto,
+    ARGV_MAX, ConnectEvent, EventHeader, ExecEvent, ExitEvent, FILENAME_MAX, FileEvent, ForkEvent,
+    PATH_MAX, SOURCE_MAX, exec_flags, file_op, kind, path_flags, proto,
 };
 
 use crate::{
     escape::{escape_bytes, split_argv},
-    event::{Connect, Event, Exec, Exit, Family, Fork, Proto},
+    event::{Connect, Event, Exec, Exit, Family, File, FileOp, Fork, Proto},
 };
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -35,6 +35,8 @@ pub enum DecodeError {
     BadLength { what: &'static str, claimed: u32 },
     #[error("connect record has address family {0}, not AF_INET or AF_INET6")]
     BadFamily(u32),
+    #[error("file record has unknown operation {0}")]
+    UnknownFileOp(u32),
 }
 
 const AF_INET: u32 = 2;
@@ -78,6 +80,7 @@ pub fn decode(record: &[u8]) -> Result<Event, DecodeError> {
             }))
         }
         kind::CONNECT => decode_connect(read_prefix(record, "connect")?),
+        kind::FILE => decode_file(record),
         other => Err(DecodeError::UnknownKind(other)),
     }
 }
@@ -127,6 +130,54 @@ fn decode_exec(record: &[u8]) -> Result<Event, DecodeError> {
         argv_truncated: flags & exec_flags::ARGV_TRUNCATED != 0,
         argv_bytes: u64_at(offset_of!(ExecEvent, argv_total_len)),
         cgroup_id: u64_at(offset_of!(ExecEvent, cgroup_id)),
+    }))
+}
+
+fn decode_file(record: &[u8]) -> Result<Event, DecodeError> {
+    let fixed = offset_of!(FileEvent, path);
+    if record.len() < fixed {
+        return Err(DecodeError::TooShort {
+            kind: "file",
+            len: record.len(),
+            need: fixed,
+        });
+    }
+    let u32_at = |off: usize| read_at::<u32>(record, off);
+    let header: EventHeader = read_at(record, 0);
+    let path_len = u32_at(offset_of!(FileEvent, path_len));
+    let source_len = u32_at(offset_of!(FileEvent, source_len));
+    if path_len as usize >= PATH_MAX || fixed + path_len as usize > record.len() {
+        return Err(DecodeError::BadLength {
+            what: "path",
+            claimed: path_len,
+        });
+    }
+    if source_len as usize >= SOURCE_MAX {
+        return Err(DecodeError::BadLength {
+            what: "source",
+            claimed: source_len,
+        });
+    }
+    let op = match u32_at(offset_of!(FileEvent, op)) {
+        file_op::OPEN_WRITE => FileOp::Open,
+        file_op::RENAME => FileOp::Rename,
+        file_op::LINK => FileOp::Link,
+        other => return Err(DecodeError::UnknownFileOp(other)),
+    };
+    let source_at = offset_of!(FileEvent, source);
+    let source =
+        (source_len > 0).then(|| escape_bytes(&record[source_at..source_at + source_len as usize]));
+    Ok(Event::File(File {
+        ts_ns: header.ts_ns,
+        pid: header.pid,
+        tid: header.tid,
+        uid: u32_at(offset_of!(FileEvent, uid)),
+        op,
+        path: escape_bytes(&record[fixed..fixed + path_len as usize]),
+        path_truncated: u32_at(offset_of!(FileEvent, path_flags)) & path_flags::TRUNCATED != 0,
+        source,
+        flags: u32_at(offset_of!(FileEvent, flags)),
+        ret: read_at::<i32>(record, offset_of!(FileEvent, ret)),
     }))
 }
 

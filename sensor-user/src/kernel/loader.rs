@@ -1,15 +1,20 @@
 //! Loading the kernel programs and attaching them to their tracepoints.
 
+use std::path::Path;
+
 use aya::{
     Ebpf, EbpfError, EbpfLoader,
-    maps::{MapData, MapError, PerCpuArray, RingBuf},
+    maps::{
+        MapData, MapError, PerCpuArray, RingBuf,
+        lpm_trie::{Key, LpmTrie},
+    },
     programs::{ProgramError, RawTracePoint, TracePoint},
 };
-use sensor_ebpf::{OFFSETS_GLOBAL, maps};
+use sensor_ebpf::{OFFSETS_GLOBAL, PATH_KEY_MAX, PathKey, maps};
 
 use super::{
     features::{FeatureError, probe},
-    offsets::{OffsetError, VMLINUX_BTF, kernel_offsets},
+    offsets::{OffsetError, VMLINUX_BTF, check_syscall_layout, kernel_offsets},
     tracefs::{TracefsError, ensure_tracefs},
 };
 use crate::config::CaptureConfig;
@@ -33,6 +38,34 @@ const PROGRAMS: [(&str, Hook); 5] = [
     ("sys_enter_connect", Hook::Syscall("sys_enter_connect")),
     ("sys_exit_connect", Hook::Syscall("sys_exit_connect")),
 ];
+
+/// File syscalls: the entry program, the syscall's argument names in order (checked against the
+/// tracepoint's format), and whether every architecture has it (the legacy non-`at` calls exist
+/// on x86_64 but not on arm64). Every one's exit goes to `sys_exit_file`.
+const FILE_SYSCALLS: [(&str, &[&str], bool); 9] = [
+    ("openat", &["dfd", "filename", "flags"], true),
+    ("openat2", &["dfd", "filename", "how"], true),
+    (
+        "renameat",
+        &["olddfd", "oldname", "newdfd", "newname"],
+        true,
+    ),
+    (
+        "renameat2",
+        &["olddfd", "oldname", "newdfd", "newname", "flags"],
+        true,
+    ),
+    (
+        "linkat",
+        &["olddfd", "oldname", "newdfd", "newname", "flags"],
+        true,
+    ),
+    ("open", &["filename", "flags"], false),
+    ("creat", &["pathname"], false),
+    ("rename", &["oldname", "newname"], false),
+    ("link", &["oldname", "newname"], false),
+];
+const FILE_EXIT_PROGRAM: &str = "sys_exit_file";
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -67,9 +100,11 @@ pub enum LoadError {
     #[error("attaching {program} to tracepoint {hook} failed: {source}")]
     Attach {
         program: &'static str,
-        hook: &'static str,
+        hook: String,
         source: ProgramError,
     },
+    #[error("watched path {path:?}: {reason}")]
+    WatchPath { path: String, reason: &'static str },
 }
 
 /// Programs loaded and attached. Dropping it detaches them.
@@ -105,7 +140,7 @@ pub fn load(config: &CaptureConfig) -> Result<Loaded, LoadError> {
                 raw.load().map_err(load_err)?;
                 raw.attach(tp).map_err(|source| LoadError::Attach {
                     program,
-                    hook: tp,
+                    hook: tp.to_owned(),
                     source,
                 })?;
             }
@@ -116,13 +151,15 @@ pub fn load(config: &CaptureConfig) -> Result<Loaded, LoadError> {
                     .attach("syscalls", tp)
                     .map_err(|source| LoadError::Attach {
                         program,
-                        hook: tp,
+                        hook: tp.to_owned(),
                         source,
                     })?;
             }
         }
         log::debug!("attached {program}");
     }
+    attach_file_programs(&mut ebpf, &tracefs, offsets.tp_syscall_args)?;
+    fill_watched_paths(&mut ebpf, &config.watch_paths)?;
 
     let ring = take_map(&mut ebpf, maps::EVENTS)?;
     let ring = RingBuf::try_from(ring).map_err(|source| LoadError::Map {
@@ -135,6 +172,94 @@ pub fn load(config: &CaptureConfig) -> Result<Loaded, LoadError> {
         source,
     })?;
     Ok(Loaded { ebpf, ring, lost })
+}
+
+fn attach_file_programs(ebpf: &mut Ebpf, tracefs: &Path, first_arg: u32) -> Result<(), LoadError> {
+    let present: Vec<&(&str, &[&str], bool)> = FILE_SYSCALLS
+        .iter()
+        .filter(|(name, _, everywhere)| {
+            *everywhere
+                || tracefs
+                    .join(format!("events/syscalls/sys_enter_{name}"))
+                    .is_dir()
+        })
+        .collect();
+    for (name, args, _) in &present {
+        check_syscall_layout(tracefs, &format!("sys_enter_{name}"), args, first_arg)?;
+    }
+    for (name, _, _) in &present {
+        let program: &'static str = match *name {
+            "openat" => "sys_enter_openat",
+            "openat2" => "sys_enter_openat2",
+            "renameat" => "sys_enter_renameat",
+            "renameat2" => "sys_enter_renameat2",
+            "linkat" => "sys_enter_linkat",
+            "open" => "sys_enter_open",
+            "creat" => "sys_enter_creat",
+            "rename" => "sys_enter_rename",
+            _ => "sys_enter_link",
+        };
+        attach_syscall(ebpf, program, &format!("sys_enter_{name}"))?;
+    }
+    for (name, _, _) in &present {
+        attach_syscall(ebpf, FILE_EXIT_PROGRAM, &format!("sys_exit_{name}"))?;
+    }
+    Ok(())
+}
+
+/// Loads `program` the first time, then attaches it to `syscalls:{tracepoint}`.
+fn attach_syscall(
+    ebpf: &mut Ebpf,
+    program: &'static str,
+    tracepoint: &str,
+) -> Result<(), LoadError> {
+    let prog = ebpf
+        .program_mut(program)
+        .ok_or(LoadError::MissingProgram(program))?;
+    let load_err = |source| LoadError::Program { program, source };
+    let tp: &mut TracePoint = prog.try_into().map_err(load_err)?;
+    if tp.fd().is_err() {
+        tp.load().map_err(load_err)?;
+    }
+    tp.attach("syscalls", tracepoint)
+        .map_err(|source| LoadError::Attach {
+            program,
+            hook: tracepoint.to_owned(),
+            source,
+        })?;
+    log::debug!("attached {program} to {tracepoint}");
+    Ok(())
+}
+
+/// Puts every watched prefix in the kernel's LPM trie; paths under none of them never leave the
+/// kernel.
+fn fill_watched_paths(ebpf: &mut Ebpf, prefixes: &[String]) -> Result<(), LoadError> {
+    let map = ebpf
+        .map_mut(maps::WATCHED_PATHS)
+        .ok_or(LoadError::MissingMap(maps::WATCHED_PATHS))?;
+    let mut trie: LpmTrie<&mut MapData, PathKey, u8> =
+        LpmTrie::try_from(map).map_err(|source| LoadError::Map {
+            name: maps::WATCHED_PATHS,
+            source,
+        })?;
+    for prefix in prefixes {
+        let bytes = prefix.as_bytes();
+        if !bytes.starts_with(b"/") || bytes.len() >= PATH_KEY_MAX {
+            return Err(LoadError::WatchPath {
+                path: prefix.clone(),
+                reason: "not an absolute path shorter than 255 bytes",
+            });
+        }
+        let mut data = [0u8; PATH_KEY_MAX];
+        data[..bytes.len()].copy_from_slice(bytes);
+        trie.insert(&Key::new((bytes.len() * 8) as u32, data), 1, 0)
+            .map_err(|source| LoadError::Map {
+                name: maps::WATCHED_PATHS,
+                source,
+            })?;
+    }
+    log::debug!("watching {} path prefixes for file writes", prefixes.len());
+    Ok(())
 }
 
 fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, LoadError> {

@@ -8,7 +8,7 @@ pub mod offsets;
 pub mod reader;
 pub mod tracefs;
 
-use std::sync::Arc;
+use std::{os::unix::ffi::OsStrExt, sync::Arc};
 
 use aya::maps::{MapData, PerCpuArray};
 pub use loader::LoadError;
@@ -60,8 +60,11 @@ impl Capture {
         self.reader.read_batch(&mut self.decoded, BATCH_MAX).await?;
         for result in self.decoded.drain(..) {
             match result {
-                Ok(event) => {
+                Ok(mut event) => {
                     self.metrics.event(event.kind());
+                    if let Event::File(file) = &mut event {
+                        canonicalise_dotdot(file);
+                    }
                     out.push(event);
                 }
                 Err(err) => {
@@ -88,6 +91,7 @@ impl Capture {
             (EventKind::Fork, kind::FORK),
             (EventKind::Exit, kind::EXIT),
             (EventKind::Connect, kind::CONNECT),
+            (EventKind::File, kind::FILE),
         ] {
             match self.lost.get(&index, 0) {
                 Ok(per_cpu) => {
@@ -99,5 +103,22 @@ impl Capture {
             }
         }
         total
+    }
+}
+
+/// The kernel resolves rename and link targets against the cwd or dirfd but does not normalise
+/// `..` in the name; while the file still exists its canonical path is the one rules must see.
+fn canonicalise_dotdot(file: &mut crate::event::File) {
+    if !file.path.contains("/..") {
+        return;
+    }
+    let Ok(raw) = crate::escape::unescape(&file.path) else {
+        return;
+    };
+    let path = std::path::Path::new(std::ffi::OsStr::from_bytes(&raw));
+    if let (Some(parent), Some(name)) = (path.parent(), path.file_name())
+        && let Ok(dir) = std::fs::canonicalize(parent)
+    {
+        file.path = crate::escape::escape_bytes(dir.join(name).as_os_str().as_bytes());
     }
 }

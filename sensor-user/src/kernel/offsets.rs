@@ -34,6 +34,16 @@ pub enum OffsetError {
     },
     #[error("tracepoint format {path} has no field {field}")]
     NoField { path: PathBuf, field: String },
+    #[error(
+        "tracepoint format {path}: field {field} is at offset {offset}, not {expected} as the file \
+         probes expect"
+    )]
+    Layout {
+        path: PathBuf,
+        field: String,
+        offset: u32,
+        expected: u32,
+    },
 }
 
 /// Everything the programs need to know about this kernel.
@@ -81,8 +91,54 @@ pub fn kernel_offsets(btf_path: &Path, tracefs: &Path) -> Result<KernelOffsets, 
         tp_connect_addr: field(&enter_fields, &enter, "uservaddr")?,
         tp_connect_addrlen: field(&enter_fields, &enter, "addrlen")?,
         tp_exit_ret: field(&exit_fields, &exit, "ret")?,
+        tp_syscall_args: field(&enter_fields, &enter, "fd")?,
+        task_fs: m("task_struct", "fs")?,
+        fs_pwd: m("fs_struct", "pwd")?,
+        path_mnt: m("path", "mnt")?,
+        path_dentry: m("path", "dentry")?,
+        file_f_path: m("file", "f_path")?,
+        dentry_d_parent: m("dentry", "d_parent")?,
+        dentry_d_name: m("dentry", "d_name")?,
+        qstr_len: m("qstr", "len")?,
+        qstr_name: m("qstr", "name")?,
+        vfsmount_mnt_root: m("vfsmount", "mnt_root")?,
+        mount_mnt: m("mount", "mnt")?,
+        mount_mnt_parent: m("mount", "mnt_parent")?,
+        mount_mnt_mountpoint: m("mount", "mnt_mountpoint")?,
         reserved: 0,
     })
+}
+
+/// The file probes read syscall arguments as 8-byte slots after the first one
+/// (`KernelOffsets::tp_syscall_args`); this checks that a tracepoint's format agrees.
+/// `fields` are the argument names in order.
+pub fn check_syscall_layout(
+    tracefs: &Path,
+    tracepoint: &str,
+    fields: &[&str],
+    first_arg: u32,
+) -> Result<(), OffsetError> {
+    let path = tracefs.join(format!("events/syscalls/{tracepoint}/format"));
+    let found = read_format(&path)?;
+    for (i, name) in fields.iter().enumerate() {
+        let at = found
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|&(_, offset)| offset)
+            .ok_or_else(|| OffsetError::NoField {
+                path: path.clone(),
+                field: (*name).to_owned(),
+            })?;
+        if at != first_arg + 8 * i as u32 {
+            return Err(OffsetError::Layout {
+                path: path.clone(),
+                field: (*name).to_owned(),
+                offset: at,
+                expected: first_arg + 8 * i as u32,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Byte offset of `member` in `struct ty`, looking through anonymous structs and unions.

@@ -354,3 +354,129 @@ impl Delivery {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// A receiver that is down while `down` is set, and records what it took.
+    #[derive(Clone, Default)]
+    struct Fake {
+        down: Arc<Mutex<bool>>,
+        got: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl Transport for Fake {
+        fn send(&mut self, batch: &[Vec<u8>]) -> Result<Delivered, String> {
+            if *self.down.lock().expect("lock") {
+                return Err("down".into());
+            }
+            let mut got = self.got.lock().expect("lock");
+            got.extend(
+                batch
+                    .iter()
+                    .map(|r| String::from_utf8_lossy(r).into_owned()),
+            );
+            Ok(Delivered::default())
+        }
+    }
+
+    fn settings() -> Settings {
+        Settings {
+            name: "fake".into(),
+            batch_max: 3,
+            retry_max: Duration::from_millis(300),
+        }
+    }
+
+    fn wait_for(what: &str, done: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn alert(i: usize) -> Arc<[u8]> {
+        Arc::from(format!("{{\"n\":{i}}}").into_bytes())
+    }
+
+    #[test]
+    fn an_outage_delays_alerts_in_order_and_a_restart_replays_the_spool() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let metrics = Arc::new(Metrics::new().expect("metrics"));
+        let fake = Fake::default();
+        *fake.down.lock().expect("lock") = true;
+        let spool = Spool::open(dir.path(), 1 << 20).expect("spool");
+        let worker = Worker::start(
+            settings(),
+            Box::new(fake.clone()),
+            100,
+            Some(spool),
+            metrics.clone(),
+        )
+        .expect("start");
+        for i in 0..5 {
+            worker.push(alert(i));
+        }
+        wait_for("a failed attempt", || {
+            metrics.sink_failed_count("fake") >= 1
+        });
+        worker.stop();
+        assert!(fake.got.lock().expect("lock").is_empty());
+
+        // A new start (a sensor restart) replays the spool once the receiver is back.
+        *fake.down.lock().expect("lock") = false;
+        let spool = Spool::open(dir.path(), 1 << 20).expect("spool");
+        assert_eq!(spool.pending(), 5);
+        let worker = Worker::start(
+            settings(),
+            Box::new(fake.clone()),
+            100,
+            Some(spool),
+            metrics.clone(),
+        )
+        .expect("restart");
+        worker.push(alert(5));
+        wait_for("all six", || fake.got.lock().expect("lock").len() >= 6);
+        worker.stop();
+        let got = fake.got.lock().expect("lock").clone();
+        let expected: Vec<String> = (0..6).map(|i| format!("{{\"n\":{i}}}")).collect();
+        assert_eq!(got, expected);
+        assert_eq!(metrics.sink_sent_count("fake"), 6);
+        assert_eq!(
+            Spool::open(dir.path(), 1 << 20).expect("spool").pending(),
+            0
+        );
+    }
+
+    #[test]
+    fn without_spool_the_memory_backlog_is_bounded_and_drops_are_counted() {
+        let metrics = Arc::new(Metrics::new().expect("metrics"));
+        let fake = Fake::default();
+        *fake.down.lock().expect("lock") = true;
+        let worker = Worker::start(settings(), Box::new(fake.clone()), 4, None, metrics.clone())
+            .expect("start");
+        for i in 0..10 {
+            worker.push(alert(i));
+        }
+        wait_for("drops", || {
+            metrics.sink_dropped_count("fake", "backlog_full")
+                + metrics.sink_dropped_count("fake", "queue_full")
+                == 6
+        });
+        *fake.down.lock().expect("lock") = false;
+        wait_for("the newest four", || {
+            fake.got.lock().expect("lock").len() == 4
+        });
+        worker.stop();
+        let got = fake.got.lock().expect("lock").clone();
+        let expected: Vec<String> = (6..10).map(|i| format!("{{\"n\":{i}}}")).collect();
+        assert_eq!(
+            got, expected,
+            "the oldest were dropped, the rest kept in order"
+        );
+    }
+}

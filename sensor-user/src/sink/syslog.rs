@@ -293,4 +293,27 @@ mod tests {
         std::thread::sleep(Duration::from_millis(50));
         assert!(sink.send(&[ALERT.as_bytes().to_vec()]).is_err());
     }
+
+    #[test]
+    fn udp_sends_one_datagram_per_alert_and_rejects_oversized_ones() {
+        let receiver = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        receiver
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let address = receiver.local_addr().expect("addr").to_string();
+        let mut sink = Syslog::new(address, SyslogProtocol::Udp, 4, Duration::from_secs(1));
+        let huge = format!("{{\"x\":\"{}\"}}", "a".repeat(UDP_MAX));
+        let delivered = sink
+            .send(&[ALERT.as_bytes().to_vec(), huge.into_bytes()])
+            .expect("send");
+        assert_eq!(delivered.rejected, 1);
+        let mut buf = vec![0u8; 70_000];
+        let n = receiver.recv(&mut buf).expect("one datagram");
+        let text = String::from_utf8_lossy(&buf[..n]);
+        // auth (4) * 8 + err (3)
+        assert!(
+            text.starts_with("<35>1 ") && text.ends_with(ALERT),
+            "{text}"
+        );
+    }
 }
