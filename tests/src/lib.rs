@@ -166,6 +166,13 @@ pub fn exits(events: &[Event]) -> impl Iterator<Item = &lineage_sensor::event::E
     })
 }
 
+pub fn files(events: &[Event]) -> impl Iterator<Item = &lineage_sensor::event::File> {
+    events.iter().filter_map(|e| match e {
+        Event::File(x) => Some(x),
+        _ => None,
+    })
+}
+
 pub fn connects(events: &[Event]) -> impl Iterator<Item = &lineage_sensor::event::Connect> {
     events.iter().filter_map(|e| match e {
         Event::Connect(x) => Some(x),
