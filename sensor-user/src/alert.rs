@@ -20,6 +20,9 @@ pub struct Alert {
     pub rule: RuleInfo,
     pub threat: Threat,
     pub process: ProcessInfo,
+    /// The file a file rule is about (absent for the process and network rules).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileInfo>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub destination: Option<Destination>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -46,6 +49,9 @@ pub struct AlertEvent {
     pub dataset: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outcome: Option<&'static str>,
+    /// File rules: `creation` (opened with O_CREAT), `modification`, `rename` or `link`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<&'static str>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -72,7 +78,9 @@ pub struct NamedId {
 pub struct Technique {
     pub id: &'static str,
     pub name: &'static str,
-    pub subtechnique: NamedId,
+    /// Absent where only the technique applies (server modules: T1505 itself).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subtechnique: Option<NamedId>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -145,14 +153,36 @@ pub struct Container {
 pub struct LineageInfo {
     pub incident: Incident,
     pub severity: Severity,
-    /// The nearest server above (or at) the process.
-    pub server: Server,
-    /// From the outermost server down to the process itself.
+    /// The nearest server above (or at) the process; absent for a file rule's alert about a
+    /// process with no server above it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server: Option<Server>,
+    /// From the outermost server down to the process itself; with no server, from the process's
+    /// top ancestor below init (pid 1).
     pub ancestry: Vec<Ancestor>,
     /// Identical alerts held back by rate limiting since the previous one was emitted.
     pub suppressed_count: u64,
     /// The process's argv was longer than the kernel keeps; `process.args` holds its start.
     pub args_truncated: bool,
+}
+
+/// ECS `file.*`. The path is as the kernel resolved it, in the escaped form of
+/// [`crate::escape`].
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FileInfo {
+    pub path: String,
+    pub name: String,
+    pub directory: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub extension: Option<String>,
+    /// Only `run` fills this, shortly after the write (see `hash_delay_ms`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hash: Option<FileHash>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FileHash {
+    pub sha256: String,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]

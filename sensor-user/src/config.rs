@@ -15,8 +15,9 @@ mod output;
 
 pub use detection::{
     AllowedDestination, DetectConfig, Exclusion, FamilyConfig, IncidentConfig, InlineInterpreter,
-    OutboundRuleConfig, RateLimitConfig, ReconRuleConfig, ReconTool, RulesConfig, Severity,
-    ShellRuleConfig, Technique,
+    Deployer, OutboundRuleConfig, RateLimitConfig, ReconRuleConfig, ReconTool, RulesConfig,
+    ServerModuleChangeConfig, Severity, ShellRuleConfig, Technique, WebrootScriptWriteConfig,
+    WrittenExecConfig,
 };
 pub use lineage::LineageConfig;
 pub use output::{
@@ -93,7 +94,36 @@ pub enum ConfigError {
     },
 }
 
+/// The part of a path glob before its first glob character. The kernel matches byte prefixes,
+/// so there is no need to cut back to a `/`: `/var/lib/tomcat*/webapps` watches
+/// `/var/lib/tomcat`.
+pub fn literal_prefix(pattern: &str) -> &str {
+    let end = pattern
+        .find(['*', '?', '[', '{', '\\'])
+        .unwrap_or(pattern.len());
+    &pattern[..end]
+}
+
 impl Config {
+    /// `capture` with the file rules' web roots and module paths appended as kernel prefixes
+    /// (their literal part before the first glob character), duplicates left out. Rules that are
+    /// switched off add nothing.
+    pub fn effective_capture(&self) -> CaptureConfig {
+        let mut capture = self.capture.clone();
+        let web = &self.rules.webroot_script_write;
+        let module = &self.rules.server_module_change;
+        let written = self.rules.server_written_file_executed.enabled;
+        let roots = (web.enabled || written).then_some(web.web_roots.iter());
+        let modules = module.enabled.then_some(module.paths.iter());
+        for pattern in roots.into_iter().flatten().chain(modules.into_iter().flatten()) {
+            let prefix = literal_prefix(pattern);
+            if !prefix.is_empty() && !capture.watch_paths.iter().any(|p| p == prefix) {
+                capture.watch_paths.push(prefix.to_owned());
+            }
+        }
+        capture
+    }
+
     /// Reads, parses and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -141,6 +171,32 @@ impl Config {
                 return Err((
                     format!("capture.watch_paths[{i}]"),
                     format!("{prefix:?} is not an absolute path shorter than 255 bytes"),
+                ));
+            }
+        }
+        let web = &self.rules.webroot_script_write;
+        let module = &self.rules.server_module_change;
+        let patterns = web
+            .web_roots
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (format!("rules.webroot_script_write.web_roots[{i}]"), p))
+            .chain(
+                module
+                    .paths
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| (format!("rules.server_module_change.paths[{i}]"), p)),
+            );
+        for (field, pattern) in patterns {
+            let prefix = literal_prefix(pattern);
+            if !prefix.starts_with('/') || prefix.len() >= sensor_ebpf::PATH_KEY_MAX {
+                return Err((
+                    field,
+                    format!(
+                        "{pattern:?} needs an absolute literal beginning shorter than 255 bytes \
+                         (the kernel filters on it): write \"/srv/*/htdocs\", not \"**/htdocs\""
+                    ),
                 ));
             }
         }

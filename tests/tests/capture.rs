@@ -336,6 +336,7 @@ fn a_full_ring_is_counted_never_silent() {
     // One page, and a consumer that reads nothing until the storm is over: the ring must fill.
     let sensor = TestSensor::start_stalled(CaptureConfig {
         ring_buffer_bytes: 4096,
+        ..CaptureConfig::default()
     })
     .expect("sensor");
     let output = Command::new(WORKLOAD)

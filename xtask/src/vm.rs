@@ -93,7 +93,7 @@ fn build_guest_tests() -> anyhow::Result<Vec<(String, PathBuf)>> {
             "--package",
             "integration-tests",
             "--no-run",
-            "--message-format=json",
+            "--message-format=json-render-diagnostics",
         ])
         .stderr(Stdio::inherit())
         .output()

@@ -79,7 +79,7 @@ pub async fn record(
     };
     let mut writer = RecordWriter::new(BufWriter::with_capacity(1 << 16, out));
     let metrics = Arc::new(Metrics::new()?);
-    let mut capture = Capture::start(&config.capture, metrics.clone())?;
+    let mut capture = Capture::start(&config.effective_capture(), metrics.clone())?;
     writer.write_header(&crate::record::RecordHeader::here())?;
     log::info!("ready: programs attached, recording events");
 

@@ -91,7 +91,7 @@ pub async fn run(
         .map_err(RunError::Signal)?;
     // Attach first, then read /proc: a process started in between is then in the ring buffer
     // rather than missed.
-    let mut capture = Capture::start(&config.capture, metrics.clone())?;
+    let mut capture = Capture::start(&config.effective_capture(), metrics.clone())?;
     seed(&mut engine, &config);
     metrics.set_processes(engine.totals().processes);
     metrics.set_ready(true);
@@ -247,7 +247,7 @@ async fn reload_from(
     metrics: &Arc<Metrics>,
 ) -> Result<(), ReloadError> {
     let new = Config::load(path)?;
-    if new.capture != config.capture {
+    if new.effective_capture() != config.effective_capture() {
         log::warn!("SIGHUP: [capture] changes take effect at the next start");
     }
     let detection_changed = new.lineage != config.lineage

@@ -405,3 +405,84 @@ pub fn allowed_destinations() -> Vec<AllowedDestination> {
     .map(AllowedDestination::any)
     .collect()
 }
+
+/// Package managers and their front ends. Elastic persistence_web_server_webshell_creation and
+/// the file-creation rules of elastic/detection-rules (linux/persistence_*) exclude dpkg, rpm,
+/// yum, dnf, apt and friends; MaxPatrol Unix_Webshell_Created does the same for package
+/// installs.
+pub fn package_managers() -> Vec<String> {
+    strings(&[
+        "dpkg",
+        "apt",
+        "apt-get",
+        "aptitude",
+        "unattended-upgrade",
+        "unattended-upgrades",
+        "rpm",
+        "dnf",
+        "dnf-3",
+        "yum",
+        "zypper",
+        "pacman",
+        "apk",
+        "snapd",
+    ])
+}
+
+/// Web roots: Elastic persistence_web_server_webshell_creation (/var/www/*, /srv/www/*,
+/// /usr/share/nginx/*, */webapps/*, */htdocs/*, */public_html/*); Atomic Red Team T1505.003
+/// test 4 writes /var/www/html/<name>.php. Relative forms (`*/htdocs`) become absolute
+/// patterns the kernel can filter on.
+pub fn web_roots() -> Vec<String> {
+    strings(&[
+        "/var/www",
+        "/srv/www",
+        "/srv/http",
+        "/usr/share/nginx",
+        "/var/lib/tomcat*/webapps",
+        "/opt/*/webapps",
+        "/opt/*/htdocs",
+        "/home/*/public_html",
+    ])
+}
+
+/// Script and page extensions: Elastic persistence_web_server_webshell_creation (php, phtml,
+/// php3-8, phar, jsp, jspx, war, asp, aspx, ashx, asmx, cfm, shtml, cgi, pl, py); MaxPatrol
+/// PTAF_Webshell_Detected (the same families of server-side code).
+pub fn script_extensions() -> Vec<String> {
+    strings(&[
+        "php", "phtml", "php3", "php4", "php5", "php6", "php7", "php8", "phar", "jsp", "jspx",
+        "war", "asp", "aspx", "ashx", "asmx", "cfm", "shtml", "cgi", "pl", "py",
+    ])
+}
+
+/// Server extension points: ATT&CK analytic AN1508 (rogue Apache, Nginx or Tomcat modules and
+/// plugins, PHP auto_prepend_file in php.ini or conf.d).
+pub fn module_paths() -> Vec<String> {
+    strings(&[
+        "/etc/apache2/mods-enabled",
+        "/etc/apache2/mods-available",
+        "/etc/apache2/conf-enabled",
+        "/usr/lib/apache2/modules",
+        "/etc/httpd/conf.modules.d",
+        "/usr/lib64/httpd/modules",
+        "/etc/nginx/modules-enabled",
+        "/usr/lib/nginx/modules",
+        "/usr/share/nginx/modules",
+        "/etc/php/*/*/conf.d",
+        "/etc/php/*/*/php.ini",
+        "/etc/php.ini",
+        "/etc/php.d",
+        "/usr/share/tomcat*/lib",
+        "/var/lib/tomcat*/lib",
+        "/etc/tomcat*",
+        "/var/lib/tomcat*/conf",
+        "/opt/*/lib/catalina.jar",
+    ])
+}
+
+/// Module-enabling tools (AN1508): Debian's a2enmod/a2enconf, apxs which builds and installs
+/// an Apache module, phpenmod.
+pub fn module_tools() -> Vec<String> {
+    strings(&["a2enmod", "a2enconf", "apxs", "apxs2", "phpenmod"])
+}

@@ -21,6 +21,10 @@ pub struct DetectConfig {
     /// The server families. Setting this replaces the whole default list (copy it from
     /// deploy/lineage-sensor.toml and edit).
     pub families: Vec<FamilyConfig>,
+    /// Package managers, as globs on the executed file (as above). A file rule never alerts on a
+    /// write or a module tool whose process or any ancestor is one of these: packages install web
+    /// pages, modules and server configuration all the time.
+    pub package_managers: Vec<String>,
 }
 
 impl Default for DetectConfig {
@@ -29,6 +33,7 @@ impl Default for DetectConfig {
             not_servers: defaults::not_servers(),
             transparent: vec!["jspawnhelper".into()],
             families: defaults::families(),
+            package_managers: defaults::package_managers(),
         }
     }
 }
@@ -122,6 +127,119 @@ pub struct RulesConfig {
     pub server_spawned_shell: ShellRuleConfig,
     pub server_spawned_recon: ReconRuleConfig,
     pub server_outbound_unknown: OutboundRuleConfig,
+    pub webroot_script_write: WebrootScriptWriteConfig,
+    pub server_module_change: ServerModuleChangeConfig,
+    pub server_written_file_executed: WrittenExecConfig,
+}
+
+/// webroot-script-write (T1505.003): a script or page file created, modified, renamed or linked
+/// under a web root by a process that is not an allowed deployer.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebrootScriptWriteConfig {
+    pub enabled: bool,
+    /// Severity when the writer is a server process or below one (an upload through the app).
+    pub severity: Severity,
+    /// Severity when no server is above the writer (a cron job, an ssh session, a tool).
+    pub severity_outside_server: Severity,
+    /// Web roots, as absolute path globs (`*` stays within one path component): a file anywhere
+    /// below a match counts. The literal part before the first glob character is watched by the
+    /// kernel, so `/home/*/public_html` watches every write under `/home/`.
+    pub web_roots: Vec<String>,
+    /// File name extensions that a web server executes or serves as code, without the dot;
+    /// compared case-insensitively.
+    pub extensions: Vec<String>,
+    /// Allowed deployers besides `detect.package_managers`.
+    pub deployers: Vec<Deployer>,
+    /// Exceptions, as for the process rules; `family` only matches writers below a server.
+    pub exclude: Vec<Exclusion>,
+    /// `run` only: alerts naming a file get `file.hash.sha256` when the file is at most this
+    /// large (0: never hash). Applies to the alerts of every file rule.
+    pub hash_max_bytes: u64,
+    /// `run` only: how long after the write the file is read for hashing. The kernel side does
+    /// not see close(), so the hash is of the content this long after the write, not at close.
+    pub hash_delay_ms: u64,
+}
+
+/// A process allowed to write into web roots. Every field given must match (one with none is
+/// refused).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Deployer {
+    /// Why this deployer is allowed (kept for the reader; not matched).
+    pub comment: String,
+    /// Glob on the writer's executable or on any of its ancestors' (a CI agent's children).
+    pub executable: Option<String>,
+    /// Real uids of the writer.
+    pub users: Vec<u32>,
+}
+
+impl Default for WebrootScriptWriteConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            severity: Severity::Critical,
+            severity_outside_server: Severity::Medium,
+            web_roots: defaults::web_roots(),
+            extensions: defaults::script_extensions(),
+            deployers: Vec::new(),
+            exclude: Vec::new(),
+            hash_max_bytes: 1 << 20,
+            hash_delay_ms: 200,
+        }
+    }
+}
+
+/// server-module-change (T1505, ATT&CK analytic AN1508): a file created or modified in a
+/// server's module or configuration directories, or a module-enabling tool run, outside a
+/// package manager.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerModuleChangeConfig {
+    pub enabled: bool,
+    pub severity: Severity,
+    /// Module and configuration locations, as absolute path globs: the match itself (a file such
+    /// as php.ini) and anything below it (a directory) count. Watched by the kernel like
+    /// `web_roots`.
+    pub paths: Vec<String>,
+    /// Module-enabling tools, as globs on the executed file (a2enmod is a Perl script: the
+    /// kernel reports the script's path).
+    pub tools: Vec<String>,
+    /// Exceptions, as for the process rules.
+    pub exclude: Vec<Exclusion>,
+}
+
+impl Default for ServerModuleChangeConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            severity: Severity::High,
+            paths: defaults::module_paths(),
+            tools: defaults::module_tools(),
+            exclude: Vec::new(),
+        }
+    }
+}
+
+/// server-written-file-executed: a file that a server process (or a process below one) wrote
+/// under a web root is later executed; the alert joins the write's incident.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WrittenExecConfig {
+    pub enabled: bool,
+    pub severity: Severity,
+    /// Paths written by servers remembered for this; past it the oldest are forgotten.
+    pub max_tracked: usize,
+}
+
+impl Default for WrittenExecConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            severity: Severity::Critical,
+            max_tracked: 4096,
+        }
+    }
 }
 
 /// server-spawned-shell (T1505.003): a shell or an inline interpreter below a server.

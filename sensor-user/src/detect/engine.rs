@@ -10,13 +10,22 @@ use super::{
     family::Families,
     incident::{Incidents, digest_hex},
     rate_limit::{RateLimiter, Verdict},
-    rules::{RuleId, outbound::OutboundRule, recon::ReconRule, shell::ShellRule},
+    matcher::ExeMatcher,
+    rules::{
+        RuleId,
+        module_change::ModuleRule,
+        outbound::OutboundRule,
+        recon::ReconRule,
+        shell::ShellRule,
+        webroot::{WebrootRule, directory, extension, file_name},
+        written_exec::{Writer, WrittenFiles},
+    },
     tag::{ServerRef, Tag},
 };
 use crate::{
     alert::{self, Alert},
-    config::{Config, Technique},
-    event::{Connect, Event, Family as NetFamily},
+    config::{Config, Severity, Technique},
+    event::{Connect, Event, Family as NetFamily, File, FileOp},
     lineage::{EntityId, Limits, Process, ProcessTable, SeedProcess},
     metrics::Metrics,
 };
@@ -33,9 +42,9 @@ pub struct HostInfo {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EngineTotals {
     pub events: u64,
-    pub alerts: [u64; 3],
-    pub suppressed: [u64; 3],
-    pub excluded: [u64; 3],
+    pub alerts: [u64; RuleId::ALL.len()],
+    pub suppressed: [u64; RuleId::ALL.len()],
+    pub excluded: [u64; RuleId::ALL.len()],
     pub processes: usize,
     pub evicted: u64,
 }
@@ -67,6 +76,10 @@ pub struct Engine {
     shell: ShellRule,
     recon: ReconRule,
     outbound: OutboundRule,
+    webroot: WebrootRule,
+    module: ModuleRule,
+    written: WrittenFiles,
+    package_managers: ExeMatcher,
     incidents: Incidents,
     rate: RateLimiter,
     host: HostInfo,
@@ -76,12 +89,17 @@ pub struct Engine {
     owners: Vec<usize>,
 }
 
-fn rule_index(rule: RuleId) -> usize {
-    match rule {
-        RuleId::ServerSpawnedShell => 0,
-        RuleId::ServerSpawnedRecon => 1,
-        RuleId::ServerOutboundUnknown => 2,
-    }
+/// What an alert is about besides its process.
+#[derive(Default)]
+struct Context<'a> {
+    connect: Option<&'a Connect>,
+    file: Option<&'a str>,
+    /// For alerts about a file event: `event.action` and `event.type`.
+    action: Option<(&'static str, &'static [&'static str])>,
+    /// Overrides the rule's severity.
+    severity: Option<Severity>,
+    /// Overrides the incident root (the writer's tree for an executed file).
+    root: Option<EntityId>,
 }
 
 impl Engine {
@@ -90,6 +108,11 @@ impl Engine {
         let shell = ShellRule::new(&config.rules.server_spawned_shell, &families)?;
         let recon = ReconRule::new(&config.rules.server_spawned_recon, &families)?;
         let outbound = OutboundRule::new(&config.rules.server_outbound_unknown, &families)?;
+        let webroot = WebrootRule::new(&config.rules.webroot_script_write, &families)?;
+        let module = ModuleRule::new(&config.rules.server_module_change, &families)?;
+        let written = WrittenFiles::new(&config.rules.server_written_file_executed);
+        let package_managers =
+            ExeMatcher::new(&config.detect.package_managers, "detect.package_managers")?;
         let limits = Limits {
             exit_grace_ns: config.lineage.exit_grace_secs.saturating_mul(1_000_000_000),
             max_entries: config.lineage.max_processes,
@@ -101,6 +124,10 @@ impl Engine {
             shell,
             recon,
             outbound,
+            webroot,
+            module,
+            written,
+            package_managers,
             incidents: Incidents::new(config.incidents.span_secs),
             rate: RateLimiter::new(config.rate_limit.window_secs, config.rate_limit.max_tracked),
             host,
@@ -248,6 +275,30 @@ impl Engine {
             return;
         }
         let Some(p) = self.table.get(id) else { return };
+        // The only additions to every exec's cost: a glob-set lookup on the name, and a map
+        // lookup skipped while no server-written file is tracked.
+        let tool = self.module.is_tool(&p.image);
+        let executed = self
+            .written
+            .executed(&p.image)
+            .map(|(path, w)| (path.to_owned(), w));
+        if tool && !self.below_package_manager(id) {
+            self.emit(RuleId::ServerModuleChange, id, ts_ns, Context::default(), out);
+        }
+        if let Some((path, writer)) = executed {
+            self.emit(
+                RuleId::ServerWrittenFileExecuted,
+                id,
+                ts_ns,
+                Context {
+                    file: Some(&path),
+                    root: Some(writer.root),
+                    ..Context::default()
+                },
+                out,
+            );
+        }
+        let Some(p) = self.table.get(id) else { return };
         let tag = &p.annotation;
         // Nothing below a server (the common case), a server starting a server (nginx binary
         // upgrade) and jspawnhelper itself are not evaluated further.
@@ -256,7 +307,7 @@ impl Engine {
         }
         if tag.shell_below_server {
             if self.shell.enabled {
-                self.emit(RuleId::ServerSpawnedShell, id, ts_ns, None, out);
+                self.emit(RuleId::ServerSpawnedShell, id, ts_ns, Context::default(), out);
             }
             return;
         }
@@ -273,12 +324,90 @@ impl Engine {
             .recon
             .is_tool(&image, &mut self.scratch, &mut self.owners)
         {
-            self.emit(RuleId::ServerSpawnedRecon, id, ts_ns, None, out);
+            self.emit(RuleId::ServerSpawnedRecon, id, ts_ns, Context::default(), out);
         }
     }
 
-    /// File events feed the file rules (webroot-script-write, server-module-change).
-    fn on_file(&mut self, _file: &crate::event::File, _out: &mut Vec<Alert>) {}
+    /// File events feed the file rules (webroot-script-write, server-module-change) and the
+    /// record of server-written files.
+    fn on_file(&mut self, f: &File, out: &mut Vec<Alert>) {
+        if !f.succeeded() {
+            return;
+        }
+        let in_root =
+            (self.webroot.enabled || self.written.enabled) && self.webroot.in_root(&f.path);
+        let module = self.module.is_module_path(&f.path);
+        if !in_root && !module {
+            return;
+        }
+        let Some(id) = self.table.live(f.pid).map(|p| p.id) else {
+            return;
+        };
+        // The writer's uid now, as for connects: a worker may have dropped privileges.
+        let Some(p) = self.table.get_mut(id) else {
+            return;
+        };
+        p.uid = f.uid;
+        let server = nearest_server(p);
+        let action = file_action(f);
+        let ctx = || Context {
+            file: Some(&f.path),
+            action: Some(action),
+            ..Context::default()
+        };
+        if in_root {
+            match &server {
+                Some(s) => self.written.record(
+                    &f.path,
+                    Writer {
+                        process: id,
+                        root: s.root,
+                    },
+                ),
+                None => self.written.forget(&f.path),
+            }
+            if self.webroot.enabled
+                && self.webroot.is_script(&f.path)
+                && !self.below_package_manager(id)
+                && !self.is_deployer(id, f.uid)
+            {
+                let severity = if server.is_some() {
+                    self.webroot.severity
+                } else {
+                    self.webroot.severity_outside_server
+                };
+                let ctx = Context {
+                    severity: Some(severity),
+                    ..ctx()
+                };
+                self.emit(RuleId::WebrootScriptWrite, id, f.ts_ns, ctx, out);
+            }
+        }
+        if module && !self.below_package_manager(id) {
+            self.emit(RuleId::ServerModuleChange, id, f.ts_ns, ctx(), out);
+        }
+    }
+
+    /// The process or one of its ancestors is a package manager.
+    fn below_package_manager(&self, id: EntityId) -> bool {
+        let pm = &self.package_managers;
+        self.table
+            .get(id)
+            .into_iter()
+            .chain(self.table.ancestors(id))
+            .any(|p| pm.is_match(&p.image.exe, p.image.name()))
+    }
+
+    fn is_deployer(&self, id: EntityId, uid: u32) -> bool {
+        let chain: Vec<&crate::lineage::Image> = self
+            .table
+            .get(id)
+            .into_iter()
+            .chain(self.table.ancestors(id))
+            .map(|p| &*p.image)
+            .collect();
+        self.webroot.is_deployer(uid, &chain)
+    }
 
     fn on_connect(&mut self, c: &Connect, out: &mut Vec<Alert>) {
         if !self.outbound.enabled || (!self.outbound.include_failed && !c.attempted()) {
@@ -306,7 +435,11 @@ impl Engine {
             .outbound
             .is_unknown(family, &name, c.daddr, c.dport, wall)
         {
-            self.emit(RuleId::ServerOutboundUnknown, id, c.ts_ns, Some(c), out);
+            let ctx = Context {
+                connect: Some(c),
+                ..Context::default()
+            };
+            self.emit(RuleId::ServerOutboundUnknown, id, c.ts_ns, ctx, out);
         }
     }
 
@@ -315,35 +448,47 @@ impl Engine {
         rule: RuleId,
         id: EntityId,
         ts_ns: u64,
-        connect: Option<&Connect>,
+        ctx: Context<'_>,
         out: &mut Vec<Alert>,
     ) {
-        let i = rule_index(rule);
+        let i = rule.index();
         let Some(p) = self.table.get(id) else { return };
-        let Some(server) = nearest_server(p) else {
+        let server = nearest_server(p);
+        if server.is_none() && !rule.server_optional() {
             return;
-        };
+        }
         let parent = effective_parent(&self.table, id);
         let subject = Subject {
-            family: server.family,
+            family: server.as_ref().map(|s| s.family),
             parent: parent.map(|pp| &*pp.image),
             image: &p.image,
             uid: p.uid,
         };
         let (exclusions, severity) = match rule {
-            RuleId::ServerSpawnedShell => (&self.shell.exclusions, self.shell.severity),
-            RuleId::ServerSpawnedRecon => (&self.recon.exclusions, self.recon.severity),
-            RuleId::ServerOutboundUnknown => (&self.outbound.exclusions, self.outbound.severity),
+            RuleId::ServerSpawnedShell => (&self.shell.exclusions[..], self.shell.severity),
+            RuleId::ServerSpawnedRecon => (&self.recon.exclusions[..], self.recon.severity),
+            RuleId::ServerOutboundUnknown => {
+                (&self.outbound.exclusions[..], self.outbound.severity)
+            }
+            RuleId::WebrootScriptWrite => (&self.webroot.exclusions[..], self.webroot.severity),
+            RuleId::ServerModuleChange => (&self.module.exclusions[..], self.module.severity),
+            RuleId::ServerWrittenFileExecuted => (&[][..], self.written.severity),
         };
+        let severity = ctx.severity.unwrap_or(severity);
         if any_matches(exclusions, &subject) {
             self.totals.excluded[i] += 1;
             return;
         }
-        let family_name = self.families.name(server.family);
+        let family_name = server
+            .as_ref()
+            .map_or("", |s| self.families.name(s.family));
         let command_line = p.image.command_line();
-        let destination = connect
-            .map(|c| format!("{}:{}", c.daddr, c.dport))
-            .unwrap_or_default();
+        // The connect's destination, or the file: part of the alert's identity and rate key.
+        let destination = match (ctx.connect, ctx.file) {
+            (Some(c), _) => format!("{}:{}", c.daddr, c.dport),
+            (None, Some(path)) => path.to_owned(),
+            (None, None) => String::new(),
+        };
         let key = RateLimiter::key(&[
             rule.as_str(),
             family_name,
@@ -362,18 +507,31 @@ impl Engine {
                 return;
             }
         };
-        let incident = self
-            .incidents
-            .assign(&self.host.hostname, server.root, ts_ns);
+        // Without a server, the writer's top ancestor below init roots the incident.
+        let root = ctx
+            .root
+            .or(server.as_ref().map(|s| s.root))
+            .unwrap_or_else(|| top_below_init(&self.table, p));
+        let incident = self.incidents.assign(&self.host.hostname, root, ts_ns);
         let boot = self.host.boot_wall_ns;
-        let technique = self.families.technique(server.family);
+        let technique = match rule {
+            RuleId::ServerModuleChange => None,
+            RuleId::WebrootScriptWrite | RuleId::ServerWrittenFileExecuted => {
+                Some(Technique::WebShell)
+            }
+            _ => server.as_ref().map(|s| self.families.technique(s.family)),
+        };
         let event_id = digest_hex(&[
             rule.as_str().as_bytes(),
             id.to_string().as_bytes(),
             &ts_ns.to_le_bytes(),
             destination.as_bytes(),
         ]);
-        let ancestry = ancestry(&self.table, p, server.root)
+        let chain = match &server {
+            Some(s) => ancestry(&self.table, p, s.root),
+            None => ancestry_below_init(&self.table, p),
+        };
+        let ancestry = chain
             .into_iter()
             .map(|a| alert::Ancestor {
                 pid: a.id.pid,
@@ -386,17 +544,25 @@ impl Engine {
                 start: alert::rfc3339(boot.saturating_add(a.id.start_ns)),
             })
             .collect();
+        let connect = ctx.connect;
         let alert = Alert {
             timestamp: alert::rfc3339(boot.saturating_add(ts_ns)),
             event: alert::AlertEvent {
                 kind: "alert",
-                category: rule.category().to_vec(),
-                kind_type: rule.event_type().to_vec(),
+                category: match ctx.action {
+                    Some(_) => vec!["file"],
+                    None => rule.category().to_vec(),
+                },
+                kind_type: match ctx.action {
+                    Some((_, types)) => types.to_vec(),
+                    None => rule.event_type().to_vec(),
+                },
                 id: event_id,
                 severity: severity.score(),
                 module: "lineage_sensor",
                 dataset: "lineage_sensor.alert",
                 outcome: connect.map(|c| if c.attempted() { "success" } else { "failure" }),
+                action: ctx.action.map(|(action, _)| action),
             },
             rule: alert::RuleInfo {
                 id: rule.as_str(),
@@ -428,6 +594,13 @@ impl Engine {
                     start: alert::rfc3339(boot.saturating_add(pp.id.start_ns)),
                 }),
             },
+            file: ctx.file.map(|path| alert::FileInfo {
+                path: path.to_owned(),
+                name: file_name(path).to_owned(),
+                directory: directory(path).to_owned(),
+                extension: extension(path).map(str::to_owned),
+                hash: None,
+            }),
             destination: connect.map(|c| alert::Destination {
                 ip: c.daddr,
                 port: c.dport,
@@ -449,12 +622,12 @@ impl Engine {
             lineage: alert::LineageInfo {
                 incident: alert::Incident { id: incident },
                 severity,
-                server: alert::Server {
+                server: server.as_ref().map(|s| alert::Server {
                     family: family_name.to_owned(),
-                    pid: server.id.pid,
-                    entity_id: server.id.to_string(),
-                    executable: server.image.exe.clone(),
-                },
+                    pid: s.id.pid,
+                    entity_id: s.id.to_string(),
+                    executable: s.image.exe.clone(),
+                }),
                 ancestry,
                 suppressed_count: suppressed_before,
                 args_truncated: p.image.argv_truncated,
@@ -466,6 +639,42 @@ impl Engine {
         }
         out.push(alert);
     }
+}
+
+/// `event.action` and `event.type` of a file event. An open with O_CREAT may have opened an
+/// existing file: the kernel side does not say which, so it counts as a creation.
+fn file_action(f: &File) -> (&'static str, &'static [&'static str]) {
+    match f.op {
+        FileOp::Open if f.flags & File::O_CREAT != 0 => ("creation", &["creation"]),
+        FileOp::Open => ("modification", &["change"]),
+        FileOp::Rename => ("rename", &["change"]),
+        FileOp::Link => ("link", &["creation"]),
+    }
+}
+
+/// The process's outermost known ancestor below init (pid 1), or the process itself.
+fn top_below_init(table: &ProcessTable<Tag>, p: &Process<Tag>) -> EntityId {
+    table
+        .ancestors(p.id)
+        .take_while(|a| a.id.pid != 1)
+        .last()
+        .map_or(p.id, |a| a.id)
+}
+
+/// From the top ancestor below init down to `p`, transparent launchers left out.
+fn ancestry_below_init<'a>(
+    table: &'a ProcessTable<Tag>,
+    p: &'a Process<Tag>,
+) -> Vec<&'a Process<Tag>> {
+    let mut chain = vec![p];
+    chain.extend(
+        table
+            .ancestors(p.id)
+            .take_while(|a| a.id.pid != 1)
+            .filter(|a| !a.annotation.transparent),
+    );
+    chain.reverse();
+    chain
 }
 
 /// The server link a child of `parent` gets: the parent itself if it is a server, else the
@@ -527,8 +736,9 @@ fn ancestry<'a>(
     chain
 }
 
-fn threat(technique: Technique) -> alert::Threat {
-    let sub = match technique {
+/// `None`: the technique alone (T1505 Server Software Component), for server modules.
+fn threat(technique: Option<Technique>) -> alert::Threat {
+    let sub = technique.map(|t| match t {
         Technique::WebShell => alert::NamedId {
             id: "T1505.003",
             name: "Web Shell",
@@ -537,7 +747,7 @@ fn threat(technique: Technique) -> alert::Threat {
             id: "T1505.001",
             name: "SQL Stored Procedures",
         },
-    };
+    });
     alert::Threat {
         framework: "MITRE ATT&CK",
         tactic: alert::NamedId {
@@ -640,11 +850,10 @@ mod tests {
         engine.process(exec(6, 21, 12, "/bin/sh", &["sh", "-c", "b"]), &mut alerts);
         assert_eq!(alerts.len(), 2);
         assert_eq!(alerts[0].lineage.incident, alerts[1].lineage.incident);
-        assert_ne!(
-            alerts[0].lineage.server.entity_id,
-            alerts[1].lineage.server.entity_id
-        );
+        let server = |i: usize| alerts[i].lineage.server.as_ref().map(|s| s.entity_id.clone());
+        assert!(server(0).is_some());
+        assert_ne!(server(0), server(1));
         assert_ne!(alerts[0].event.id, alerts[1].event.id);
-        assert_eq!(engine.totals().alerts, [2, 0, 0]);
+        assert_eq!(engine.totals().alerts, [2, 0, 0, 0, 0, 0]);
     }
 }

@@ -11,7 +11,8 @@ use crate::{config::Exclusion as ExclusionConfig, lineage::Image};
 
 /// What an exclusion is checked against.
 pub struct Subject<'a> {
-    pub family: FamilyId,
+    /// None for a file rule's writer with no server above it.
+    pub family: Option<FamilyId>,
     pub parent: Option<&'a Image>,
     pub image: &'a Image,
     pub uid: u32,
@@ -85,7 +86,7 @@ impl Exclusion {
     }
 
     pub fn matches(&self, s: &Subject<'_>) -> bool {
-        if self.family.is_some_and(|f| f != s.family) {
+        if self.family.is_some_and(|f| Some(f) != s.family) {
             return false;
         }
         if !self.users.is_empty() && !self.users.contains(&s.uid) {
@@ -149,7 +150,7 @@ mod tests {
             any_matches(
                 &list,
                 &Subject {
-                    family: php,
+                    family: Some(php),
                     parent: Some(&parent),
                     image: &image("/bin/sh", argv),
                     uid: 33,

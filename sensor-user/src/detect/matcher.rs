@@ -131,3 +131,36 @@ pub fn effective_name(image: &Image) -> &str {
         _ => image.argv.get(1).map_or(name, String::as_str),
     }
 }
+
+/// Absolute path globs of the file rules: a path matches when it is a match or lies below one.
+/// `*` stays within one component (`/home/*/public_html` does not match
+/// `/home/a/b/public_html`).
+#[derive(Debug, Clone)]
+pub struct PathMatcher {
+    set: GlobSet,
+}
+
+impl PathMatcher {
+    pub fn new(patterns: &[String], field: &str) -> Result<Self, DetectError> {
+        let mut builder = GlobSetBuilder::new();
+        for (i, pattern) in patterns.iter().enumerate() {
+            let field = format!("{field}[{i}]");
+            if !pattern.starts_with('/') {
+                return Err(DetectError::invalid(
+                    &field,
+                    format!("{pattern:?} is not an absolute path"),
+                ));
+            }
+            let base = pattern.trim_end_matches('/');
+            builder.add(compile_glob(base, &field)?);
+            builder.add(compile_glob(&format!("{base}/**"), &field)?);
+        }
+        Ok(Self {
+            set: build_set(builder)?,
+        })
+    }
+
+    pub fn is_match(&self, path: &str) -> bool {
+        !self.set.is_empty() && self.set.is_match(path)
+    }
+}

@@ -1,0 +1,101 @@
+//! server-module-change (T1505, ATT&CK analytic AN1508): a file created or modified where a
+//! server loads code or configuration from (Apache and Nginx modules, PHP's php.ini and conf.d,
+//! where auto_prepend_file runs a file before every script, Tomcat's lib and conf), or a
+//! module-enabling tool (a2enmod, apxs, phpenmod) run, with no package manager in the ancestry.
+//! Module enabling creates symlinks, which the kernel side does not report: the tool's exec is
+//! what shows it.
+
+use super::super::{
+    DetectError,
+    exclusion::Exclusion,
+    family::Families,
+    matcher::{ExeMatcher, PathMatcher},
+};
+use crate::{
+    config::{ServerModuleChangeConfig, Severity},
+    lineage::Image,
+};
+
+const FIELD: &str = "rules.server_module_change";
+
+pub struct ModuleRule {
+    pub enabled: bool,
+    pub severity: Severity,
+    paths: PathMatcher,
+    tools: ExeMatcher,
+    pub exclusions: Vec<Exclusion>,
+}
+
+impl ModuleRule {
+    pub fn new(config: &ServerModuleChangeConfig, families: &Families) -> Result<Self, DetectError> {
+        Ok(Self {
+            enabled: config.enabled,
+            severity: config.severity,
+            paths: PathMatcher::new(&config.paths, &format!("{FIELD}.paths"))?,
+            tools: ExeMatcher::new(&config.tools, &format!("{FIELD}.tools"))?,
+            exclusions: Exclusion::compile_all(
+                &config.exclude,
+                &format!("{FIELD}.exclude"),
+                families,
+            )?,
+        })
+    }
+
+    pub fn is_module_path(&self, path: &str) -> bool {
+        self.enabled && self.paths.is_match(path)
+    }
+
+    /// Checked on every exec: a glob set lookup on the file name, nothing allocated.
+    pub fn is_tool(&self, image: &Image) -> bool {
+        self.enabled && self.tools.is_match(&image.exe, image.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::DetectConfig;
+
+    #[test]
+    fn module_paths_and_tools() {
+        let families = Families::new(&DetectConfig::default()).expect("families");
+        let rule = ModuleRule::new(&ServerModuleChangeConfig::default(), &families).expect("rule");
+        for p in [
+            "/usr/lib/apache2/modules/mod_backdoor.so",
+            "/etc/apache2/mods-enabled/backdoor.load",
+            "/etc/php/8.2/fpm/php.ini",
+            "/etc/php/8.2/cli/conf.d/99-prepend.ini",
+            "/etc/nginx/modules-enabled/50-evil.conf",
+            "/var/lib/tomcat9/lib/evil.jar",
+            "/etc/tomcat9/server.xml",
+        ] {
+            assert!(rule.is_module_path(p), "{p}");
+        }
+        for p in [
+            "/etc/php/8.2/fpm/php-fpm.conf",
+            "/etc/apache2/sites-enabled/000-default.conf",
+            "/var/www/html/x.php",
+            "/usr/lib/apache2/modulesx/a.so",
+        ] {
+            assert!(!rule.is_module_path(p), "{p}");
+        }
+        let image = |exe: &str| Image {
+            exe: exe.into(),
+            argv: vec![exe.into()],
+            argv_truncated: false,
+        };
+        assert!(rule.is_tool(&image("/usr/sbin/a2enmod")));
+        assert!(rule.is_tool(&image("/usr/bin/apxs2")));
+        assert!(!rule.is_tool(&image("/usr/sbin/a2query")));
+        let off = ModuleRule::new(
+            &ServerModuleChangeConfig {
+                enabled: false,
+                ..ServerModuleChangeConfig::default()
+            },
+            &families,
+        )
+        .expect("rule");
+        assert!(!off.is_tool(&image("/usr/sbin/a2enmod")));
+        assert!(!off.is_module_path("/etc/php/8.2/fpm/php.ini"));
+    }
+}

@@ -1,0 +1,118 @@
+//! server-written-file-executed: a file that a server process (or a process below one) wrote
+//! under a web root is later executed. The upload and the execution are one attack even when
+//! the execution does not come from the server tree (a dropped binary started by cron), so the
+//! alert joins the incident of the writer's server tree.
+
+use std::collections::VecDeque;
+
+use rustc_hash::FxHashMap;
+
+use crate::{
+    config::{Severity, WrittenExecConfig},
+    lineage::{EntityId, Image},
+};
+
+/// Who wrote a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Writer {
+    pub process: EntityId,
+    /// The incident root of the writer's server tree.
+    pub root: EntityId,
+}
+
+pub struct WrittenFiles {
+    pub enabled: bool,
+    pub severity: Severity,
+    max: usize,
+    files: FxHashMap<String, Writer>,
+    order: VecDeque<String>,
+}
+
+impl WrittenFiles {
+    pub fn new(config: &WrittenExecConfig) -> Self {
+        Self {
+            enabled: config.enabled,
+            severity: config.severity,
+            max: config.max_tracked,
+            files: FxHashMap::default(),
+            order: VecDeque::new(),
+        }
+    }
+
+    pub fn record(&mut self, path: &str, writer: Writer) {
+        if !self.enabled || self.max == 0 {
+            return;
+        }
+        if let Some(w) = self.files.get_mut(path) {
+            *w = writer;
+            return;
+        }
+        while self.files.len() >= self.max {
+            let Some(old) = self.order.pop_front() else {
+                break;
+            };
+            self.files.remove(&old);
+        }
+        self.files.insert(path.to_owned(), writer);
+        self.order.push_back(path.to_owned());
+    }
+
+    /// A later write by someone outside a server replaced the content.
+    pub fn forget(&mut self, path: &str) {
+        if self.files.remove(path).is_some() {
+            self.order.retain(|p| p != path);
+        }
+    }
+
+    /// The tracked file an exec runs: the executed file itself (binaries and `#!` scripts), or
+    /// an absolute script path given to an interpreter (`php /var/www/html/up/x.php`). Costs
+    /// nothing while no file is tracked, the common case.
+    pub fn executed<'a>(&self, image: &'a Image) -> Option<(&'a str, Writer)> {
+        if self.files.is_empty() {
+            return None;
+        }
+        std::iter::once(&image.exe)
+            .chain(image.argv.iter().skip(1).take(2).filter(|a| a.starts_with('/')))
+            .find_map(|p| self.files.get(p.as_str()).map(|w| (p.as_str(), *w)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(exe: &str, argv: &[&str]) -> Image {
+        Image {
+            exe: exe.into(),
+            argv: argv.iter().map(|s| (*s).to_owned()).collect(),
+            argv_truncated: false,
+        }
+    }
+
+    #[test]
+    fn remembers_bounded_and_finds_executed_files() {
+        let mut w = WrittenFiles::new(&WrittenExecConfig {
+            max_tracked: 2,
+            ..WrittenExecConfig::default()
+        });
+        let writer = Writer {
+            process: EntityId::new(11, 2),
+            root: EntityId::new(10, 1),
+        };
+        assert_eq!(w.executed(&image("/var/www/html/x", &["x"])), None);
+        w.record("/var/www/html/a", writer);
+        w.record("/var/www/html/b.php", writer);
+        w.record("/var/www/html/c", writer);
+        assert_eq!(w.executed(&image("/var/www/html/a", &["a"])), None, "evicted");
+        assert_eq!(
+            w.executed(&image("/usr/bin/php8.2", &["php", "/var/www/html/b.php"])),
+            Some(("/var/www/html/b.php", writer))
+        );
+        assert_eq!(
+            w.executed(&image("/var/www/html/c", &["./c"])),
+            Some(("/var/www/html/c", writer))
+        );
+        w.forget("/var/www/html/c");
+        assert_eq!(w.executed(&image("/var/www/html/c", &["./c"])), None);
+    }
+}
