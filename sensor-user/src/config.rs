@@ -14,10 +14,10 @@ mod lineage;
 mod output;
 
 pub use detection::{
-    AllowedDestination, DetectConfig, Exclusion, FamilyConfig, IncidentConfig, InlineInterpreter,
-    Deployer, OutboundRuleConfig, RateLimitConfig, ReconRuleConfig, ReconTool, RulesConfig,
-    ServerModuleChangeConfig, Severity, ShellRuleConfig, Technique, WebrootScriptWriteConfig,
-    WrittenExecConfig,
+    AllowedDestination, Deployer, DetectConfig, Exclusion, FamilyConfig, IncidentConfig,
+    InlineInterpreter, OutboundRuleConfig, RateLimitConfig, ReconRuleConfig, ReconTool,
+    RulesConfig, ServerModuleChangeConfig, Severity, ShellRuleConfig, Technique,
+    WebrootScriptWriteConfig, WrittenExecConfig,
 };
 pub use lineage::LineageConfig;
 pub use output::{
@@ -115,7 +115,11 @@ impl Config {
         let written = self.rules.server_written_file_executed.enabled;
         let roots = (web.enabled || written).then_some(web.web_roots.iter());
         let modules = module.enabled.then_some(module.paths.iter());
-        for pattern in roots.into_iter().flatten().chain(modules.into_iter().flatten()) {
+        for pattern in roots
+            .into_iter()
+            .flatten()
+            .chain(modules.into_iter().flatten())
+        {
             let prefix = literal_prefix(pattern);
             if !prefix.is_empty() && !capture.watch_paths.iter().any(|p| p == prefix) {
                 capture.watch_paths.push(prefix.to_owned());
@@ -190,7 +194,11 @@ impl Config {
             );
         for (field, pattern) in patterns {
             let prefix = literal_prefix(pattern);
-            if !prefix.starts_with('/') || prefix.len() >= sensor_ebpf::PATH_KEY_MAX {
+            // "/" alone would make the kernel report every write on the host.
+            if !prefix.starts_with('/')
+                || prefix.len() < 2
+                || prefix.len() >= sensor_ebpf::PATH_KEY_MAX
+            {
                 return Err((
                     field,
                     format!(
@@ -309,5 +317,52 @@ mod tests {
             msg.starts_with("test.toml:2:1:") && msg.contains("enabeld"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn effective_capture_adds_file_rule_prefixes_once() {
+        let mut config =
+            parse("[capture]\nwatch_paths = [\"/var/www\", \"/data\"]\n").expect("valid");
+        let watch = config.effective_capture().watch_paths;
+        assert_eq!(watch.iter().filter(|p| *p == "/var/www").count(), 1);
+        for p in [
+            "/data",
+            "/var/lib/tomcat",
+            "/home/",
+            "/opt/",
+            "/etc/php/",
+            "/usr/lib/apache2/modules",
+        ] {
+            assert!(watch.iter().any(|w| w == p), "{p} in {watch:?}");
+        }
+        assert!(watch.iter().all(|p| p.starts_with('/') && p.len() < 255));
+        config.rules.server_module_change.enabled = false;
+        assert!(
+            !config
+                .effective_capture()
+                .watch_paths
+                .iter()
+                .any(|p| p == "/etc/php/")
+        );
+        let err = parse("[rules.webroot_script_write]\nweb_roots = [\"**/htdocs\"]\n")
+            .expect_err("no literal prefix")
+            .to_string();
+        assert!(
+            err.contains("rules.webroot_script_write.web_roots[0]"),
+            "{err}"
+        );
+        let err = parse("[rules.server_module_change]\npaths = [\"/var/x\", \"etc\"]\n")
+            .expect_err("relative")
+            .to_string();
+        assert!(err.contains("rules.server_module_change.paths[1]"), "{err}");
+        let long = format!(
+            "[rules.server_module_change]\npaths = [\"/{}\"]\n",
+            "a".repeat(300)
+        );
+        assert!(parse(&long).is_err());
+        let err = parse("[rules.server_module_change]\npaths = [\"/*/lib\"]\n")
+            .expect_err("watches everything")
+            .to_string();
+        assert!(err.contains("rules.server_module_change.paths[0]"), "{err}");
     }
 }

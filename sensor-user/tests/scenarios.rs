@@ -1,7 +1,12 @@
-//! Replays every scenario of tests/scenarios through the real engine (the default config) and
-//! compares the alerts with NAME.expect.json; see tests/scenarios/generate.py for the format.
+//! Replays every scenario of tests/scenarios through the real engine (the default config, or
+//! NAME.config.toml where a scenario has one) and compares the alerts with NAME.expect.json; see
+//! tests/scenarios/generate.py for the format.
 
-use std::{collections::BTreeMap, fs, path::PathBuf};
+use std::{
+    collections::BTreeMap,
+    fs,
+    path::{Path, PathBuf},
+};
 
 use lineage_sensor::{commands::replay::replay, config::Config};
 use serde_json::Value;
@@ -34,7 +39,20 @@ fn view(alert: &Value) -> BTreeMap<&'static str, Value> {
         v.insert("destination", Value::String(format!("{ip}:{port}")));
     }
     v.insert("suppressed", alert["lineage"]["suppressed_count"].clone());
+    v.insert("file", alert["file"]["path"].clone());
+    v.insert("action", alert["event"]["action"].clone());
+    v.insert("severity", alert["lineage"]["severity"].clone());
     v
+}
+
+/// The scenario's own config, if it has one.
+fn config_for(name: &str) -> Result<Config, String> {
+    let path = corpus().join(format!("{name}.config.toml"));
+    if !path.exists() {
+        return Ok(Config::default());
+    }
+    let text = fs::read_to_string(&path).map_err(|e| format!("{name}: {e}"))?;
+    Config::parse(&text, Path::new(&path)).map_err(|e| format!("{name}: {e}"))
 }
 
 fn check(name: &str) -> Result<usize, String> {
@@ -49,7 +67,8 @@ fn check(name: &str) -> Result<usize, String> {
         return Err(format!("{name}: expectation names no source"));
     }
     let mut out = Vec::new();
-    replay(&Config::default(), &record[..], false, &mut out).map_err(|e| format!("{name}: {e}"))?;
+    let config = config_for(name)?;
+    replay(&config, &record[..], false, &mut out).map_err(|e| format!("{name}: {e}"))?;
     let text = String::from_utf8(out).map_err(|e| format!("{name}: output not UTF-8: {e}"))?;
     let got: Vec<Value> = text
         .lines()
@@ -83,6 +102,17 @@ fn check(name: &str) -> Result<usize, String> {
                 "alert {i}: ancestry_users: expected {u}, got {:?}",
                 g.get("ancestry_users")
             ));
+        }
+        // Optional, for the file rules.
+        for key in ["file", "action", "severity"] {
+            if let Some(x) = w.get(key)
+                && g.get(key) != Some(x)
+            {
+                problems.push(format!(
+                    "alert {i}: {key}: expected {x}, got {:?}",
+                    g.get(key)
+                ));
+            }
         }
         if let Some(s) = w.get("suppressed")
             && g.get("suppressed") != Some(s)

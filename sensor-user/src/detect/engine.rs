@@ -9,8 +9,8 @@ use super::{
     exclusion::{Subject, any_matches},
     family::Families,
     incident::{Incidents, digest_hex},
-    rate_limit::{RateLimiter, Verdict},
     matcher::ExeMatcher,
+    rate_limit::{RateLimiter, Verdict},
     rules::{
         RuleId,
         module_change::ModuleRule,
@@ -283,7 +283,13 @@ impl Engine {
             .executed(&p.image)
             .map(|(path, w)| (path.to_owned(), w));
         if tool && !self.below_package_manager(id) {
-            self.emit(RuleId::ServerModuleChange, id, ts_ns, Context::default(), out);
+            self.emit(
+                RuleId::ServerModuleChange,
+                id,
+                ts_ns,
+                Context::default(),
+                out,
+            );
         }
         if let Some((path, writer)) = executed {
             self.emit(
@@ -307,7 +313,13 @@ impl Engine {
         }
         if tag.shell_below_server {
             if self.shell.enabled {
-                self.emit(RuleId::ServerSpawnedShell, id, ts_ns, Context::default(), out);
+                self.emit(
+                    RuleId::ServerSpawnedShell,
+                    id,
+                    ts_ns,
+                    Context::default(),
+                    out,
+                );
             }
             return;
         }
@@ -324,7 +336,13 @@ impl Engine {
             .recon
             .is_tool(&image, &mut self.scratch, &mut self.owners)
         {
-            self.emit(RuleId::ServerSpawnedRecon, id, ts_ns, Context::default(), out);
+            self.emit(
+                RuleId::ServerSpawnedRecon,
+                id,
+                ts_ns,
+                Context::default(),
+                out,
+            );
         }
     }
 
@@ -479,9 +497,7 @@ impl Engine {
             self.totals.excluded[i] += 1;
             return;
         }
-        let family_name = server
-            .as_ref()
-            .map_or("", |s| self.families.name(s.family));
+        let family_name = server.as_ref().map_or("", |s| self.families.name(s.family));
         let command_line = p.image.command_line();
         // The connect's destination, or the file: part of the alert's identity and rate key.
         let destination = match (ctx.connect, ctx.file) {
@@ -850,10 +866,108 @@ mod tests {
         engine.process(exec(6, 21, 12, "/bin/sh", &["sh", "-c", "b"]), &mut alerts);
         assert_eq!(alerts.len(), 2);
         assert_eq!(alerts[0].lineage.incident, alerts[1].lineage.incident);
-        let server = |i: usize| alerts[i].lineage.server.as_ref().map(|s| s.entity_id.clone());
+        let server = |i: usize| {
+            alerts[i]
+                .lineage
+                .server
+                .as_ref()
+                .map(|s| s.entity_id.clone())
+        };
         assert!(server(0).is_some());
         assert_ne!(server(0), server(1));
         assert_ne!(alerts[0].event.id, alerts[1].event.id);
         assert_eq!(engine.totals().alerts, [2, 0, 0, 0, 0, 0]);
+    }
+
+    fn write(ts: u64, pid: u32, path: &str) -> Event {
+        Event::File(File {
+            ts_ns: ts,
+            pid,
+            tid: pid,
+            uid: 33,
+            op: FileOp::Open,
+            path: path.into(),
+            path_truncated: false,
+            source: None,
+            flags: 0o1101,
+            ret: 3,
+        })
+    }
+
+    #[test]
+    fn file_alerts_carry_file_fields_and_optional_server() {
+        let mut engine = Engine::new(&Config::default(), HostInfo::default()).expect("engine");
+        let mut alerts = Vec::new();
+        engine.process(
+            exec(1, 10, 1, "/usr/sbin/php-fpm8.2", &["php-fpm"]),
+            &mut alerts,
+        );
+        engine.process(write(2, 10, "/var/www/html/up/x.PHP"), &mut alerts);
+        engine.process(exec(3, 20, 1, "/usr/sbin/cron", &["cron"]), &mut alerts);
+        engine.process(exec(4, 21, 20, "/bin/sh", &["sh", "-c", "x"]), &mut alerts);
+        engine.process(write(5, 21, "/var/www/html/y.php"), &mut alerts);
+        engine.process(write(6, 21, "/var/www/html/y.txt"), &mut alerts);
+        assert_eq!(alerts.len(), 2);
+        let v = |i: usize| serde_json::to_value(&alerts[i]).expect("json");
+        let (a, b) = (v(0), v(1));
+        assert_eq!(a["rule"]["id"], "webroot-script-write");
+        assert_eq!(a["file"]["path"], "/var/www/html/up/x.PHP");
+        assert_eq!(a["file"]["name"], "x.PHP");
+        assert_eq!(a["file"]["directory"], "/var/www/html/up");
+        assert_eq!(a["file"]["extension"], "PHP");
+        assert_eq!(a["event"]["action"], "creation");
+        assert_eq!(a["event"]["category"][0], "file");
+        assert_eq!(a["event"]["severity"], 99);
+        assert_eq!(a["lineage"]["server"]["executable"], "/usr/sbin/php-fpm8.2");
+        assert!(b["lineage"].get("server").is_none(), "{b}");
+        assert_eq!(b["event"]["severity"], 47);
+        assert_eq!(b["lineage"]["ancestry"][0]["executable"], "/usr/sbin/cron");
+        assert_eq!(b["lineage"]["ancestry"][1]["executable"], "/bin/sh");
+        assert_ne!(a["lineage"]["incident"], b["lineage"]["incident"]);
+        assert_eq!(engine.totals().alerts, [0, 0, 0, 2, 0, 0]);
+    }
+
+    #[test]
+    fn file_rule_exclusions_package_managers_and_failures() {
+        let mut config = Config::default();
+        config
+            .rules
+            .webroot_script_write
+            .exclude
+            .push(crate::config::Exclusion {
+                comment: "the CMS updater".into(),
+                family: Some("php".into()),
+                users: vec![33],
+                ..crate::config::Exclusion::default()
+            });
+        let mut engine = Engine::new(&config, HostInfo::default()).expect("engine");
+        let mut alerts = Vec::new();
+        engine.process(
+            exec(1, 10, 1, "/usr/sbin/php-fpm8.2", &["php-fpm"]),
+            &mut alerts,
+        );
+        engine.process(write(2, 10, "/var/www/html/x.php"), &mut alerts);
+        engine.process(
+            exec(3, 30, 1, "/usr/bin/dpkg", &["dpkg", "-i"]),
+            &mut alerts,
+        );
+        engine.process(exec(4, 31, 30, "/bin/sh", &["sh", "postinst"]), &mut alerts);
+        engine.process(write(5, 31, "/var/www/html/y.php"), &mut alerts);
+        engine.process(write(6, 31, "/etc/php/8.2/fpm/php.ini"), &mut alerts);
+        engine.process(
+            exec(7, 32, 31, "/usr/sbin/a2enmod", &["a2enmod"]),
+            &mut alerts,
+        );
+        let mut failed = write(8, 31, "/var/www/html/z.php");
+        if let Event::File(f) = &mut failed {
+            f.pid = 10;
+            f.ret = -13;
+        }
+        engine.process(failed, &mut alerts);
+        assert!(alerts.is_empty(), "{alerts:?}");
+        assert_eq!(
+            engine.totals().excluded[RuleId::WebrootScriptWrite.index()],
+            1
+        );
     }
 }

@@ -27,7 +27,10 @@ pub struct ModuleRule {
 }
 
 impl ModuleRule {
-    pub fn new(config: &ServerModuleChangeConfig, families: &Families) -> Result<Self, DetectError> {
+    pub fn new(
+        config: &ServerModuleChangeConfig,
+        families: &Families,
+    ) -> Result<Self, DetectError> {
         Ok(Self {
             enabled: config.enabled,
             severity: config.severity,

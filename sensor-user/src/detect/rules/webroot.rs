@@ -37,7 +37,10 @@ pub struct WebrootRule {
 }
 
 impl WebrootRule {
-    pub fn new(config: &WebrootScriptWriteConfig, families: &Families) -> Result<Self, DetectError> {
+    pub fn new(
+        config: &WebrootScriptWriteConfig,
+        families: &Families,
+    ) -> Result<Self, DetectError> {
         let mut extensions = FxHashSet::default();
         for (i, ext) in config.extensions.iter().enumerate() {
             if ext.is_empty() || ext.contains(['.', '/']) {
@@ -215,7 +218,9 @@ mod tests {
         assert!(err.to_string().contains("deployers[0]"), "{err}");
         let mut config = WebrootScriptWriteConfig::default();
         config.web_roots.push("htdocs".into());
-        let err = WebrootRule::new(&config, &families).err().expect("relative");
+        let err = WebrootRule::new(&config, &families)
+            .err()
+            .expect("relative");
         assert!(err.to_string().contains("web_roots[8]"), "{err}");
     }
 

@@ -72,7 +72,14 @@ impl WrittenFiles {
             return None;
         }
         std::iter::once(&image.exe)
-            .chain(image.argv.iter().skip(1).take(2).filter(|a| a.starts_with('/')))
+            .chain(
+                image
+                    .argv
+                    .iter()
+                    .skip(1)
+                    .take(2)
+                    .filter(|a| a.starts_with('/')),
+            )
             .find_map(|p| self.files.get(p.as_str()).map(|w| (p.as_str(), *w)))
     }
 }
@@ -103,7 +110,11 @@ mod tests {
         w.record("/var/www/html/a", writer);
         w.record("/var/www/html/b.php", writer);
         w.record("/var/www/html/c", writer);
-        assert_eq!(w.executed(&image("/var/www/html/a", &["a"])), None, "evicted");
+        assert_eq!(
+            w.executed(&image("/var/www/html/a", &["a"])),
+            None,
+            "evicted"
+        );
         assert_eq!(
             w.executed(&image("/usr/bin/php8.2", &["php", "/var/www/html/b.php"])),
             Some(("/var/www/html/b.php", writer))

@@ -1,0 +1,113 @@
+//! `cargo xtask bench`: what the sensor costs, side by side with auditd and bpftrace.
+//!
+//! A benchmark, not a test: it measures and reports, and never fails on a timing. Every workload
+//! runs under every monitor in turn, round after round (A B C D, B C D A, ...), so slow drifts of
+//! a shared machine (other builds, thermal) spread over all monitors instead of biasing one.
+//! Medians per monitor are compared with the unmonitored median of the same workload.
+
+mod build;
+mod chart;
+mod latency;
+mod machine;
+mod monitor;
+mod nginx;
+mod proc_stat;
+mod replay;
+mod report;
+mod rss;
+mod workload;
+
+use std::path::PathBuf;
+
+use anyhow::bail;
+
+use crate::{apt, cmd, setup};
+
+use report::Report;
+use workload::Workload;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Options {
+    /// Rounds of every monitor over every workload (medians are taken over them).
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// fork+exec of /bin/true per exec-storm run.
+    #[arg(long, default_value_t = 4000)]
+    pub execs: usize,
+    /// Shell chains per sh-storm run (each is three fork+exec).
+    #[arg(long, default_value_t = 1000)]
+    pub chains: usize,
+    /// Connects per TCP and per UDP connect-storm run.
+    #[arg(long, default_value_t = 20000)]
+    pub connects: usize,
+    /// Seconds of load per nginx run.
+    #[arg(long, default_value_t = 4)]
+    pub nginx_secs: u32,
+    /// Events in the generated record that `replay` reads.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub replay_events: usize,
+    /// Live processes for the RSS measurement.
+    #[arg(long, default_value_t = 10_000)]
+    pub tracked: usize,
+    /// Server-spawned shells timed from kernel event to written alert.
+    #[arg(long, default_value_t = 200)]
+    pub alerts: usize,
+    /// A smoke run: one round and small counts (numbers are not meaningful).
+    #[arg(long)]
+    pub quick: bool,
+    /// Where the markdown, JSON and SVG go.
+    #[arg(long, default_value = "bench/results")]
+    pub out: PathBuf,
+}
+
+impl Options {
+    fn effective(mut self) -> Self {
+        if self.quick {
+            self.rounds = 1;
+            self.execs = self.execs.min(500);
+            self.chains = self.chains.min(100);
+            self.connects = self.connects.min(2000);
+            self.nginx_secs = self.nginx_secs.min(1);
+            self.replay_events = self.replay_events.min(100_000);
+            self.tracked = self.tracked.min(1000);
+            self.alerts = self.alerts.min(20);
+        }
+        self.rounds = self.rounds.max(1);
+        self
+    }
+}
+
+pub fn bench(options: Options) -> anyhow::Result<()> {
+    let options = options.effective();
+    if !cmd::is_root() {
+        bail!(
+            "bench loads eBPF programs and audit rules: run it as root (sudo -E cargo xtask bench)"
+        );
+    }
+    setup::setup()?;
+    apt::ensure(&["auditd", "bpftrace", "nginx", "wrk", "util-linux"])?;
+    let bins = build::release_binaries()?;
+    let mut report = Report::new(machine::describe(), &options);
+
+    let out = if options.out.is_absolute() {
+        options.out.clone()
+    } else {
+        cmd::workspace_root().join(&options.out)
+    };
+    std::fs::create_dir_all(&out)?;
+
+    for workload in Workload::ALL {
+        report
+            .workloads
+            .push(workload::measure(workload, &bins, &options)?);
+        // Partial results survive an interrupted run.
+        report.write(&out)?;
+    }
+    report.latency = Some(latency::measure(&bins, options.alerts)?);
+    report.replay = Some(replay::measure(&bins, options.replay_events)?);
+    report.rss = Some(rss::measure(&bins, options.tracked)?);
+    report.write(&out)?;
+    eprintln!("\n{}", report.markdown());
+    eprintln!("bench: results in {}", out.display());
+    Ok(())
+}

@@ -1,0 +1,395 @@
+//! Results: medians and ratios per monitor, the targets' standing, and the markdown, JSON and
+//! SVG files written under bench/results/.
+
+use std::{fmt::Write as _, path::Path};
+
+use serde::Serialize;
+
+use super::{
+    Options, chart,
+    latency::LatencyResult,
+    machine::Machine,
+    monitor::{MonitorKind, MonitorStats},
+    replay::ReplayResult,
+    rss::RssResult,
+};
+
+/// One workload run under one monitor.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Sample {
+    pub monitor: MonitorKind,
+    pub round: usize,
+    /// Wall time of the driver (exec and connect storms).
+    pub seconds: Option<f64>,
+    /// nginx: requests/s and 99th percentile latency as wrk measured them.
+    pub rps: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub stats: MonitorStats,
+}
+
+impl Sample {
+    pub fn brief(&self) -> String {
+        let mut s = match (self.seconds, self.rps, self.p99_ms) {
+            (Some(secs), _, _) => format!("{secs:.3} s"),
+            (_, Some(rps), Some(p99)) => format!("{rps:.0} req/s, p99 {p99:.2} ms"),
+            _ => String::new(),
+        };
+        if let Some(lost) = self.stats.lost {
+            let _ = write!(s, ", lost {lost}");
+        }
+        if let Some(cpu) = self.stats.cpu_secs {
+            let _ = write!(s, ", monitor cpu {cpu:.2} s");
+        }
+        s
+    }
+}
+
+/// Medians over the rounds for one monitor, and the cost against the unmonitored median.
+#[derive(Debug, Clone, Serialize)]
+pub struct MonitorSummary {
+    pub monitor: MonitorKind,
+    pub median_seconds: Option<f64>,
+    pub median_rps: Option<f64>,
+    pub median_p99_ms: Option<f64>,
+    /// Slowdown against no monitor, in percent: more time, or fewer requests/s.
+    pub overhead_pct: Option<f64>,
+    /// Added wall time per operation, in microseconds.
+    pub added_us_per_op: Option<f64>,
+    pub lost_total: Option<u64>,
+    pub median_events: Option<f64>,
+    pub median_cpu_secs: Option<f64>,
+    pub max_peak_rss_kib: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkloadResult {
+    pub name: String,
+    pub operation: String,
+    pub ops_per_run: usize,
+    pub load_1m_at_start: f64,
+    pub summary: Vec<MonitorSummary>,
+    pub samples: Vec<Sample>,
+}
+
+impl WorkloadResult {
+    pub fn new(name: &str, operation: &str, ops_per_run: usize) -> Self {
+        Self {
+            name: name.into(),
+            operation: operation.into(),
+            ops_per_run,
+            load_1m_at_start: f64::NAN,
+            summary: Vec::new(),
+            samples: Vec::new(),
+        }
+    }
+
+    pub fn summarise(&mut self) {
+        let of = |kind: MonitorKind| self.samples.iter().filter(move |s| s.monitor == kind);
+        let base = of(MonitorKind::None).collect::<Vec<_>>();
+        let base_secs = median(base.iter().filter_map(|s| s.seconds));
+        let base_rps = median(base.iter().filter_map(|s| s.rps));
+        self.summary = MonitorKind::ALL
+            .iter()
+            .map(|&kind| {
+                let secs = median(of(kind).filter_map(|s| s.seconds));
+                let rps = median(of(kind).filter_map(|s| s.rps));
+                let overhead_pct = match (secs, base_secs, rps, base_rps) {
+                    (Some(t), Some(b), _, _) => Some((t / b - 1.0) * 100.0),
+                    (_, _, Some(r), Some(b)) => Some((b / r - 1.0) * 100.0),
+                    _ => None,
+                };
+                let added_us_per_op = secs
+                    .zip(base_secs)
+                    .filter(|_| self.ops_per_run > 0)
+                    .map(|(t, b)| (t - b) / self.ops_per_run as f64 * 1e6);
+                let lost: Vec<u64> = of(kind).filter_map(|s| s.stats.lost).collect();
+                MonitorSummary {
+                    monitor: kind,
+                    median_seconds: secs,
+                    median_rps: rps,
+                    median_p99_ms: median(of(kind).filter_map(|s| s.p99_ms)),
+                    overhead_pct,
+                    added_us_per_op,
+                    lost_total: (!lost.is_empty()).then(|| lost.iter().sum()),
+                    median_events: median(
+                        of(kind).filter_map(|s| s.stats.events.map(|e| e as f64)),
+                    ),
+                    median_cpu_secs: median(of(kind).filter_map(|s| s.stats.cpu_secs)),
+                    max_peak_rss_kib: of(kind).filter_map(|s| s.stats.peak_rss_kib).max(),
+                }
+            })
+            .collect();
+    }
+
+    fn summary_of(&self, kind: MonitorKind) -> Option<&MonitorSummary> {
+        self.summary.iter().find(|s| s.monitor == kind)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunOptions {
+    pub rounds: usize,
+    pub execs: usize,
+    pub chains: usize,
+    pub connects: usize,
+    pub nginx_secs: u32,
+    pub replay_events: usize,
+    pub tracked: usize,
+    pub alerts: usize,
+    pub quick: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Target {
+    pub target: String,
+    pub value: String,
+    pub met: Option<bool>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub machine: Machine,
+    pub options: RunOptions,
+    pub workloads: Vec<WorkloadResult>,
+    pub latency: Option<LatencyResult>,
+    pub replay: Option<ReplayResult>,
+    pub rss: Option<RssResult>,
+    pub targets: Vec<Target>,
+}
+
+impl Report {
+    pub fn new(machine: Machine, o: &Options) -> Self {
+        Self {
+            machine,
+            options: RunOptions {
+                rounds: o.rounds,
+                execs: o.execs,
+                chains: o.chains,
+                connects: o.connects,
+                nginx_secs: o.nginx_secs,
+                replay_events: o.replay_events,
+                tracked: o.tracked,
+                alerts: o.alerts,
+                quick: o.quick,
+            },
+            workloads: Vec::new(),
+            latency: None,
+            replay: None,
+            rss: None,
+            targets: Vec::new(),
+        }
+    }
+
+    pub fn write(&mut self, dir: &Path) -> anyhow::Result<()> {
+        self.targets = self.targets();
+        std::fs::write(
+            dir.join("results.json"),
+            serde_json::to_string_pretty(self)?,
+        )?;
+        std::fs::write(dir.join("results.md"), self.markdown())?;
+        std::fs::write(
+            dir.join("overhead.svg"),
+            chart::overhead_svg(&self.workloads),
+        )?;
+        Ok(())
+    }
+
+    fn workload(&self, name: &str) -> Option<&WorkloadResult> {
+        self.workloads.iter().find(|w| w.name == name)
+    }
+
+    fn targets(&self) -> Vec<Target> {
+        let mut targets = Vec::new();
+        let overhead = |w: &str, k| {
+            self.workload(w)
+                .and_then(|w| w.summary_of(k))
+                .and_then(|s| s.overhead_pct)
+        };
+        let exec = overhead("exec storm", MonitorKind::Sensor);
+        let others =
+            [MonitorKind::Auditd, MonitorKind::Bpftrace].map(|k| overhead("exec storm", k));
+        targets.push(Target {
+            target: "exec storm overhead <= 5%, below auditd and bpftrace".into(),
+            value: format!(
+                "{} (auditd {}, bpftrace {})",
+                pct(exec),
+                pct(others[0]),
+                pct(others[1])
+            ),
+            met: exec.map(|e| e <= 5.0 && others.iter().all(|o| o.is_none_or(|o| e < o))),
+        });
+        for w in ["TCP connect storm", "UDP connect storm"] {
+            let o = overhead(w, MonitorKind::Sensor);
+            targets.push(Target {
+                target: format!("{w} overhead <= 5%"),
+                value: pct(o),
+                met: o.map(|o| o <= 5.0),
+            });
+        }
+        let lost = self
+            .workload("exec storm")
+            .and_then(|w| w.summary_of(MonitorKind::Sensor))
+            .and_then(|s| s.lost_total);
+        targets.push(Target {
+            target: "zero events lost in the exec storm (default ring size)".into(),
+            value: lost.map_or("n/a".into(), |l| format!("{l} lost")),
+            met: lost.map(|l| l == 0),
+        });
+        let p99 = self.latency.as_ref().and_then(|l| l.p99_ms);
+        targets.push(Target {
+            target: "exec-to-alert p99 < 20 ms".into(),
+            value: p99.map_or("n/a".into(), |p| format!("{p:.2} ms")),
+            met: p99.map(|p| p < 20.0),
+        });
+        let rate = self.replay.as_ref().map(|r| r.events_per_sec);
+        targets.push(Target {
+            target: "replay >= 1,000,000 events/s on one core".into(),
+            value: rate.map_or("n/a".into(), |r| format!("{r:.0} events/s")),
+            met: rate.map(|r| r >= 1e6),
+        });
+        let rss = self.rss.as_ref().and_then(|r| r.live_peak_rss_kib);
+        targets.push(Target {
+            target: "RSS < 40 MB with 10,000 tracked processes (live sensor)".into(),
+            value: rss.map_or("n/a".into(), |k| format!("{:.1} MB", k as f64 / 1024.0)),
+            met: rss.map(|k| (k as f64) * 1024.0 < 40e6),
+        });
+        targets
+    }
+
+    pub fn markdown(&self) -> String {
+        let mut md = String::new();
+        let m = &self.machine;
+        let _ = writeln!(md, "# lineage-sensor benchmark\n");
+        let _ = writeln!(
+            md,
+            "Run {} on {} ({} cores, {:.1} GiB, kernel {}, {}); load average (1 min) {:.2} at the start.\n",
+            m.date,
+            m.cpu,
+            m.cores,
+            m.memory_kib as f64 / 1048576.0,
+            m.kernel,
+            m.rustc,
+            m.load_1m_at_start
+        );
+        let o = &self.options;
+        let _ = writeln!(
+            md,
+            "`cargo xtask bench{}`: {} rounds, monitors interleaved; medians over rounds; overhead is against the unmonitored median of the same workload. A benchmark, not a test: nothing here is asserted.\n",
+            if o.quick { " --quick" } else { "" },
+            o.rounds
+        );
+        let _ = writeln!(md, "## Targets\n\n| target | measured | |\n|---|---|---|");
+        for t in &self.targets {
+            let verdict = match t.met {
+                Some(true) => "met",
+                Some(false) => "**missed**",
+                None => "not measured",
+            };
+            let _ = writeln!(md, "| {} | {} | {} |", t.target, t.value, verdict);
+        }
+        let _ = writeln!(
+            md,
+            "\n## Overhead\n\n![overhead per monitor](overhead.svg)\n"
+        );
+        for w in &self.workloads {
+            let _ = writeln!(
+                md,
+                "### {}\n\n{}{}; load average {:.2} at the start.\n",
+                w.name,
+                if w.ops_per_run > 0 {
+                    format!("{} × ", w.ops_per_run)
+                } else {
+                    String::new()
+                },
+                w.operation,
+                w.load_1m_at_start
+            );
+            let _ = writeln!(
+                md,
+                "| monitor | median | overhead | added per op | events lost | monitor CPU | monitor peak RSS |\n|---|---|---|---|---|---|---|"
+            );
+            for s in &w.summary {
+                let median = match (s.median_seconds, s.median_rps, s.median_p99_ms) {
+                    (Some(t), _, _) => format!("{t:.3} s"),
+                    (_, Some(r), Some(p)) => format!("{r:.0} req/s, p99 {p:.2} ms"),
+                    _ => "n/a".into(),
+                };
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} | {} | {} | {} | {} |",
+                    s.monitor.name(),
+                    median,
+                    if s.monitor == MonitorKind::None {
+                        "baseline".into()
+                    } else {
+                        pct(s.overhead_pct)
+                    },
+                    s.added_us_per_op
+                        .filter(|_| s.monitor != MonitorKind::None)
+                        .map_or("".into(), |u| format!("{u:+.1} µs")),
+                    s.lost_total.map_or("".into(), |l| l.to_string()),
+                    s.median_cpu_secs.map_or("".into(), |c| format!("{c:.2} s")),
+                    s.max_peak_rss_kib
+                        .map_or("".into(), |k| format!("{:.1} MB", k as f64 / 1024.0)),
+                );
+            }
+            md.push('\n');
+        }
+        if let Some(l) = &self.latency {
+            let _ = writeln!(md, "## Exec-to-alert latency\n\n{}\n", l.markdown());
+        }
+        if let Some(r) = &self.replay {
+            let _ = writeln!(md, "## Replay throughput\n\n{}\n", r.markdown());
+        }
+        if let Some(r) = &self.rss {
+            let _ = writeln!(
+                md,
+                "## Memory with many tracked processes\n\n{}\n",
+                r.markdown()
+            );
+        }
+        md
+    }
+}
+
+pub fn pct(value: Option<f64>) -> String {
+    value.map_or("n/a".into(), |v| format!("{v:+.1}%"))
+}
+
+pub fn median(values: impl Iterator<Item = f64>) -> Option<f64> {
+    let mut v: Vec<f64> = values.filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    Some(if v.len() % 2 == 1 {
+        v[mid]
+    } else {
+        (v[mid - 1] + v[mid]) / 2.0
+    })
+}
+
+/// The value at quantile `q` (0..=1) of sorted `values`, nearest rank.
+pub fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    Some(sorted[rank - 1])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians_and_quantiles() {
+        assert_eq!(median([3.0, 1.0, 2.0].into_iter()), Some(2.0));
+        assert_eq!(median([4.0, 1.0, 2.0, 3.0].into_iter()), Some(2.5));
+        assert_eq!(median(std::iter::empty()), None);
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(quantile(&v, 0.99), Some(99.0));
+        assert_eq!(quantile(&v, 0.5), Some(50.0));
+    }
+}
