@@ -104,14 +104,16 @@ async fn collect(
     };
     let _ = ready.send(Ok(()));
     let mut events = Vec::new();
-    if reading == Reading::AtStop {
-        let _ = (&mut stop).await;
-    }
-    while reading == Reading::Live {
-        tokio::select! {
-            _ = &mut stop => break,
-            read = capture.next_batch(&mut events) => read.map_err(|e| e.to_string())?,
+    match reading {
+        Reading::AtStop => {
+            let _ = (&mut stop).await;
         }
+        Reading::Live => loop {
+            tokio::select! {
+                _ = &mut stop => break,
+                read = capture.next_batch(&mut events) => read.map_err(|e| e.to_string())?,
+            }
+        },
     }
     capture.detach();
     while let Ok(read) = tokio::time::timeout(DRAIN_QUIET, capture.next_batch(&mut events)).await {
@@ -198,4 +200,167 @@ pub fn sensor_binary() -> std::path::PathBuf {
         binary.display()
     );
     binary
+}
+
+/// A free loopback port for a sensor's metrics endpoint.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// The real `lineage-sensor run` as a child process: stdout lines (alerts) and stderr lines (log)
+/// collected on threads of their own. Killed on drop, so a failing test leaves nothing behind.
+pub struct RunningSensor {
+    pub child: Option<std::process::Child>,
+    pub alerts: mpsc::Receiver<String>,
+    pub log: mpsc::Receiver<String>,
+    pub log_seen: Vec<String>,
+    pub metrics_port: u16,
+}
+
+impl RunningSensor {
+    /// Starts `run --config CONFIG --metrics-listen 127.0.0.1:<free port>` and waits (up to a
+    /// minute) for "ready".
+    pub fn start(config: &std::path::Path) -> RunningSensor {
+        use std::io::BufRead as _;
+        let metrics_port = free_port();
+        let mut child = std::process::Command::new(sensor_binary())
+            .args(["run", "--config"])
+            .arg(config)
+            .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start lineage-sensor run");
+        let (alert_tx, alerts) = mpsc::channel();
+        let stdout = child.stdout.take().expect("stdout");
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = alert_tx.send(line);
+            }
+        });
+        let (log_tx, log) = mpsc::channel();
+        let stderr = child.stderr.take().expect("stderr");
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = log_tx.send(line);
+            }
+        });
+        let mut sensor = RunningSensor {
+            child: Some(child),
+            alerts,
+            log,
+            log_seen: Vec::new(),
+            metrics_port,
+        };
+        let ready = sensor.wait_log(Duration::from_secs(60), |l| l.contains("ready"));
+        assert!(ready, "sensor never became ready: {:#?}", sensor.log_seen);
+        sensor
+    }
+
+    /// Whether a log line matching `want` arrives within `within` (lines seen are kept).
+    pub fn wait_log(&mut self, within: Duration, want: impl Fn(&str) -> bool) -> bool {
+        if self.log_seen.iter().any(|l| want(l)) {
+            return true;
+        }
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.log.recv_timeout(left) {
+                Ok(line) => {
+                    let hit = want(&line);
+                    self.log_seen.push(line);
+                    if hit {
+                        return true;
+                    }
+                }
+                Err(_) => return false,
+            }
+        }
+    }
+
+    /// Every stdout line until one matches `want` or `within` passes; the match, if any, is the
+    /// last line returned.
+    pub fn lines_until(&self, within: Duration, want: impl Fn(&str) -> bool) -> (bool, Vec<String>) {
+        let deadline = std::time::Instant::now() + within;
+        let mut lines = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.alerts.recv_timeout(left) {
+                Ok(line) => {
+                    let hit = want(&line);
+                    lines.push(line);
+                    if hit {
+                        return (true, lines);
+                    }
+                }
+                Err(_) => return (false, lines),
+            }
+        }
+    }
+
+    /// GET of a path on the metrics endpoint: status and body.
+    pub fn http_get(&self, path: &str) -> Result<(u16, String), String> {
+        use std::io::{Read as _, Write as _};
+        let mut stream =
+            std::net::TcpStream::connect((std::net::Ipv4Addr::LOCALHOST, self.metrics_port))
+                .map_err(|e| e.to_string())?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .map_err(|e| e.to_string())?;
+        write!(
+            stream,
+            "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        )
+        .map_err(|e| e.to_string())?;
+        let mut response = String::new();
+        stream
+            .read_to_string(&mut response)
+            .map_err(|e| e.to_string())?;
+        let status = response
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| format!("no status line in {response:?}"))?;
+        let body = response
+            .split_once("\r\n\r\n")
+            .map_or(String::new(), |(_, b)| b.to_owned());
+        Ok((status, body))
+    }
+
+    /// SIGTERM, then the exit status and the rest of the log.
+    pub fn stop(mut self) -> (std::process::ExitStatus, Vec<String>) {
+        let mut child = self.child.take().expect("child present until stopped");
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let status = child.wait().expect("wait for sensor");
+        let mut log = std::mem::take(&mut self.log_seen);
+        log.extend(self.log.try_iter());
+        (status, log)
+    }
+
+    /// SIGKILL: no drain, no shutdown, as an OOM killer or a hostile root would do it.
+    pub fn kill(mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for RunningSensor {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
