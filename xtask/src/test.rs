@@ -4,8 +4,11 @@ use anyhow::bail;
 
 use crate::{
     cmd::{self, cargo, is_root},
-    servers, setup, vm,
+    deploy_check, fuzz, servers, setup, vm,
 };
+
+/// Per fuzz target, in every test run.
+const FUZZ_SECONDS: u64 = 10;
 
 pub fn test() -> anyhow::Result<()> {
     setup::setup()?;
@@ -26,6 +29,9 @@ pub fn test() -> anyhow::Result<()> {
         "--exclude",
         "integration-tests",
     ]))?;
+    // Each fuzz target for a few seconds: a smoke run that catches a decoder or parser panic
+    // early; `cargo xtask fuzz --seconds N` runs them for longer.
+    fuzz::fuzz(&[], FUZZ_SECONDS)?;
     if !is_root() {
         bail!(
             "the integration tests load the real eBPF programs and must run as root: \
@@ -33,7 +39,7 @@ pub fn test() -> anyhow::Result<()> {
         );
     }
     servers::install()?;
-    crate::deploy_check::deploy_check()?;
+    deploy_check::deploy_check()?;
     // One test thread: the tests share the kernel's tracepoints and count events system-wide.
     cmd::run(cargo().args([
         "test",
