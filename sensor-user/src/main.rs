@@ -42,11 +42,9 @@ fn dispatch(command: cli::Command) -> anyhow::Result<ExitCode> {
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?;
-            let totals = runtime.block_on(commands::record::record(
-                &config,
-                output.as_deref(),
-                stop_on_signal(),
-            ))?;
+            let stop = stop_on_signal(&runtime)?;
+            let totals =
+                runtime.block_on(commands::record::record(&config, output.as_deref(), stop))?;
             log::info!("stopped; {totals}");
             Ok(ExitCode::SUCCESS)
         }
@@ -63,8 +61,8 @@ fn dispatch(command: cli::Command) -> anyhow::Result<ExitCode> {
                 config_path,
                 metrics_listen,
             };
-            let totals =
-                runtime.block_on(commands::run::run(&config, &options, stop_on_signal()))?;
+            let stop = stop_on_signal(&runtime)?;
+            let totals = runtime.block_on(commands::run::run(&config, &options, stop))?;
             log::info!("stopped; {totals}");
             Ok(ExitCode::SUCCESS)
         }
@@ -88,12 +86,12 @@ fn dispatch(command: cli::Command) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Resolves on SIGINT/SIGTERM; never, if they cannot be watched.
-async fn stop_on_signal() {
-    if let Err(err) = commands::shutdown_signal().await {
-        log::error!("cannot watch for SIGINT/SIGTERM: {err}");
-        std::future::pending::<()>().await;
-    }
+/// SIGINT/SIGTERM handling, installed before the command starts (see `shutdown_signal`).
+fn stop_on_signal(
+    runtime: &tokio::runtime::Runtime,
+) -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    let _inside = runtime.enter();
+    commands::shutdown_signal().context("watching for SIGINT and SIGTERM")
 }
 
 fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {

@@ -189,3 +189,36 @@ fn without_cap_bpf_the_message_names_the_capabilities() {
     assert!(stderr.contains("CAP_BPF and CAP_PERFMON"), "{stderr}");
     assert!(stderr.contains("Operation not permitted"), "{stderr}");
 }
+
+#[test]
+fn sigterm_right_after_ready_still_shuts_down_cleanly() {
+    require_root();
+    // The signal handlers must be in place before "ready" is logged: a SIGTERM that arrives
+    // before the main loop first polls must not meet the default action.
+    for round in 0..5 {
+        let mut sensor = Command::new(sensor_binary())
+            .args(["record", "--output", "/dev/null"])
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start lineage-sensor");
+        let stderr = sensor.stderr.take().expect("stderr");
+        let mut lines = BufReader::new(stderr).lines();
+        let mut log = Vec::new();
+        for line in lines.by_ref().map_while(Result::ok) {
+            let ready = line.contains("ready");
+            log.push(line);
+            if ready {
+                break;
+            }
+        }
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(sensor.id() as i32, libc::SIGTERM) };
+        log.extend(lines.map_while(Result::ok));
+        let status = sensor.wait().expect("wait for sensor");
+        assert!(status.success(), "round {round}: {status}; {log:#?}");
+        assert!(
+            log.iter().any(|l| l.contains("events: exec=")),
+            "round {round}: {log:#?}"
+        );
+    }
+}
