@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 mod defaults;
 mod detection;
 mod lineage;
+mod locate;
 mod output;
+mod ownership;
 
 pub use detection::{
     AllowedDestination, Deployer, DetectConfig, Exclusion, FamilyConfig, IncidentConfig,
@@ -79,20 +81,29 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path}:{line}:{column}: {message}")]
+    #[error("{path}:{line}:{column}: {field}{message}")]
     Parse {
         path: PathBuf,
         line: usize,
         column: usize,
-        message: String,
-    },
-    #[error("{path}: {field}: {message}")]
-    Invalid {
-        path: PathBuf,
+        /// `name: ` of the key at the error, or empty when the text does not parse as TOML.
         field: String,
         message: String,
     },
+    #[error("{path}:{line}: {field}: {message}")]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        field: String,
+        message: String,
+    },
+    /// Whoever can write the file or directory can change what the sensor (running privileged)
+    /// detects, or what it reads back as its own state.
+    #[error("{path}: {message}")]
+    Unsafe { path: PathBuf, message: String },
 }
+
+pub use ownership::check_not_writable_by_others;
 
 /// The part of a path glob before its first glob character. The kernel matches byte prefixes,
 /// so there is no need to cut back to a `/`: `/var/lib/tomcat*/webapps` watches
@@ -130,6 +141,7 @@ impl Config {
 
     /// Reads, parses and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        check_not_writable_by_others(path)?;
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
@@ -140,14 +152,16 @@ impl Config {
     /// Parses and validates config text; `path` is used in error messages only.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let config: Config = toml::from_str(text).map_err(|err| {
-            let (line, column) = err
-                .span()
-                .map(|span| line_column(text, span.start))
-                .unwrap_or((1, 1));
+            let start = err.span().map(|span| span.start);
+            let (line, column) = start.map_or((1, 1), |start| line_column(text, start));
+            let field = start
+                .and_then(|start| locate::field_at(text, start))
+                .map_or(String::new(), |f| format!("{f}: "));
             ConfigError::Parse {
                 path: path.to_owned(),
                 line,
                 column,
+                field,
                 message: err.message().trim().to_owned(),
             }
         })?;
@@ -155,6 +169,7 @@ impl Config {
             .validate()
             .map_err(|(field, message)| ConfigError::Invalid {
                 path: path.to_owned(),
+                line: locate::field_line(text, &field),
                 field,
                 message,
             })?;

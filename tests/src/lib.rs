@@ -289,7 +289,11 @@ impl RunningSensor {
 
     /// Every stdout line until one matches `want` or `within` passes; the match, if any, is the
     /// last line returned.
-    pub fn lines_until(&self, within: Duration, want: impl Fn(&str) -> bool) -> (bool, Vec<String>) {
+    pub fn lines_until(
+        &self,
+        within: Duration,
+        want: impl Fn(&str) -> bool,
+    ) -> (bool, Vec<String>) {
         let deadline = std::time::Instant::now() + within;
         let mut lines = Vec::new();
         loop {

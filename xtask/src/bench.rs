@@ -32,14 +32,17 @@ pub struct Options {
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
     /// fork+exec of /bin/true per exec-storm run.
-    #[arg(long, default_value_t = 4000)]
+    #[arg(long, default_value_t = 3000)]
     pub execs: usize,
     /// Shell chains per sh-storm run (each is three fork+exec).
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 800)]
     pub chains: usize,
-    /// Connects per TCP and per UDP connect-storm run.
+    /// Connects per TCP connect-storm run.
     #[arg(long, default_value_t = 20000)]
     pub connects: usize,
+    /// Connects per UDP connect-storm run (far cheaper than TCP's, so more of them).
+    #[arg(long, default_value_t = 100_000)]
+    pub udp_connects: usize,
     /// Seconds of load per nginx run.
     #[arg(long, default_value_t = 4)]
     pub nginx_secs: u32,
@@ -67,6 +70,7 @@ impl Options {
             self.execs = self.execs.min(500);
             self.chains = self.chains.min(100);
             self.connects = self.connects.min(2000);
+            self.udp_connects = self.udp_connects.min(10_000);
             self.nginx_secs = self.nginx_secs.min(1);
             self.replay_events = self.replay_events.min(100_000);
             self.tracked = self.tracked.min(1000);
@@ -103,7 +107,11 @@ pub fn bench(options: Options) -> anyhow::Result<()> {
         // Partial results survive an interrupted run.
         report.write(&out)?;
     }
-    report.latency = Some(latency::measure(&bins, options.alerts)?);
+    for sink in latency::SINKS {
+        report
+            .latency
+            .push(latency::measure(&bins, options.alerts, sink)?);
+    }
     report.replay = Some(replay::measure(&bins, options.replay_events)?);
     report.rss = Some(rss::measure(&bins, options.tracked)?);
     report.write(&out)?;

@@ -3,6 +3,7 @@
 
 mod apt;
 mod bench;
+mod churn;
 mod cmd;
 mod deploy_check;
 mod fuzz;
@@ -53,6 +54,8 @@ enum Command {
     },
     /// Measure overhead against auditd and bpftrace, replay throughput, latency and memory (root).
     Bench(bench::Options),
+    /// A million short-lived processes and 100,000 threads against `run`: RSS and table sizes.
+    Churn(churn::Options),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -63,6 +66,7 @@ fn main() -> anyhow::Result<()> {
         Command::DeployCheck => deploy_check::deploy_check(),
         Command::VmTest { kernels } => vm::vm_test(&kernels),
         Command::Bench(options) => bench::bench(options),
+        Command::Churn(options) => churn::churn(options),
         Command::Fuzz { targets, seconds } => fuzz::fuzz(&targets, seconds),
     }
 }

@@ -21,8 +21,13 @@ use crate::{
     sink::{SinkError, Sinks},
 };
 
+mod state_files;
+
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    /// Not transparent: main.rs finds the ConfigError in the chain and exits with 2.
+    #[error("refusing to start")]
+    UnsafeState(#[source] ConfigError),
     #[error(transparent)]
     Capture(#[from] CaptureError),
     #[error(transparent)]
@@ -81,6 +86,7 @@ pub async fn run(
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<RunTotals, RunError> {
     crate::privileges::check_run()?;
+    state_files::check_locations(config).map_err(RunError::UnsafeState)?;
     let mut config = config.clone();
     let metrics = Arc::new(Metrics::new()?);
     // Bound before the slow start-up so that liveness probes answer (and readiness says no).
@@ -93,6 +99,8 @@ pub async fn run(
     // rather than missed.
     let mut capture = Capture::start(&config.effective_capture(), metrics.clone())?;
     seed(&mut engine, &config);
+    // After seeding: restored incidents are matched to the seeded roots.
+    state_files::restore_incidents(&mut engine, &config);
     metrics.set_processes(engine.totals().processes);
     metrics.set_ready(true);
     log::info!("ready: programs attached, detecting");
@@ -110,7 +118,7 @@ pub async fn run(
             read = capture.next_batch(&mut batch) => {
                 read?;
                 let hashing = Hashing::new(&config, &hash_tx);
-                handle(&mut engine, &mut batch, &mut alerts, &mut line, &sinks, &metrics, &hashing)?;
+                handle(&mut engine, &mut batch, &mut alerts, &mut line, &sinks, &metrics, &hashing, &config)?;
             }
             Some(alert) = hash_rx.recv() => send_alert(&alert, &mut line, &sinks)?,
             _ = hangup.recv() => {
@@ -148,6 +156,7 @@ pub async fn run(
             &sinks,
             &metrics,
             &hashing,
+            &config,
         )?;
     }
     // Alerts waiting for their file hash are still delivered: each task holds a sender, so this
@@ -161,6 +170,9 @@ pub async fn run(
     drop(endpoint);
     if let Some(path) = &config.rules.server_outbound_unknown.state_file {
         engine.save_learned(path)?;
+    }
+    if let Err(err) = state_files::save_incidents(&mut engine, &config) {
+        log::warn!("{err}");
     }
     Ok(RunTotals {
         engine: engine.totals(),
@@ -258,6 +270,7 @@ async fn reload_from(
     metrics: &Arc<Metrics>,
 ) -> Result<(), ReloadError> {
     let new = Config::load(path)?;
+    state_files::check_locations(&new)?;
     if new.effective_capture() != config.effective_capture() {
         log::warn!("SIGHUP: [capture] changes take effect at the next start");
     }
@@ -292,9 +305,10 @@ async fn reload_from(
     }
     sinks.reload(&new.output).map_err(RunError::from)?;
     if let Some(mut fresh) = new_engine {
-        // The new rules start from the running processes; incidents and the exit grace of
-        // processes that already ended start afresh.
+        // The new rules start from the running processes; the exit grace of processes that
+        // already ended starts afresh. Open incidents carry over, as across a restart.
         seed(&mut fresh, &new);
+        fresh.restore_incidents(engine.incidents_snapshot());
         *engine = fresh;
         log::info!("SIGHUP: detection rules replaced");
     }
@@ -302,6 +316,7 @@ async fn reload_from(
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn handle(
     engine: &mut Engine,
     batch: &mut Vec<Event>,
@@ -310,6 +325,7 @@ fn handle(
     sinks: &Sinks,
     metrics: &Metrics,
     hashing: &Hashing<'_>,
+    config: &Config,
 ) -> Result<(), RunError> {
     for event in batch.drain(..) {
         let ts_ns = event.ts_ns();
@@ -322,6 +338,10 @@ fn handle(
                 metrics.alert_latency(latency);
             }
         }
+    }
+    // Before the alerts leave: once an alert is out, a SIGKILL must not lose its incident.
+    if let Err(err) = state_files::save_incidents(engine, config) {
+        log::warn!("{err}");
     }
     for alert in alerts.drain(..) {
         if hashing.max_bytes > 0 && alert.file.is_some() {

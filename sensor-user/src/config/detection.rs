@@ -385,11 +385,19 @@ pub struct IncidentConfig {
     /// Alerts of the same server tree less than this far from the incident's previous alert
     /// share its id; a longer quiet gap starts a new incident.
     pub span_secs: u64,
+    /// `run` keeps its open incidents here (rewritten whenever one opens or grows), so that a
+    /// sensor restarted or killed mid-attack continues the same incident ids instead of
+    /// opening a duplicate for the same tree. Only a file of the same boot is used. An empty
+    /// path keeps incidents in memory only. `replay` never reads it.
+    pub state_file: PathBuf,
 }
 
 impl Default for IncidentConfig {
     fn default() -> Self {
-        Self { span_secs: 300 }
+        Self {
+            span_secs: 300,
+            state_file: PathBuf::from("/var/lib/lineage-sensor/incidents.json"),
+        }
     }
 }
 

@@ -161,6 +161,21 @@ impl Engine {
         }
     }
 
+    /// The open incidents, for `run` to keep across a restart (incidents.state_file).
+    pub fn incidents_snapshot(&self) -> super::IncidentSnapshot {
+        self.incidents.snapshot(self.host.boot_wall_ns)
+    }
+
+    /// Continues the incidents a previous run left open on this boot; returns how many.
+    pub fn restore_incidents(&mut self, snapshot: super::IncidentSnapshot) -> usize {
+        self.incidents.restore(snapshot, self.host.boot_wall_ns)
+    }
+
+    /// Whether incidents changed since the last call (then the state file is due).
+    pub fn incidents_changed(&mut self) -> bool {
+        self.incidents.take_dirty()
+    }
+
     /// Loads the outbound rule's learned destinations.
     pub fn load_learned(&mut self, path: &std::path::Path) -> Result<(), DetectError> {
         self.outbound.learned.load(path)
@@ -171,11 +186,13 @@ impl Engine {
         self.outbound.learned.save(path)
     }
 
-    /// Adds processes read from /proc (oldest first), classifying each as if it had just exec'd.
+    /// Adds processes read from /proc (oldest first), classifying each as if it had just exec'd
+    /// (tagged, never alerted on). A shell below a server is tagged as such: after a restart, the
+    /// tools a web shell started before the restart goes on to run must still be seen below it.
     pub fn seed(&mut self, procs: Vec<SeedProcess>) {
         for p in procs {
             let id = self.table.seed(p);
-            self.annotate(id, false);
+            self.annotate(id, true);
         }
     }
 

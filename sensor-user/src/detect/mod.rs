@@ -12,6 +12,7 @@ pub mod rules;
 mod tag;
 
 pub use engine::{Engine, EngineTotals, HostInfo};
+pub use incident::Snapshot as IncidentSnapshot;
 pub use rules::RuleId;
 
 /// A detection setting that cannot be used, or a state file that cannot be read or written.

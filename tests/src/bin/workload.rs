@@ -4,6 +4,28 @@
 use std::process::{Command, ExitCode};
 
 fn main() -> ExitCode {
+    // Hostile argv is not UTF-8: these take their arguments as raw bytes.
+    let raw: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let raw_result = match raw.first().and_then(|a| a.to_str()) {
+        Some("spawn") => Some(spawn(&raw[1..])),
+        Some("wait-file") => Some(wait_file(raw.get(1), raw.get(2))),
+        Some("detach") => Some(detach(raw.get(1))),
+        Some("burst") => Some(burst(
+            raw.get(1)
+                .and_then(|a| a.to_str()?.parse().ok())
+                .unwrap_or(1),
+        )),
+        _ => None,
+    };
+    if let Some(result) = raw_result {
+        return match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("workload: {err}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("fork-then-spawn") => fork_then_spawn(),
@@ -127,19 +149,30 @@ fn sh_storm(n: usize) -> Result<(), String> {
 fn tcp_storm(n: usize) -> Result<(), String> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     let address = listener.local_addr().map_err(|e| e.to_string())?;
-    let acceptor = std::thread::spawn(move || {
-        for _ in 0..n {
-            if listener.accept().is_err() {
-                break;
-            }
-        }
-    });
+    let abort = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
     for _ in 0..n {
-        std::net::TcpStream::connect(address).map_err(|e| e.to_string())?;
+        let stream = std::net::TcpStream::connect(address).map_err(|e| e.to_string())?;
+        // Accepting in the same thread keeps the backlog at one: an acceptor thread that falls
+        // behind on a busy machine lets the backlog fill, and SYNs dropped then wait a second.
+        let accepted = listener.accept().map_err(|e| e.to_string())?;
+        // Closing with a reset leaves no TIME_WAIT behind: tens of thousands of those would make
+        // later connects hunt for a free port and time that instead of the connect.
+        // SAFETY: a valid socket and a linger struct of the size passed.
+        unsafe {
+            libc::setsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(&stream),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&raw const abort).cast(),
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            );
+        }
+        drop(stream);
+        drop(accepted);
     }
-    acceptor
-        .join()
-        .map_err(|_| "acceptor panicked".to_string())?;
     println!("connected={n}");
     Ok(())
 }
@@ -189,5 +222,113 @@ fn hold(n: usize) -> Result<(), String> {
     let mut status = 0;
     // SAFETY: reaping our own children.
     while unsafe { libc::wait(&mut status) } > 0 {}
+    Ok(())
+}
+
+/// Spawns PROG with exactly the given arguments (bytes as they are) and waits for it.
+fn spawn(argv: &[std::ffi::OsString]) -> Result<(), String> {
+    let (program, args) = argv.split_first().ok_or("spawn needs PROG [ARGS...]")?;
+    let status = Command::new(program)
+        .args(args)
+        .status()
+        .map_err(|e| e.to_string())?;
+    println!("status={}", status.code().unwrap_or(-1));
+    Ok(())
+}
+
+/// Prints `pid=`, waits until PATH exists, then runs `sh -c CMD`: a server already running when
+/// the sensor starts, whose shell comes later.
+fn wait_file(
+    path: Option<&std::ffi::OsString>,
+    command: Option<&std::ffi::OsString>,
+) -> Result<(), String> {
+    use std::io::Write as _;
+    let (path, command) = path.zip(command).ok_or("wait-file needs PATH CMD")?;
+    println!("pid={}", std::process::id());
+    std::io::stdout().flush().map_err(|e| e.to_string())?;
+    while !std::path::Path::new(path).exists() {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let status = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(command)
+        .status()
+        .map_err(|e| e.to_string())?;
+    println!("status={}", status.code().unwrap_or(-1));
+    Ok(())
+}
+
+/// A double fork: the grandchild waits until its parent has exited (it is re-parented to init
+/// or a subreaper), then execs `sh -c CMD`. Prints `grandchild=`.
+fn detach(command: Option<&std::ffi::OsString>) -> Result<(), String> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let command = command.ok_or("detach needs CMD")?;
+    let c_command = std::ffi::CString::new(command.as_bytes()).map_err(|e| e.to_string())?;
+    let (read_fd, write_fd) = {
+        let mut fds = [0; 2];
+        // SAFETY: fds is a valid array of two ints.
+        if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+            return Err(std::io::Error::last_os_error().to_string());
+        }
+        (fds[0], fds[1])
+    };
+    // SAFETY: single-threaded; the children only call async-signal-safe functions.
+    match unsafe { libc::fork() } {
+        -1 => Err(std::io::Error::last_os_error().to_string()),
+        0 => {
+            // SAFETY: as above.
+            let grandchild = unsafe { libc::fork() };
+            if grandchild == 0 {
+                // SAFETY: as above; the middle child's exit is awaited through getppid.
+                unsafe {
+                    let middle = libc::getppid();
+                    while libc::getppid() == middle {
+                        libc::usleep(10_000);
+                    }
+                    let sh = c"/bin/sh";
+                    let dash_c = c"-c";
+                    let argv = [
+                        sh.as_ptr(),
+                        dash_c.as_ptr(),
+                        c_command.as_ptr(),
+                        std::ptr::null(),
+                    ];
+                    libc::execv(sh.as_ptr(), argv.as_ptr());
+                    libc::_exit(127)
+                }
+            }
+            let bytes = grandchild.to_ne_bytes();
+            // SAFETY: writing a local buffer to our pipe, then leaving without atexit handlers.
+            unsafe {
+                libc::write(write_fd, bytes.as_ptr().cast(), bytes.len());
+                libc::_exit(0)
+            }
+        }
+        child => {
+            let mut status = 0;
+            let mut bytes = [0u8; 4];
+            // SAFETY: waiting for our own child, reading into a local buffer.
+            unsafe {
+                libc::waitpid(child, &mut status, 0);
+                libc::read(read_fd, bytes.as_mut_ptr().cast(), bytes.len());
+                libc::close(read_fd);
+                libc::close(write_fd);
+            }
+            println!("grandchild={}", i32::from_ne_bytes(bytes));
+            Ok(())
+        }
+    }
+}
+
+/// `n` shells started at once, then waited for: events arrive faster than any consumer reads.
+fn burst(n: usize) -> Result<(), String> {
+    let children = (0..n)
+        .map(|_| Command::new("/bin/sh").args(["-c", ":"]).spawn())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    for mut child in children {
+        child.wait().map_err(|e| e.to_string())?;
+    }
+    println!("spawned={n}");
     Ok(())
 }

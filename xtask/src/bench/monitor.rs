@@ -109,6 +109,8 @@ pub struct Running {
 /// Options that only the latency measurement changes.
 #[derive(Default)]
 pub struct SensorConfig<'a> {
+    /// TOML lines added to the file sink's table.
+    pub sink_extra: &'a str,
     /// TOML appended to the bench's config.
     pub extra: &'a str,
 }
@@ -235,9 +237,11 @@ impl Running {
         std::fs::write(
             &config_path,
             format!(
-                "[output]\nspool_dir = {spool:?}\n\n[[output.sinks]]\ntype = \"file\"\npath = {alerts:?}\n\n{extra}",
+                "[incidents]\nstate_file = {state:?}\n\n[output]\nspool_dir = {spool:?}\n\n[[output.sinks]]\ntype = \"file\"\npath = {alerts:?}\n{sink_extra}\n{extra}",
+                state = dir.join("incidents.json"),
                 spool = dir.join("spool"),
                 alerts = self.alerts_path(),
+                sink_extra = config.sink_extra,
                 extra = config.extra,
             ),
         )?;

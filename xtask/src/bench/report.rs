@@ -132,6 +132,7 @@ pub struct RunOptions {
     pub execs: usize,
     pub chains: usize,
     pub connects: usize,
+    pub udp_connects: usize,
     pub nginx_secs: u32,
     pub replay_events: usize,
     pub tracked: usize,
@@ -151,7 +152,7 @@ pub struct Report {
     pub machine: Machine,
     pub options: RunOptions,
     pub workloads: Vec<WorkloadResult>,
-    pub latency: Option<LatencyResult>,
+    pub latency: Vec<LatencyResult>,
     pub replay: Option<ReplayResult>,
     pub rss: Option<RssResult>,
     pub targets: Vec<Target>,
@@ -166,6 +167,7 @@ impl Report {
                 execs: o.execs,
                 chains: o.chains,
                 connects: o.connects,
+                udp_connects: o.udp_connects,
                 nginx_secs: o.nginx_secs,
                 replay_events: o.replay_events,
                 tracked: o.tracked,
@@ -173,7 +175,7 @@ impl Report {
                 quick: o.quick,
             },
             workloads: Vec::new(),
-            latency: None,
+            latency: Vec::new(),
             replay: None,
             rss: None,
             targets: Vec::new(),
@@ -235,7 +237,8 @@ impl Report {
             value: lost.map_or("n/a".into(), |l| format!("{l} lost")),
             met: lost.map(|l| l == 0),
         });
-        let p99 = self.latency.as_ref().and_then(|l| l.p99_ms);
+        // The default configuration is what the target is about.
+        let p99 = self.latency.first().and_then(|l| l.p99_ms);
         targets.push(Target {
             target: "exec-to-alert p99 < 20 ms".into(),
             value: p99.map_or("n/a".into(), |p| format!("{p:.2} ms")),
@@ -275,7 +278,13 @@ impl Report {
         let _ = writeln!(
             md,
             "`cargo xtask bench{}`: {} rounds, monitors interleaved; medians over rounds; overhead is against the unmonitored median of the same workload. A benchmark, not a test: nothing here is asserted.\n",
-            if o.quick { " --quick" } else { "" },
+            if o.quick {
+                " --quick".to_owned()
+            } else if o.rounds != 3 {
+                format!(" --rounds {}", o.rounds)
+            } else {
+                String::new()
+            },
             o.rounds
         );
         let _ = writeln!(md, "## Targets\n\n| target | measured | |\n|---|---|---|");
@@ -335,8 +344,16 @@ impl Report {
             }
             md.push('\n');
         }
-        if let Some(l) = &self.latency {
-            let _ = writeln!(md, "## Exec-to-alert latency\n\n{}\n", l.markdown());
+        if !self.latency.is_empty() {
+            let _ = writeln!(
+                md,
+                "## Exec-to-alert latency\n\n{}",
+                LatencyResult::markdown_intro()
+            );
+            for l in &self.latency {
+                let _ = writeln!(md, "{}", l.markdown_row());
+            }
+            md.push('\n');
         }
         if let Some(r) = &self.replay {
             let _ = writeln!(md, "## Replay throughput\n\n{}\n", r.markdown());

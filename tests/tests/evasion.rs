@@ -1,0 +1,156 @@
+//! Cheap evasions through the real `lineage-sensor run`: a shell reached through launchers
+//! (env, nohup, setsid, timeout, stdbuf, nice, busybox), argv[0] rewritten with `exec -a`, and a
+//! double fork that re-parents the shell to init. Each must still give `server-spawned-shell`
+//! rooted at the server.
+
+use std::{
+    path::PathBuf,
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use integration_tests::{RunningSensor, require_root};
+use serde_json::Value;
+
+const WORKLOAD: &str = env!("CARGO_BIN_EXE_workload");
+/// Generous: nothing here measures time.
+const WITHIN: Duration = Duration::from_secs(30);
+
+struct TempDir(PathBuf);
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Waits for the shell alert whose command line carries `marker`.
+fn shell_alert(sensor: &RunningSensor, marker: &str) -> Result<Value, String> {
+    let (found, lines) = sensor.lines_until(WITHIN, |l| {
+        l.contains("\"server-spawned-shell\"") && l.contains(marker)
+    });
+    if !found {
+        return Err(format!(
+            "{marker}: no shell alert; saw {} other lines",
+            lines.len()
+        ));
+    }
+    serde_json::from_str(lines.last().map_or("", String::as_str)).map_err(|e| e.to_string())
+}
+
+#[test]
+fn launchers_argv0_and_double_forks_do_not_hide_a_server_spawned_shell() {
+    require_root();
+    let dir = TempDir(std::env::temp_dir().join(format!("lineage-evasion-{}", std::process::id())));
+    std::fs::create_dir_all(&dir.0).expect("temp dir");
+    let server = dir.0.join("nginx");
+    std::fs::copy(WORKLOAD, &server).expect("copy workload as nginx");
+    let server_text = server.to_str().expect("utf-8 path").to_owned();
+    let config = dir.0.join("sensor.toml");
+    std::fs::write(&config, "").expect("write config");
+    let sensor = RunningSensor::start(&config);
+
+    let mut cases: Vec<(String, Vec<String>)> = Vec::new();
+    let marker = |name: &str| format!("true evasion-{name}");
+    let launchers: [(&str, &[&str]); 6] = [
+        ("env", &["/usr/bin/env"]),
+        ("nohup", &["/usr/bin/nohup"]),
+        ("setsid", &["/usr/bin/setsid"]),
+        ("timeout", &["/usr/bin/timeout", "30"]),
+        ("stdbuf", &["/usr/bin/stdbuf", "-o0"]),
+        ("nice", &["/usr/bin/nice", "-n", "5"]),
+    ];
+    for (name, launcher) in launchers {
+        if !std::path::Path::new(launcher[0]).exists() {
+            continue;
+        }
+        let mut argv: Vec<String> = launcher.iter().map(|s| s.to_string()).collect();
+        argv.extend(["/bin/sh".into(), "-c".into(), marker(name)]);
+        cases.push((name.into(), argv));
+    }
+    for busybox in ["/usr/bin/busybox", "/bin/busybox"] {
+        if std::path::Path::new(busybox).exists() {
+            cases.push((
+                "busybox".into(),
+                vec![busybox.into(), "sh".into(), "-c".into(), marker("busybox")],
+            ));
+            break;
+        }
+    }
+    let mut failures = Vec::new();
+    for (name, argv) in &cases {
+        let status = Command::new(&server)
+            .arg("spawn")
+            .args(argv)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("run the fake server");
+        assert!(status.success(), "{name}: {status}");
+        match shell_alert(&sensor, &format!("evasion-{name}")) {
+            Ok(alert) if alert["lineage"]["ancestry"][0]["executable"] == server_text.as_str() => {}
+            Ok(alert) => failures.push(format!(
+                "{name}: wrong root {}",
+                alert["lineage"]["ancestry"]
+            )),
+            Err(err) => failures.push(err),
+        }
+    }
+
+    // argv[0] rewritten: the executed file is still /bin/sh (bash's exec -a replaces bash).
+    if std::path::Path::new("/bin/bash").exists() {
+        let status = Command::new(&server)
+            .args([
+                "spawn",
+                "/bin/bash",
+                "-c",
+                "exec -a '[kworker/0:1]' /bin/sh -c 'true evasion-argv0'",
+            ])
+            .stdout(Stdio::null())
+            .status()
+            .expect("run the fake server");
+        assert!(status.success());
+        let (found, lines) = sensor.lines_until(WITHIN, |l| {
+            l.contains("\"server-spawned-shell\"") && l.contains("\"args\":[\"[kworker/0:1]\"")
+        });
+        if found {
+            let alert: Value =
+                serde_json::from_str(lines.last().map_or("", String::as_str)).expect("json");
+            assert!(
+                alert["process"]["executable"]
+                    .as_str()
+                    .is_some_and(|e| e.ends_with("sh")),
+                "{alert}"
+            );
+        } else {
+            failures.push("exec -a: no alert for the renamed shell".into());
+        }
+    }
+
+    // Double fork: the shell's parent has exited and it runs under init, yet its incident
+    // keeps the server as root.
+    let out = Command::new(&server)
+        .args(["detach", "true evasion-detached"])
+        .output()
+        .expect("run the fake server");
+    assert!(out.status.success());
+    let grandchild: u32 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .strip_prefix("grandchild=")
+        .and_then(|p| p.parse().ok())
+        .expect("grandchild pid");
+    match shell_alert(&sensor, "evasion-detached") {
+        Ok(alert) => {
+            assert_eq!(alert["process"]["pid"], grandchild);
+            assert_eq!(
+                alert["lineage"]["ancestry"][0]["executable"],
+                server_text.as_str(),
+                "the detached shell keeps its server root: {alert}"
+            );
+        }
+        Err(err) => failures.push(err),
+    }
+
+    assert!(failures.is_empty(), "{failures:#?}");
+    let (status, log) = sensor.stop();
+    assert!(status.success(), "{log:#?}");
+}

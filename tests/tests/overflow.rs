@@ -1,0 +1,121 @@
+//! A ring buffer far too small for an exec storm under `lineage-sensor run`: losses are counted
+//! in /metrics and logged with the count, the alerts that do arrive are still right, and the
+//! sensor stays healthy.
+
+use std::{
+    path::PathBuf,
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use integration_tests::{RunningSensor, require_root};
+use serde_json::Value;
+
+const WORKLOAD: &str = env!("CARGO_BIN_EXE_workload");
+
+struct TempDir(PathBuf);
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn lost_total(metrics: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("lineage_sensor_events_lost_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|v| v as u64)
+        .sum()
+}
+
+#[test]
+fn a_tiny_ring_under_an_exec_storm_counts_and_logs_losses_and_stays_correct() {
+    require_root();
+    let dir =
+        TempDir(std::env::temp_dir().join(format!("lineage-overflow-{}", std::process::id())));
+    std::fs::create_dir_all(&dir.0).expect("temp dir");
+    let server = dir.0.join("nginx");
+    std::fs::copy(WORKLOAD, &server).expect("copy workload as nginx");
+    let config = dir.0.join("sensor.toml");
+    // Rate limiting off: every shell that arrives must alert.
+    std::fs::write(
+        &config,
+        "[capture]\nring_buffer_bytes = 4096\n[rate_limit]\nwindow_secs = 0\n",
+    )
+    .expect("write config");
+
+    let mut sensor = RunningSensor::start(&config);
+    let (status, body) = sensor.http_get("/metrics").expect("metrics");
+    assert_eq!(status, 200);
+    let lost_before = lost_total(&body);
+
+    // Many shells at once from the server: the 4 KiB ring cannot hold their events.
+    let out = Command::new(&server)
+        .args(["burst", "1500"])
+        .stdout(Stdio::null())
+        .status()
+        .expect("storm");
+    assert!(out.success());
+
+    // The housekeeping tick (10 s) syncs the kernel's counter and logs the warning.
+    assert!(
+        sensor.wait_log(Duration::from_secs(30), |l| l
+            .contains("events lost in the kernel")),
+        "no loss warning: {:#?}",
+        sensor.log_seen
+    );
+    let warning = sensor
+        .log_seen
+        .iter()
+        .find(|l| l.contains("events lost in the kernel"))
+        .expect("warning line");
+    let count: u64 = warning
+        .split_whitespace()
+        .find_map(|w| w.parse().ok())
+        .expect("the warning carries a count");
+    assert!(count > 0, "{warning}");
+
+    let (status, body) = sensor.http_get("/metrics").expect("metrics");
+    assert_eq!(status, 200);
+    let lost_after = lost_total(&body);
+    assert!(
+        lost_after > lost_before,
+        "lost counter did not rise: {body}"
+    );
+    assert_eq!(sensor.http_get("/healthz").expect("healthz").0, 200);
+    assert_eq!(sensor.http_get("/readyz").map(|r| r.0).unwrap_or(200), 200);
+
+    // Whatever arrived is right: every alert is a shell or tool below this server.
+    let alerts: Vec<Value> = sensor
+        .alerts
+        .try_iter()
+        .map(|l| serde_json::from_str(&l).expect("json line"))
+        .collect();
+    for a in &alerts {
+        let rule = a["rule"]["id"].as_str().unwrap_or_default();
+        assert!(
+            rule == "server-spawned-shell" || rule == "server-spawned-recon",
+            "unexpected alert: {a}"
+        );
+        assert_eq!(
+            a["lineage"]["ancestry"][0]["executable"],
+            server.to_str().expect("utf-8 path"),
+            "an alert with a wrong root: {a}"
+        );
+    }
+
+    // And the sensor still detects after the storm.
+    let single = Command::new(&server)
+        .args(["shell", "true"])
+        .stdout(Stdio::null())
+        .status()
+        .expect("one more shell");
+    assert!(single.success());
+    let (found, lines) = sensor.lines_until(Duration::from_secs(30), |l| {
+        l.contains("server-spawned-shell") && l.contains("\"-c\",\"true\"")
+    });
+    assert!(found, "no alert after the storm: {lines:#?}");
+    let (status, log) = sensor.stop();
+    assert!(status.success(), "{log:#?}");
+}

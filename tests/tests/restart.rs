@@ -1,0 +1,125 @@
+//! SIGKILL mid-attack and restart: the new sensor re-attaches, rebuilds its process table from
+//! /proc (a server and shell started under the old one are known), and continues the same
+//! incident instead of opening a duplicate for the same tree.
+
+use std::{
+    io::{BufRead as _, BufReader},
+    os::unix::{fs::PermissionsExt as _, process::CommandExt as _},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use integration_tests::{RunningSensor, require_root};
+use serde_json::Value;
+
+const WORKLOAD: &str = env!("CARGO_BIN_EXE_workload");
+/// Generous: nothing here measures time.
+const WITHIN: Duration = Duration::from_secs(30);
+
+struct TempDir(PathBuf);
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The fake server in a process group of its own, killed with its shell on drop.
+struct Reaped(Child);
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        // SAFETY: signalling the process group we created for the fake server.
+        unsafe { libc::kill(-(self.0.id() as i32), libc::SIGKILL) };
+        let _ = self.0.wait();
+    }
+}
+
+fn alert_where(sensor: &mut RunningSensor, want: impl Fn(&Value) -> bool) -> Value {
+    let (found, lines) = sensor.lines_until(WITHIN, |l| {
+        serde_json::from_str::<Value>(l).is_ok_and(|v| want(&v))
+    });
+    sensor.wait_log(Duration::ZERO, |_| false);
+    assert!(
+        found,
+        "no such alert; got {lines:#?}; log {:#?}",
+        sensor.log_seen
+    );
+    serde_json::from_str(lines.last().expect("a line")).expect("json")
+}
+
+#[test]
+fn after_sigkill_the_restarted_sensor_continues_the_tree_and_its_incident() {
+    require_root();
+    let dir = TempDir(std::env::temp_dir().join(format!("lineage-restart-{}", std::process::id())));
+    std::fs::create_dir_all(&dir.0).expect("temp dir");
+    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    let server = dir.0.join("nginx");
+    std::fs::copy(WORKLOAD, &server).expect("copy workload as nginx");
+    let go = dir.0.join("go");
+    let state = dir.0.join("incidents.json");
+    let config = dir.0.join("sensor.toml");
+    std::fs::write(
+        &config,
+        format!("[incidents]\nstate_file = \"{}\"\n", state.display()),
+    )
+    .expect("write config");
+
+    let mut first = RunningSensor::start(&config);
+    // The web shell: one `id` now, one after the restart, from the same shell.
+    let script = format!(
+        "id >/dev/null; while ! test -e '{}'; do sleep 0.05; done; id >/dev/null",
+        go.display()
+    );
+    let mut child = Command::new(&server)
+        .process_group(0)
+        .args(["shell", &script])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the fake server");
+    let stdout = child.stdout.take().expect("stdout");
+    let server_proc = Reaped(child);
+    let server_pid = server_proc.0.id();
+    let rooted = |a: &Value| a["lineage"]["ancestry"][0]["pid"] == server_pid;
+
+    let before = alert_where(&mut first, |a| {
+        a["rule"]["id"] == "server-spawned-recon" && rooted(a)
+    });
+    let incident = before["lineage"]["incident"]["id"].clone();
+    assert!(incident.is_string());
+    let shell_pid = before["process"]["parent"]["pid"].clone();
+    first.kill();
+    assert!(
+        state.exists(),
+        "the open incident was written before the kill"
+    );
+
+    let mut second = RunningSensor::start(&config);
+    assert!(
+        second.wait_log(WITHIN, |l| l.contains("continuing 1 open incidents")),
+        "{:#?}",
+        second.log_seen
+    );
+    std::fs::write(&go, "").expect("let the shell go on");
+    let after = alert_where(&mut second, |a| {
+        a["rule"]["id"] == "server-spawned-recon" && rooted(a)
+    });
+    assert_eq!(
+        after["lineage"]["incident"]["id"], incident,
+        "same tree within the span after a restart: same incident"
+    );
+    assert_eq!(after["process"]["parent"]["pid"], shell_pid);
+    assert_eq!(after["lineage"]["server"]["family"], "nginx");
+    assert_eq!(
+        after["lineage"]["ancestry"][0]["executable"],
+        server.to_str().expect("utf-8 path"),
+        "the root rebuilt from /proc is the server"
+    );
+    let status_line = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .find(|l| l.starts_with("status="));
+    assert_eq!(status_line.as_deref(), Some("status=0"));
+    let (status, log) = second.stop();
+    assert!(status.success(), "{log:#?}");
+    drop(server_proc);
+}
