@@ -149,13 +149,7 @@ impl Families {
 mod tests {
     use super::*;
 
-    fn image(exe: &str, argv: &[&str]) -> Image {
-        Image {
-            exe: exe.into(),
-            argv: argv.iter().map(|s| (*s).to_owned()).collect(),
-            argv_truncated: false,
-        }
-    }
+    use crate::lineage::test_image as image;
 
     fn family_of(f: &Families, exe: &str, argv: &[&str]) -> Option<String> {
         let (mut a, mut b) = (Vec::new(), Vec::new());

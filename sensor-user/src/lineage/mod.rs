@@ -13,6 +13,8 @@ mod table;
 
 pub use cgroup::{CgroupIndex, container_id_from_cgroup};
 pub use entity::EntityId;
+#[cfg(test)]
+pub use process::test_image;
 pub use process::{Annotation, Image, Process};
 pub use seed::{SeedProcess, clock_ticks_per_sec, read_proc};
 pub use table::{Limits, ProcessTable, TableStats};

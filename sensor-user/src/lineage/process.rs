@@ -14,6 +14,16 @@ pub struct Image {
     pub argv_truncated: bool,
 }
 
+/// An image from literals, for the rules' unit tests.
+#[cfg(test)]
+pub fn test_image(exe: &str, argv: &[&str]) -> Image {
+    Image {
+        exe: exe.into(),
+        argv: argv.iter().map(|s| (*s).to_owned()).collect(),
+        argv_truncated: false,
+    }
+}
+
 impl Image {
     /// The last path component of the executable.
     pub fn name(&self) -> &str {

@@ -96,13 +96,7 @@ mod tests {
     use super::*;
     use crate::config::DetectConfig;
 
-    fn image(exe: &str, argv: &[&str]) -> Image {
-        Image {
-            exe: exe.into(),
-            argv: argv.iter().map(|s| (*s).to_owned()).collect(),
-            argv_truncated: false,
-        }
-    }
+    use crate::lineage::test_image as image;
 
     #[test]
     fn tools_and_argument_conditions() {

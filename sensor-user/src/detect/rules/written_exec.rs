@@ -88,13 +88,7 @@ impl WrittenFiles {
 mod tests {
     use super::*;
 
-    fn image(exe: &str, argv: &[&str]) -> Image {
-        Image {
-            exe: exe.into(),
-            argv: argv.iter().map(|s| (*s).to_owned()).collect(),
-            argv_truncated: false,
-        }
-    }
+    use crate::lineage::test_image as image;
 
     #[test]
     fn remembers_bounded_and_finds_executed_files() {
