@@ -153,6 +153,8 @@ fn build_initramfs(
     ] {
         std::fs::create_dir_all(root.join(dir))?;
     }
+    // /tmp stays part of the initramfs (already in memory and writable): a tmpfs mounted over it
+    // would hide binaries copied to build paths under /tmp, where a checkout may live.
     // Debian 12's merged /usr.
     for (link, target) in [
         ("bin", "usr/bin"),
@@ -201,7 +203,6 @@ export LINEAGE_SENSOR_BIN={GUEST_SENSOR}
 /usr/bin/busybox mount -t proc proc /proc
 /usr/bin/busybox mount -t sysfs sysfs /sys
 /usr/bin/busybox mount -t devtmpfs dev /dev
-/usr/bin/busybox mount -t tmpfs tmp /tmp
 /usr/bin/busybox ip link set lo up
 echo "{BOOT_MARKER} $(/usr/bin/busybox uname -r)"
 rc=0
