@@ -26,7 +26,8 @@ struct RunningSensor {
 impl RunningSensor {
     fn start(config: &Path) -> RunningSensor {
         let mut child = Command::new(sensor_binary())
-            .args(["run", "--config"])
+            // An ephemeral metrics port: a sensor already running on the host must not collide.
+            .args(["run", "--metrics-listen", "127.0.0.1:0", "--config"])
             .arg(config)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -122,7 +123,8 @@ fn a_copied_server_spawning_a_shell_and_dialing_out_alerts_with_its_ancestry() {
     std::fs::write(
         &config,
         format!(
-            "[[rules.server_outbound_unknown.allow]]\ncidr = \"127.0.0.0/8\"\nports = [{allowed_port}]\n"
+            "[[rules.server_outbound_unknown.allow]]\ncidr = \"127.0.0.0/8\"\nports = [{allowed_port}]\n\
+             [incidents]\nstate_file = \"\"\n"
         ),
     )
     .expect("write config");

@@ -68,7 +68,8 @@ pub struct Sensor {
 impl Sensor {
     pub fn start(config: &Path) -> Sensor {
         let mut child = Command::new(sensor_binary())
-            .args(["run", "--config"])
+            // An ephemeral metrics port: a sensor already running on the host must not collide.
+            .args(["run", "--metrics-listen", "127.0.0.1:0", "--config"])
             .arg(config)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
