@@ -276,12 +276,15 @@ fn detach(command: Option<&std::ffi::OsString>) -> Result<(), String> {
     match unsafe { libc::fork() } {
         -1 => Err(std::io::Error::last_os_error().to_string()),
         0 => {
+            // Read before forking: the grandchild asking getppid() itself could find the middle
+            // child already gone and read init's pid, then wait forever for it to change.
+            // SAFETY: getpid has no preconditions.
+            let middle = unsafe { libc::getpid() };
             // SAFETY: as above.
             let grandchild = unsafe { libc::fork() };
             if grandchild == 0 {
                 // SAFETY: as above; the middle child's exit is awaited through getppid.
                 unsafe {
-                    let middle = libc::getppid();
                     while libc::getppid() == middle {
                         libc::usleep(10_000);
                     }
