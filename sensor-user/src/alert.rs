@@ -164,6 +164,9 @@ pub struct LineageInfo {
     pub suppressed_count: u64,
     /// The process's argv was longer than the kernel keeps; `process.args` holds its start.
     pub args_truncated: bool,
+    /// The process is a shell by content: its file is a copy of this shell (`run` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shell_copy_of: Option<String>,
 }
 
 /// ECS `file.*`. The path is as the kernel resolved it, in the escaped form of
@@ -196,6 +199,9 @@ pub struct Server {
     pub pid: u32,
     pub entity_id: String,
     pub executable: String,
+    /// Recognised by listening on this port (a family's `listen_ports`), not by its executable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen_port: Option<u16>,
 }
 
 /// RFC 3339 UTC time with nanoseconds, from nanoseconds since the Unix epoch.

@@ -12,6 +12,7 @@ pub mod kernel;
 pub mod lineage;
 pub mod metrics;
 pub mod privileges;
+pub mod proc_facts;
 pub mod record;
 pub mod serve;
 pub mod sink;

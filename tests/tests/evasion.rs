@@ -126,6 +126,33 @@ fn launchers_argv0_and_double_forks_do_not_hide_a_server_spawned_shell() {
         }
     }
 
+    // A shell copied under another name: recognised by its content, not its name.
+    let real_sh = std::fs::canonicalize("/bin/sh").expect("/bin/sh");
+    let copy = dir.0.join("kworker");
+    std::fs::copy(&real_sh, &copy).expect("copy the shell");
+    let status = Command::new(&server)
+        .arg("spawn")
+        .arg(&copy)
+        .args(["-c", "true evasion-copied"])
+        .stdout(Stdio::null())
+        .status()
+        .expect("run the fake server");
+    assert!(status.success());
+    match shell_alert(&sensor, "evasion-copied") {
+        Ok(alert) => {
+            assert_eq!(
+                alert["process"]["executable"],
+                copy.to_str().expect("utf-8")
+            );
+            assert_eq!(
+                alert["lineage"]["shell_copy_of"],
+                real_sh.to_str().expect("utf-8"),
+                "{alert}"
+            );
+        }
+        Err(err) => failures.push(err),
+    }
+
     // Double fork: the shell's parent has exited and it runs under init, yet its incident
     // keeps the server as root.
     let out = Command::new(&server)
@@ -151,6 +178,65 @@ fn launchers_argv0_and_double_forks_do_not_hide_a_server_spawned_shell() {
     }
 
     assert!(failures.is_empty(), "{failures:#?}");
+    let (status, log) = sensor.stop();
+    assert!(status.success(), "{log:#?}");
+}
+
+/// A server binary under a name no family lists, found by the port it listens on
+/// (`listen_ports`), with its shell alerted and rooted at it.
+#[test]
+fn a_renamed_server_is_recognised_by_its_listening_port() {
+    require_root();
+    let dir = TempDir(std::env::temp_dir().join(format!("lineage-renamed-{}", std::process::id())));
+    std::fs::create_dir_all(&dir.0).expect("temp dir");
+    let server = dir.0.join("srv-7f3a");
+    std::fs::copy(WORKLOAD, &server).expect("copy workload");
+    let port = integration_tests::free_port();
+    let config = dir.0.join("sensor.toml");
+    std::fs::write(
+        &config,
+        format!("[[detect.extra_families]]\nname = \"in-house\"\nlisten_ports = [{port}]\n"),
+    )
+    .expect("write config");
+    let sensor = RunningSensor::start(&config);
+
+    // Not listening on the port: its shell is nobody's business.
+    let quiet = Command::new(&server)
+        .args(["spawn", "/bin/sh", "-c", "true renamed-not-listening"])
+        .stdout(Stdio::null())
+        .status()
+        .expect("run the fake server");
+    assert!(quiet.success());
+
+    let mut running = Command::new(&server)
+        .args([
+            "listen-spawn",
+            &port.to_string(),
+            "/bin/sh",
+            "-c",
+            "true renamed-listening",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start the renamed server");
+    let (found, lines) = sensor.lines_until(WITHIN, |l| {
+        l.contains("\"server-spawned-shell\"") && l.contains("renamed-listening")
+    });
+    drop(running.stdin.take());
+    let _ = running.wait();
+    assert!(found, "no shell alert below the renamed server: {lines:#?}");
+    assert!(
+        lines.iter().all(|l| !l.contains("renamed-not-listening")),
+        "a server that listens on no listed port is not one: {lines:#?}"
+    );
+    let alert: Value = serde_json::from_str(lines.last().map_or("", String::as_str)).expect("json");
+    assert_eq!(alert["lineage"]["server"]["family"], "in-house", "{alert}");
+    assert_eq!(alert["lineage"]["server"]["listen_port"], port);
+    assert_eq!(
+        alert["lineage"]["ancestry"][0]["executable"],
+        server.to_str().expect("utf-8")
+    );
     let (status, log) = sensor.stop();
     assert!(status.success(), "{log:#?}");
 }

@@ -17,6 +17,7 @@ use crate::{
     kernel::{Capture, CaptureError},
     lineage::{CgroupIndex, clock_ticks_per_sec, read_proc},
     metrics::{Metrics, MetricsError},
+    proc_facts::{ProcFacts, SHELL_DIRS, ShellCopies},
     serve::{self, ServeError},
     sink::{SinkError, Sinks},
 };
@@ -193,7 +194,7 @@ async fn start_endpoint(
 }
 
 fn new_engine(config: &Config, metrics: &Arc<Metrics>) -> Result<Engine, RunError> {
-    let mut engine = Engine::new(
+    let engine = Engine::new(
         config,
         HostInfo {
             hostname: crate::clock::hostname(),
@@ -201,6 +202,15 @@ fn new_engine(config: &Config, metrics: &Arc<Metrics>) -> Result<Engine, RunErro
         },
     )?
     .with_metrics(metrics.clone());
+    let shells = ShellCopies::scan(SHELL_DIRS, |path| engine.is_shell_file(path));
+    log::debug!(
+        "{} shell files hashed to recognise copies under other names",
+        shells.len()
+    );
+    let mut engine = engine.with_host_facts(Box::new(ProcFacts::new(
+        config.lineage.proc_root.clone(),
+        shells,
+    )));
     if let Some(path) = &config.rules.server_outbound_unknown.state_file {
         engine.load_learned(path)?;
     }

@@ -24,6 +24,7 @@ fn family(
         executables: strings(executables),
         interpreters: strings(interpreters),
         argv_patterns: strings(argv_patterns),
+        listen_ports: Vec::new(),
     }
 }
 

@@ -21,6 +21,10 @@ pub struct DetectConfig {
     /// The server families. Setting this replaces the whole default list (copy it from
     /// deploy/lineage-sensor.toml and edit).
     pub families: Vec<FamilyConfig>,
+    /// Families added after `families`, so that a site's own server (an in-house daemon on a
+    /// known port, a renamed binary) needs no copy of the default list.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub extra_families: Vec<FamilyConfig>,
     /// Package managers, as globs on the executed file (as above). A file rule never alerts on a
     /// write or a module tool whose process or any ancestor is one of these: packages install web
     /// pages, modules and server configuration all the time.
@@ -33,6 +37,7 @@ impl Default for DetectConfig {
             not_servers: defaults::not_servers(),
             transparent: vec!["jspawnhelper".into()],
             families: defaults::families(),
+            extra_families: Vec::new(),
             package_managers: defaults::package_managers(),
         }
     }
@@ -72,6 +77,13 @@ pub struct FamilyConfig {
     /// `interpreters` match.
     #[serde(default)]
     pub argv_patterns: Vec<String>,
+    /// TCP ports: a process holding a listening socket on one of them is of this family whatever
+    /// its file is called (a renamed or relocated server binary). Checked in `run` only, and only
+    /// when a shell or recon tool starts with no known server above it: the sensor then reads the
+    /// listening sockets of its ancestors from /proc (pid 1 is never one: socket activation makes
+    /// init hold ports). Empty by default.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listen_ports: Vec<u16>,
 }
 
 /// Severity of a rule's alerts; `event.severity` carries the number in brackets.

@@ -8,6 +8,7 @@ use super::{
     DetectError,
     exclusion::{Subject, any_matches},
     family::Families,
+    host_facts::HostFacts,
     incident::{Incidents, digest_hex},
     matcher::ExeMatcher,
     rate_limit::{RateLimiter, Verdict},
@@ -29,6 +30,7 @@ use crate::{
     lineage::{EntityId, Limits, Process, ProcessTable, SeedProcess},
     metrics::Metrics,
 };
+use rustc_hash::FxHashMap;
 
 /// Where the events come from: names the host in alerts and turns event times into wall time.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -87,7 +89,19 @@ pub struct Engine {
     totals: EngineTotals,
     scratch: Vec<usize>,
     owners: Vec<usize>,
+    /// Only in `run`: see [`HostFacts`].
+    facts: Option<Box<dyn HostFacts>>,
+    /// When each process's listening sockets were last read (event time), so that a busy shell
+    /// script below an unknown parent does not read /proc for every command.
+    listen_checked: FxHashMap<EntityId, u64>,
 }
+
+/// How long a process found listening on none of the `listen_ports` is not asked again.
+const LISTEN_RECHECK_NS: u64 = 10_000_000_000;
+/// Bound on [`Engine::listen_checked`]; it is simply cleared when full.
+const LISTEN_CHECKED_MAX: usize = 16_384;
+/// Ancestors asked for listening sockets, nearest first.
+const LISTEN_ANCESTORS_MAX: usize = 32;
 
 /// What an alert is about besides its process.
 #[derive(Default)]
@@ -135,6 +149,8 @@ impl Engine {
             totals: EngineTotals::default(),
             scratch: Vec::new(),
             owners: Vec::new(),
+            facts: None,
+            listen_checked: FxHashMap::default(),
         })
     }
 
@@ -142,6 +158,19 @@ impl Engine {
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
         self.metrics = Some(metrics);
         self
+    }
+
+    /// Lets the engine ask the live host (families' `listen_ports`, shells copied under another
+    /// name).
+    pub fn with_host_facts(mut self, facts: Box<dyn HostFacts>) -> Self {
+        self.facts = Some(facts);
+        self
+    }
+
+    /// Whether `path` names a shell by the shell rule's list (for finding the shells whose copies
+    /// [`HostFacts::shell_copied_to`] recognises).
+    pub fn is_shell_file(&self, path: &str) -> bool {
+        self.shell.is_shell_file(path)
     }
 
     pub fn set_host(&mut self, host: HostInfo) {
@@ -234,6 +263,9 @@ impl Engine {
             Event::Exec(e) => {
                 let ts = e.ts_ns;
                 let id = self.table.exec(e);
+                if let Some(p) = self.table.get_mut(id) {
+                    p.annotation.listening = None;
+                }
                 self.on_exec(id, ts, out);
             }
             Event::Exit(x) => {
@@ -262,20 +294,39 @@ impl Engine {
     fn annotate(&mut self, id: EntityId, evaluate_shell: bool) -> Option<()> {
         let p = self.table.get(id)?;
         let image = p.image.clone();
+        let listening = p.annotation.listening;
         let parent = self.table.parent(id);
-        let server = server_above(parent);
+        let mut server = server_above(parent);
         let below_shell =
             parent.is_some_and(|pp| pp.annotation.below_shell || pp.annotation.shell_below_server);
         let family = self
             .families
-            .classify(&image, &mut self.scratch, &mut self.owners);
+            .classify(&image, &mut self.scratch, &mut self.owners)
+            .or(listening.map(|(f, _)| f));
         let transparent = self.families.is_transparent(&image);
-        let shell = evaluate_shell
-            && server.is_some()
-            && family.is_none()
-            && self
+        let mut copy_of = None;
+        let mut shell = false;
+        if evaluate_shell && family.is_none() {
+            let by_name = self
                 .shell
                 .is_shell(&image, &mut self.scratch, &mut self.owners);
+            if server.is_none()
+                && (by_name
+                    || self
+                        .recon
+                        .is_tool(&image, &mut self.scratch, &mut self.owners))
+                && self.discover_listeners(id)
+            {
+                server = server_above(self.table.parent(id));
+            }
+            if server.is_some() {
+                shell = by_name;
+                if !shell && let Some(facts) = self.facts.as_mut() {
+                    copy_of = facts.shell_copied_to(id.pid, &image.exe);
+                    shell = copy_of.is_some();
+                }
+            }
+        }
         let p = self.table.get_mut(id)?;
         p.annotation = Tag {
             family,
@@ -283,8 +334,70 @@ impl Engine {
             shell_below_server: shell,
             below_shell,
             server,
+            listening,
+            copy_of,
         };
         Some(())
+    }
+
+    /// A shell or recon tool with no known server above: asks the host whether an ancestor
+    /// listens on a family's `listen_ports` (a server renamed or run from an unusual path). Marks
+    /// every such ancestor and re-tags the chain from the top; true if any was found.
+    fn discover_listeners(&mut self, id: EntityId) -> bool {
+        if !self.families.has_listen_ports() || self.facts.is_none() {
+            return false;
+        }
+        let now = self.table.get(id).map_or(0, |p| p.last_seen_ns);
+        // init holds the sockets of socket-activated services: it is never a server.
+        let chain: Vec<EntityId> = self
+            .table
+            .ancestors(id)
+            .take(LISTEN_ANCESTORS_MAX)
+            .filter(|a| a.exited_ns.is_none() && a.id.pid > 2)
+            .map(|a| a.id)
+            .collect();
+        if self.listen_checked.len() >= LISTEN_CHECKED_MAX {
+            self.listen_checked.clear();
+        }
+        let mut found = false;
+        for &a in &chain {
+            if self
+                .table
+                .get(a)
+                .is_some_and(|p| p.annotation.family.is_some())
+            {
+                continue;
+            }
+            if self
+                .listen_checked
+                .get(&a)
+                .is_some_and(|&t| now.saturating_sub(t) < LISTEN_RECHECK_NS)
+            {
+                continue;
+            }
+            self.listen_checked.insert(a, now);
+            let families = &self.families;
+            let Some(facts) = self.facts.as_mut() else {
+                return false;
+            };
+            let ports =
+                facts.listening_ports(a.pid, &|port| families.by_listen_port(port).is_some());
+            let hit = ports
+                .iter()
+                .find_map(|&port| families.by_listen_port(port).map(|f| (f, port)));
+            if let Some(hit) = hit
+                && let Some(p) = self.table.get_mut(a)
+            {
+                p.annotation.listening = Some(hit);
+                found = true;
+            }
+        }
+        if found {
+            for &a in chain.iter().rev() {
+                self.annotate(a, false);
+            }
+        }
+        found
     }
 
     fn on_exec(&mut self, id: EntityId, ts_ns: u64, out: &mut Vec<Alert>) {
@@ -660,10 +773,12 @@ impl Engine {
                     pid: s.id.pid,
                     entity_id: s.id.to_string(),
                     executable: s.image.exe.clone(),
+                    listen_port: s.listen_port,
                 }),
                 ancestry,
                 suppressed_count: suppressed_before,
                 args_truncated: p.image.argv_truncated,
+                shell_copy_of: p.annotation.copy_of.as_deref().map(str::to_owned),
             },
         };
         self.totals.alerts[i] += 1;
@@ -724,9 +839,18 @@ fn server_above(parent: Option<&Process<Tag>>) -> Option<Arc<ServerRef>> {
                 .server
                 .as_ref()
                 .map_or(parent.id, |s| s.root),
+            listen_port: listen_port(parent, family),
         })),
         None => parent.annotation.server.clone(),
     }
+}
+
+/// The port a server was recognised by, when it was not recognised by its executable.
+fn listen_port(p: &Process<Tag>, family: super::family::FamilyId) -> Option<u16> {
+    p.annotation
+        .listening
+        .filter(|(f, _)| *f == family)
+        .map(|(_, port)| port)
 }
 
 /// The server an alert is about: the process itself when it is one, else the nearest above.
@@ -737,6 +861,7 @@ fn nearest_server(p: &Process<Tag>) -> Option<Arc<ServerRef>> {
             family,
             image: p.image.clone(),
             root: p.annotation.server.as_ref().map_or(p.id, |s| s.root),
+            listen_port: listen_port(p, family),
         })),
         None => p.annotation.server.clone(),
     }
@@ -986,5 +1111,150 @@ mod tests {
             engine.totals().excluded[RuleId::WebrootScriptWrite.index()],
             1
         );
+    }
+
+    /// Answers as a host would: `listeners` pid -> ports, `copies` exe -> shell.
+    #[derive(Default)]
+    struct FakeHost {
+        listeners: Vec<(u32, u16)>,
+        copies: Vec<(&'static str, &'static str)>,
+        asked: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl HostFacts for FakeHost {
+        fn listening_ports(&mut self, pid: u32, wanted: &dyn Fn(u16) -> bool) -> Vec<u16> {
+            self.asked
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.listeners
+                .iter()
+                .filter(|(p, port)| *p == pid && wanted(*port))
+                .map(|(_, port)| *port)
+                .collect()
+        }
+
+        fn shell_copied_to(&mut self, _pid: u32, exe: &str) -> Option<Arc<str>> {
+            self.copies
+                .iter()
+                .find(|(e, _)| *e == exe)
+                .map(|(_, shell)| Arc::from(*shell))
+        }
+    }
+
+    fn fork(ts: u64, pid: u32, ppid: u32) -> Event {
+        Event::Fork(Fork {
+            ts_ns: ts,
+            pid,
+            tid: ppid,
+            ppid,
+            start_ns: ts,
+            uid: 33,
+            gid: 33,
+            comm: "x".into(),
+            cgroup_id: 0,
+        })
+    }
+
+    #[test]
+    fn a_renamed_server_is_found_by_its_listening_port() {
+        let mut config = Config::default();
+        config.detect.families[1].listen_ports = vec![8080];
+        let asked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let host = FakeHost {
+            // The master and its forked worker both hold the socket; init holds one too.
+            listeners: vec![(10, 8080), (11, 8080), (1, 8080)],
+            asked: asked.clone(),
+            ..FakeHost::default()
+        };
+        let mut engine = Engine::new(&config, HostInfo::default())
+            .expect("engine")
+            .with_host_facts(Box::new(host));
+        let mut alerts = Vec::new();
+        engine.process(
+            exec(1, 10, 1, "/opt/app/bin/httpd-x", &["httpd-x"]),
+            &mut alerts,
+        );
+        engine.process(fork(2, 11, 10), &mut alerts);
+        engine.process(exec(3, 20, 11, "/bin/sh", &["sh", "-c", "id"]), &mut alerts);
+        engine.process(exec(4, 21, 20, "/usr/bin/id", &["id"]), &mut alerts);
+        // A shell from an unrelated daemon: init's socket does not make init a server.
+        engine.process(exec(5, 30, 1, "/usr/sbin/cron", &["cron"]), &mut alerts);
+        engine.process(
+            exec(6, 31, 30, "/bin/sh", &["sh", "-c", "backup"]),
+            &mut alerts,
+        );
+        engine.process(
+            exec(7, 32, 30, "/bin/sh", &["sh", "-c", "backup"]),
+            &mut alerts,
+        );
+        let rules: Vec<&str> = alerts.iter().map(|a| a.rule.id).collect();
+        assert_eq!(
+            rules,
+            ["server-spawned-shell", "server-spawned-recon"],
+            "{alerts:#?}"
+        );
+        let v = serde_json::to_value(&alerts[0]).expect("json");
+        let family = config.detect.families[1].name.clone();
+        assert_eq!(v["lineage"]["server"]["family"], family.as_str());
+        assert_eq!(v["lineage"]["server"]["listen_port"], 8080);
+        assert_eq!(
+            v["lineage"]["ancestry"][0]["executable"],
+            "/opt/app/bin/httpd-x"
+        );
+        assert_eq!(alerts[0].lineage.incident, alerts[1].lineage.incident);
+        // cron was asked once; the second backup shell within 10 s did not ask again.
+        let before = asked.load(std::sync::atomic::Ordering::Relaxed);
+        engine.process(
+            exec(8, 33, 30, "/bin/sh", &["sh", "-c", "backup"]),
+            &mut alerts,
+        );
+        assert_eq!(asked.load(std::sync::atomic::Ordering::Relaxed), before);
+    }
+
+    #[test]
+    fn listen_ports_are_not_asked_for_without_host_facts_or_ports() {
+        let mut config = Config::default();
+        config.detect.families[1].listen_ports = vec![8080];
+        let mut engine = Engine::new(&config, HostInfo::default()).expect("engine");
+        let mut alerts = Vec::new();
+        engine.process(
+            exec(1, 10, 1, "/opt/app/bin/httpd-x", &["httpd-x"]),
+            &mut alerts,
+        );
+        engine.process(exec(2, 20, 10, "/bin/sh", &["sh", "-c", "id"]), &mut alerts);
+        assert!(alerts.is_empty(), "replay has no host to ask: {alerts:?}");
+        config.detect.families[0].listen_ports = vec![8080];
+        let err = Engine::new(&config, HostInfo::default())
+            .err()
+            .expect("port twice");
+        assert!(
+            err.to_string()
+                .contains("detect.families[1].listen_ports[0]"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_shell_copied_under_another_name_is_a_shell() {
+        let host = FakeHost {
+            copies: vec![("/tmp/kworker", "/usr/bin/dash")],
+            ..FakeHost::default()
+        };
+        let mut engine = Engine::new(&Config::default(), HostInfo::default())
+            .expect("engine")
+            .with_host_facts(Box::new(host));
+        let mut alerts = Vec::new();
+        engine.process(exec(1, 10, 1, "/usr/sbin/nginx", &["nginx"]), &mut alerts);
+        engine.process(
+            exec(2, 20, 10, "/tmp/kworker", &["kworker", "-c", "x"]),
+            &mut alerts,
+        );
+        engine.process(exec(3, 21, 10, "/tmp/other", &["other"]), &mut alerts);
+        // Outside a server, a copy is nobody's business.
+        engine.process(exec(4, 30, 1, "/tmp/kworker", &["kworker"]), &mut alerts);
+        assert_eq!(alerts.len(), 1, "{alerts:#?}");
+        let v = serde_json::to_value(&alerts[0]).expect("json");
+        assert_eq!(v["rule"]["id"], "server-spawned-shell");
+        assert_eq!(v["process"]["executable"], "/tmp/kworker");
+        assert_eq!(v["lineage"]["shell_copy_of"], "/usr/bin/dash");
     }
 }

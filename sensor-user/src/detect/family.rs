@@ -1,13 +1,14 @@
 //! Server families compiled from `[detect]`: which executed image is a server of which family.
 
 use regex::RegexSet;
+use rustc_hash::FxHashMap;
 
 use super::{
     DetectError,
     matcher::{ExeMatcher, effective_name, regex_set},
 };
 use crate::{
-    config::{DetectConfig, Technique},
+    config::{DetectConfig, FamilyConfig, Technique},
     lineage::Image,
 };
 
@@ -21,32 +22,69 @@ pub struct Families {
     argv: Vec<Option<RegexSet>>,
     not_servers: ExeMatcher,
     transparent: ExeMatcher,
+    /// `listen_ports` of every family: port -> family.
+    listen_ports: FxHashMap<u16, FamilyId>,
 }
 
 impl Families {
     pub fn new(config: &DetectConfig) -> Result<Self, DetectError> {
-        if config.families.len() > usize::from(FamilyId::MAX) {
+        // The defaults (or their replacement) first, then the additions: config order is the
+        // order of preference when several families match.
+        let all: Vec<(String, &FamilyConfig)> = config
+            .families
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (format!("detect.families[{i}]"), f))
+            .chain(
+                config
+                    .extra_families
+                    .iter()
+                    .enumerate()
+                    .map(|(i, f)| (format!("detect.extra_families[{i}]"), f)),
+            )
+            .collect();
+        if all.len() > usize::from(FamilyId::MAX) {
             return Err(DetectError::invalid("detect.families", "too many families"));
         }
         let mut exes = Vec::new();
         let mut interps = Vec::new();
         let mut argv = Vec::new();
-        for (i, f) in config.families.iter().enumerate() {
-            let field = format!("detect.families[{i}]");
+        let mut listen_ports = FxHashMap::default();
+        for (i, (field, f)) in all.iter().enumerate() {
+            let f = *f;
             if f.name.is_empty() {
                 return Err(DetectError::invalid(&format!("{field}.name"), "empty"));
             }
-            if config.families[..i].iter().any(|g| g.name == f.name) {
+            if all[..i].iter().any(|(_, g)| g.name == f.name) {
                 return Err(DetectError::invalid(
                     &format!("{field}.name"),
                     format!("{:?} defined twice", f.name),
                 ));
             }
-            if f.executables.is_empty() && f.interpreters.is_empty() {
+            if f.executables.is_empty() && f.interpreters.is_empty() && f.listen_ports.is_empty() {
                 return Err(DetectError::invalid(
-                    &field,
-                    "needs executables or interpreters",
+                    field,
+                    "needs executables, interpreters or listen_ports",
                 ));
+            }
+            for (j, &port) in f.listen_ports.iter().enumerate() {
+                let port_field = format!("{field}.listen_ports[{j}]");
+                if port == 0 {
+                    return Err(DetectError::invalid(&port_field, "0 is not a port"));
+                }
+                let owner = FamilyId::try_from(i).unwrap_or(FamilyId::MAX);
+                if let Some(other) = listen_ports.insert(port, owner)
+                    && other != owner
+                {
+                    return Err(DetectError::invalid(
+                        &port_field,
+                        format!(
+                            "port {port} already belongs to {:?}",
+                            all.get(usize::from(other))
+                                .map_or("", |(_, g)| g.name.as_str())
+                        ),
+                    ));
+                }
             }
             if !f.interpreters.is_empty() && f.argv_patterns.is_empty() {
                 return Err(DetectError::invalid(
@@ -70,13 +108,14 @@ impl Families {
             });
         }
         Ok(Self {
-            names: config.families.iter().map(|f| f.name.clone()).collect(),
-            techniques: config.families.iter().map(|f| f.technique).collect(),
+            names: all.iter().map(|(_, f)| f.name.clone()).collect(),
+            techniques: all.iter().map(|(_, f)| f.technique).collect(),
             executables: ExeMatcher::new_owned(&exes)?,
             interpreters: ExeMatcher::new_owned(&interps)?,
             argv,
             not_servers: ExeMatcher::new(&config.not_servers, "detect.not_servers")?,
             transparent: ExeMatcher::new(&config.transparent, "detect.transparent")?,
+            listen_ports,
         })
     }
 
@@ -138,6 +177,16 @@ impl Families {
             return None;
         }
         FamilyId::try_from(found).ok()
+    }
+
+    /// Whether any family has `listen_ports`.
+    pub fn has_listen_ports(&self) -> bool {
+        !self.listen_ports.is_empty()
+    }
+
+    /// The family that listens on `port`, if any.
+    pub fn by_listen_port(&self, port: u16) -> Option<FamilyId> {
+        self.listen_ports.get(&port).copied()
     }
 
     pub fn is_transparent(&self, image: &Image) -> bool {

@@ -4,6 +4,7 @@
 mod engine;
 mod exclusion;
 mod family;
+mod host_facts;
 mod incident;
 mod learned;
 mod matcher;
@@ -12,6 +13,7 @@ pub mod rules;
 mod tag;
 
 pub use engine::{Engine, EngineTotals, HostInfo};
+pub use host_facts::HostFacts;
 pub use incident::Snapshot as IncidentSnapshot;
 pub use rules::RuleId;
 

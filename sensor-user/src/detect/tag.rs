@@ -19,6 +19,11 @@ pub struct Tag {
     /// The nearest server strictly above; kept here so that a process whose ancestors were
     /// evicted still knows it.
     pub server: Option<Arc<ServerRef>>,
+    /// Found to listen on a family's `listen_ports` (family, port); kept by forked children,
+    /// dropped at exec since a new image listens on nothing yet.
+    pub listening: Option<(FamilyId, u16)>,
+    /// A shell by content: the executed file is a copy of this shell.
+    pub copy_of: Option<Arc<str>>,
 }
 
 /// A server process, as remembered by its descendants.
@@ -29,10 +34,12 @@ pub struct ServerRef {
     pub image: Arc<Image>,
     /// The outermost server above (or this one): the root of the incident's tree.
     pub root: EntityId,
+    /// Recognised by this listening port rather than by its executable.
+    pub listen_port: Option<u16>,
 }
 
 impl Annotation for Tag {
     fn pinned(&self) -> bool {
-        self.family.is_some()
+        self.family.is_some() || self.listening.is_some()
     }
 }

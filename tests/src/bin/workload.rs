@@ -8,6 +8,7 @@ fn main() -> ExitCode {
     let raw: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     let raw_result = match raw.first().and_then(|a| a.to_str()) {
         Some("spawn") => Some(spawn(&raw[1..])),
+        Some("listen-spawn") => Some(listen_spawn(&raw[1..])),
         Some("wait-file") => Some(wait_file(raw.get(1), raw.get(2))),
         Some("detach") => Some(detach(raw.get(1))),
         Some("burst") => Some(burst(
@@ -233,6 +234,27 @@ fn spawn(argv: &[std::ffi::OsString]) -> Result<(), String> {
         .status()
         .map_err(|e| e.to_string())?;
     println!("status={}", status.code().unwrap_or(-1));
+    Ok(())
+}
+
+/// A server of no known name: listens on 127.0.0.1:PORT, runs PROG, then keeps the socket open
+/// until stdin closes (the sensor reads the listener from /proc after the child's exec).
+fn listen_spawn(argv: &[std::ffi::OsString]) -> Result<(), String> {
+    use std::io::{Read as _, Write as _};
+    let (port, argv) = argv
+        .split_first()
+        .ok_or("listen-spawn needs PORT PROG [ARGS...]")?;
+    let port: u16 = port
+        .to_str()
+        .and_then(|p| p.parse().ok())
+        .ok_or("listen-spawn: PORT is not a port")?;
+    let listener = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, port))
+        .map_err(|e| format!("bind {port}: {e}"))?;
+    spawn(argv)?;
+    std::io::stdout().flush().map_err(|e| e.to_string())?;
+    let mut rest = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut rest);
+    drop(listener);
     Ok(())
 }
 

@@ -66,6 +66,12 @@ impl ShellRule {
         })
     }
 
+    /// Whether the file at `path` is a shell by name (interpreters need argv, so they are not).
+    pub fn is_shell_file(&self, path: &str) -> bool {
+        let name = path.rsplit('/').next().unwrap_or(path);
+        self.shells.is_match(path, name)
+    }
+
     /// A shell, or an interpreter given code on its command line.
     pub fn is_shell(
         &self,
