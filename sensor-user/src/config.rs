@@ -62,6 +62,11 @@ pub struct CaptureConfig {
     /// kernel, in addition to the web roots and module directories of the file rules, which are
     /// always watched. Everything else is filtered out in the kernel. At most 255 bytes each.
     pub watch_paths: Vec<String>,
+    /// Longest time a fork, exit, connect or file record waits in the ring before userspace
+    /// reads it, in milliseconds (1 to 1000). Only execs wake the reader at once (or a quarter-
+    /// full ring): a wakeup per record cost a context switch per connect. This bounds the added
+    /// latency of outbound-connect and file alerts; exec-driven alerts are not delayed.
+    pub flush_interval_ms: u32,
 }
 
 impl Default for CaptureConfig {
@@ -69,6 +74,7 @@ impl Default for CaptureConfig {
         Self {
             ring_buffer_bytes: 8 << 20,
             watch_paths: Vec::new(),
+            flush_interval_ms: 20,
         }
     }
 }
@@ -183,6 +189,13 @@ impl Config {
             return Err((
                 "capture.ring_buffer_bytes".into(),
                 format!("{ring} is not a power of two of at least 4096 (e.g. 8388608 for 8 MiB)"),
+            ));
+        }
+        let flush = self.capture.flush_interval_ms;
+        if !(1..=1000).contains(&flush) {
+            return Err((
+                "capture.flush_interval_ms".into(),
+                format!("{flush} is not between 1 and 1000"),
             ));
         }
         for (i, prefix) in self.capture.watch_paths.iter().enumerate() {

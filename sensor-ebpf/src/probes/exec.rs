@@ -15,7 +15,7 @@ use aya_ebpf::{
 use sensor_ebpf::{ARGV_MAX, ExecEvent, FILENAME_MAX, exec_flags, kind};
 
 use crate::{
-    EVENTS, EXEC_SCRATCH, count_lost,
+    EVENTS, EXEC_SCRATCH, count_lost, wake_now,
     kernel::{header, offset, read},
 };
 
@@ -85,7 +85,7 @@ fn try_sched_process_exec(ctx: &RawTracePointContext) -> Result<(), i32> {
     // SAFETY: `size` never exceeds size_of::<ExecEvent>() because `len <= ARGV_MAX`.
     let bytes =
         unsafe { core::slice::from_raw_parts((event as *const ExecEvent).cast::<u8>(), size) };
-    if EVENTS.output::<[u8]>(bytes, 0).is_err() {
+    if EVENTS.output::<[u8]>(bytes, wake_now()).is_err() {
         count_lost(kind::EXEC);
     }
     Ok(())

@@ -23,7 +23,7 @@ use sensor_ebpf::{
 };
 
 use crate::{
-    EVENTS, FILE_SCRATCH, PATH_SCRATCH, PENDING_FILE, WATCHED_PATHS, count_lost,
+    EVENTS, FILE_SCRATCH, PATH_SCRATCH, PENDING_FILE, WATCHED_PATHS, count_lost, wake_later,
     kernel::{fd_file, header, offset, read},
 };
 
@@ -302,7 +302,7 @@ fn try_sys_exit_file(ctx: &TracePointContext) -> Result<(), i32> {
     // SAFETY: size never exceeds size_of::<FileEvent>().
     let bytes =
         unsafe { core::slice::from_raw_parts((event as *const FileEvent).cast::<u8>(), size) };
-    if EVENTS.output::<[u8]>(bytes, 0).is_err() {
+    if EVENTS.output::<[u8]>(bytes, wake_later()).is_err() {
         count_lost(kind::FILE);
     }
     Ok(())

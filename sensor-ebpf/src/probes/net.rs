@@ -12,7 +12,7 @@ use aya_ebpf::{
 use sensor_ebpf::{ConnectEvent, kind, proto};
 
 use crate::{
-    EVENTS, PENDING_CONNECT, count_lost,
+    EVENTS, PENDING_CONNECT, count_lost, wake_later,
     kernel::{fd_file, header, offset, read},
 };
 
@@ -108,7 +108,7 @@ fn try_sys_exit_connect(ctx: &TracePointContext) -> Result<(), i32> {
     match EVENTS.reserve::<ConnectEvent>(0) {
         Some(mut entry) => {
             entry.write(event);
-            entry.submit(0);
+            entry.submit(wake_later());
         }
         None => count_lost(kind::CONNECT),
     }

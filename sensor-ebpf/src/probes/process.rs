@@ -12,7 +12,7 @@ use aya_ebpf::{
 use sensor_ebpf::{ExitEvent, ForkEvent, kind};
 
 use crate::{
-    EVENTS, count_lost,
+    EVENTS, count_lost, wake_later,
     kernel::{header, offset, read},
 };
 
@@ -53,7 +53,7 @@ fn try_sched_process_fork(ctx: &RawTracePointContext) -> Result<(), i32> {
     match EVENTS.reserve::<ForkEvent>(0) {
         Some(mut entry) => {
             entry.write(event);
-            entry.submit(0);
+            entry.submit(wake_later());
         }
         None => count_lost(kind::FORK),
     }
@@ -86,7 +86,7 @@ fn try_sched_process_exit(ctx: &RawTracePointContext) -> Result<(), i32> {
     match EVENTS.reserve::<ExitEvent>(0) {
         Some(mut entry) => {
             entry.write(event);
-            entry.submit(0);
+            entry.submit(wake_later());
         }
         None => count_lost(kind::EXIT),
     }

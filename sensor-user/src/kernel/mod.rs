@@ -47,7 +47,10 @@ impl Capture {
         let loaded = loader::load(config)?;
         Ok(Self {
             ebpf: Some(loaded.ebpf),
-            reader: reader::EventReader::new(loaded.ring)?,
+            reader: reader::EventReader::new(
+                loaded.ring,
+                std::time::Duration::from_millis(config.flush_interval_ms.into()),
+            )?,
             lost: loaded.lost,
             metrics,
             decoded: Vec::with_capacity(BATCH_MAX),

@@ -1,21 +1,30 @@
 //! Draining the ring buffer asynchronously.
 
+use std::time::Duration;
+
 use aya::maps::{MapData, RingBuf};
-use tokio::io::{Interest, unix::AsyncFd};
+use tokio::{
+    io::{Interest, unix::AsyncFd},
+    time::{Interval, MissedTickBehavior},
+};
 
 use super::decode::{DecodeError, decode};
 use crate::event::Event;
 
 pub struct EventReader {
     ring: AsyncFd<RingBuf<MapData>>,
+    /// Only execs wake the reader (sensor-ebpf's wakeup policy); the rest is taken on this tick.
+    flush: Interval,
 }
 
 impl EventReader {
-    pub fn new(ring: RingBuf<MapData>) -> std::io::Result<Self> {
+    pub fn new(ring: RingBuf<MapData>, flush_interval: Duration) -> std::io::Result<Self> {
         // SAFETY: the RingBuf owns its map fd and keeps it open and unchanged until it is
         // dropped, which happens only when this AsyncFd drops.
         let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }?;
-        Ok(Self { ring })
+        let mut flush = tokio::time::interval(flush_interval.max(Duration::from_millis(1)));
+        flush.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        Ok(Self { ring, flush })
     }
 
     /// Waits until records are there, then decodes up to `max` of them into `out`.
@@ -24,19 +33,39 @@ impl EventReader {
         out: &mut Vec<Result<Event, DecodeError>>,
         max: usize,
     ) -> std::io::Result<()> {
-        let mut guard = self.ring.readable_mut().await?;
-        let ring = guard.get_inner_mut();
-        let mut taken = 0;
-        while taken < max {
-            let Some(record) = ring.next() else {
-                // Drained: wait for the next wakeup. Records left behind when `max` is reached
-                // keep the fd ready, so the next call does not sleep.
-                guard.clear_ready();
-                return Ok(());
-            };
-            out.push(decode(&record));
-            taken += 1;
+        loop {
+            tokio::select! {
+                guard = self.ring.readable_mut() => {
+                    let mut guard = guard?;
+                    if take(guard.get_inner_mut(), out, max) > 0 {
+                        // Records left behind when `max` is reached keep the fd ready, so the
+                        // next call does not sleep.
+                        return Ok(());
+                    }
+                    // Drained: wait for the next wakeup.
+                    guard.clear_ready();
+                }
+                _ = self.flush.tick() => {
+                    if take(self.ring.get_mut(), out, max) > 0 {
+                        return Ok(());
+                    }
+                }
+            }
         }
-        Ok(())
     }
+}
+
+/// Decodes up to `max` records; returns how many.
+fn take(
+    ring: &mut RingBuf<MapData>,
+    out: &mut Vec<Result<Event, DecodeError>>,
+    max: usize,
+) -> usize {
+    let mut taken = 0;
+    while taken < max {
+        let Some(record) = ring.next() else { break };
+        out.push(decode(&record));
+        taken += 1;
+    }
+    taken
 }
