@@ -54,6 +54,18 @@ const CASES: &[(&str, &str, &str, usize)] = &[
         2,
     ),
     (
+        "range: flush tick of zero",
+        "[capture]\nring_buffer_bytes = 4096\nflush_interval_ms = 0\n",
+        "capture.flush_interval_ms",
+        3,
+    ),
+    (
+        "range: port 0 in a family",
+        "[detect]\n[[detect.extra_families]]\nname = \"x\"\nlisten_ports = [0]\n",
+        "detect.extra_families[0].listen_ports[0]",
+        4,
+    ),
+    (
         "range: negative",
         "[incidents]\n\nspan_secs = -1\n",
         "incidents.span_secs",
