@@ -33,6 +33,37 @@ pub fn cargo() -> Command {
     cmd
 }
 
+/// Runs `cargo ARGS --message-format=json-render-diagnostics` (a build) and returns each built
+/// executable as (target name, path), from cargo's own report, so that any target directory
+/// (`CARGO_TARGET_DIR`, build.target-dir) works. `what` names the build in errors.
+pub fn cargo_executables(args: &[&str], what: &str) -> anyhow::Result<Vec<(String, PathBuf)>> {
+    let out = cargo()
+        .args(args)
+        .arg("--message-format=json-render-diagnostics")
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| format!("building {what}"))?;
+    if !out.status.success() {
+        bail!("building {what} failed");
+    }
+    let mut found = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if message["reason"] != "compiler-artifact" {
+            continue;
+        }
+        if let (Some(name), Some(exe)) = (
+            message["target"]["name"].as_str(),
+            message["executable"].as_str(),
+        ) {
+            found.push((name.to_owned(), PathBuf::from(exe)));
+        }
+    }
+    Ok(found)
+}
+
 pub fn workspace_root() -> PathBuf {
     // xtask lives one level below the workspace root.
     Path::new(env!("CARGO_MANIFEST_DIR"))

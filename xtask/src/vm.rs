@@ -18,7 +18,7 @@ use anyhow::{Context as _, bail};
 
 use crate::{
     apt,
-    cmd::{self, cargo, output, workspace_root},
+    cmd::{self, cargo, cargo_executables, output, workspace_root},
     setup,
 };
 
@@ -86,52 +86,25 @@ pub fn vm_test(kernels: &[String]) -> anyhow::Result<()> {
 /// Builds the integration tests in release mode; returns `(target name, executable)` for the
 /// guest tests, plus the helper binaries they run, found from cargo's own report.
 fn build_guest_tests() -> anyhow::Result<Vec<(String, PathBuf)>> {
-    let out = cargo()
-        .args([
+    let found: Vec<(String, PathBuf)> = cargo_executables(
+        &[
             "test",
             "--release",
             "--package",
             "integration-tests",
             "--no-run",
-            "--message-format=json-render-diagnostics",
-        ])
-        .stderr(Stdio::inherit())
-        .output()
-        .context("building the release test binaries")?;
-    if !out.status.success() {
-        bail!("building the release test binaries failed");
-    }
-    let mut found = Vec::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        // Only compiler-artifact lines with an executable matter; a substring check keeps xtask
-        // free of a JSON dependency for three fields.
-        if !line.contains("\"reason\":\"compiler-artifact\"") {
-            continue;
-        }
-        let Some(exe) = json_string(line, "executable") else {
-            continue;
-        };
-        let Some(name) = json_string(line, "name") else {
-            continue;
-        };
-        if GUEST_TESTS.contains(&name.as_str()) || name == "workload" {
-            found.push((name, PathBuf::from(exe)));
-        }
-    }
+        ],
+        "the release test binaries",
+    )?
+    .into_iter()
+    .filter(|(name, _)| GUEST_TESTS.contains(&name.as_str()) || name == "workload")
+    .collect();
     for wanted in GUEST_TESTS.iter().chain(&["workload"]) {
         if !found.iter().any(|(n, _)| n == wanted) {
             bail!("cargo built no executable for {wanted}");
         }
     }
     Ok(found)
-}
-
-/// The string value of the first `"key":"..."` in a line of JSON (no escapes expected in paths
-/// and target names).
-fn json_string(line: &str, key: &str) -> Option<String> {
-    let start = line.find(&format!("\"{key}\":\""))? + key.len() + 4;
-    let end = start + line[start..].find('"')?;
-    Some(line[start..end].to_owned())
 }
 
 fn build_initramfs(

@@ -1,11 +1,11 @@
 //! The release binaries the bench runs, located through cargo's own report so that any
 //! `CARGO_TARGET_DIR` (or build.target-dir) works.
 
-use std::{path::PathBuf, process::Stdio};
+use std::path::PathBuf;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 
-use crate::cmd::cargo;
+use crate::cmd::cargo_executables;
 
 pub struct Binaries {
     pub sensor: PathBuf,
@@ -14,8 +14,8 @@ pub struct Binaries {
 }
 
 pub fn release_binaries() -> anyhow::Result<Binaries> {
-    let out = cargo()
-        .args([
+    let built = cargo_executables(
+        &[
             "build",
             "--release",
             "--package",
@@ -26,34 +26,18 @@ pub fn release_binaries() -> anyhow::Result<Binaries> {
             "integration-tests",
             "--bin",
             "workload",
-            "--message-format=json-render-diagnostics",
-        ])
-        .stderr(Stdio::inherit())
-        .output()
-        .context("building the release binaries")?;
-    if !out.status.success() {
-        bail!("building the release binaries failed");
-    }
-    let mut sensor = None;
-    let mut workload = None;
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else {
-            continue;
-        };
-        if message["reason"] != "compiler-artifact" {
-            continue;
-        }
-        let Some(exe) = message["executable"].as_str() else {
-            continue;
-        };
-        match message["target"]["name"].as_str() {
-            Some("lineage-sensor") => sensor = Some(PathBuf::from(exe)),
-            Some("workload") => workload = Some(PathBuf::from(exe)),
-            _ => {}
-        }
-    }
+        ],
+        "the release binaries",
+    )?;
+    let find = |target: &str| {
+        built
+            .iter()
+            .find(|(name, _)| name == target)
+            .map(|(_, exe)| exe.clone())
+            .with_context(|| format!("cargo built no {target} executable"))
+    };
     Ok(Binaries {
-        sensor: sensor.context("cargo built no lineage-sensor executable")?,
-        workload: workload.context("cargo built no workload executable")?,
+        sensor: find("lineage-sensor")?,
+        workload: find("workload")?,
     })
 }
