@@ -57,8 +57,6 @@ impl std::fmt::Display for Totals {
 
 /// How often the kernel's lost counters are read while running.
 const LOST_POLL: Duration = Duration::from_secs(1);
-/// At shutdown, the ring is drained until it stays empty this long.
-const DRAIN_QUIET: Duration = Duration::from_millis(100);
 
 /// Records until SIGINT/SIGTERM (or until `stop` resolves), then detaches, drains and reports.
 pub async fn record(
@@ -85,7 +83,6 @@ pub async fn record(
 
     let mut batch: Vec<Event> = Vec::new();
     let mut lost_poll = tokio::time::interval(LOST_POLL);
-    let mut lost_seen = 0;
     tokio::pin!(stop);
     loop {
         tokio::select! {
@@ -97,23 +94,18 @@ pub async fn record(
                 }
                 writer.flush()?;
             }
-            _ = lost_poll.tick() => {
-                let lost = capture.sync_lost();
-                if lost > lost_seen {
-                    log::warn!("{} events lost in the kernel (ring buffer full); {lost} in total", lost - lost_seen);
-                    lost_seen = lost;
-                }
-            }
+            _ = lost_poll.tick() => capture.warn_lost(),
         }
     }
 
-    capture.detach();
-    while let Ok(read) = tokio::time::timeout(DRAIN_QUIET, capture.next_batch(&mut batch)).await {
-        read?;
-        for event in batch.drain(..) {
-            writer.write(&event)?;
-        }
-    }
+    capture
+        .detach_and_drain(&mut batch, |batch| {
+            for event in batch.drain(..) {
+                writer.write(&event)?;
+            }
+            Ok::<_, RecordCommandError>(())
+        })
+        .await?;
     writer.flush()?;
     let lost = capture.sync_lost();
     Ok(Totals {

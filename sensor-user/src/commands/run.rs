@@ -77,8 +77,6 @@ impl std::fmt::Display for RunTotals {
 
 /// How often lost counters are read, the cgroup index refreshed and learned state saved.
 const HOUSEKEEPING: Duration = Duration::from_secs(10);
-/// At shutdown, the ring is drained until it stays empty this long.
-const DRAIN_QUIET: Duration = Duration::from_millis(100);
 
 /// Detects until `stop` resolves, then detaches, drains, saves state and reports.
 pub async fn run(
@@ -111,7 +109,6 @@ pub async fn run(
     let mut line = Vec::with_capacity(4096);
     let (hash_tx, mut hash_rx) = tokio::sync::mpsc::unbounded_channel::<Alert>();
     let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
-    let mut lost_seen = 0;
     tokio::pin!(stop);
     loop {
         tokio::select! {
@@ -126,11 +123,7 @@ pub async fn run(
                 reload(&mut config, options, &mut engine, &mut sinks, &mut endpoint, &metrics).await;
             }
             _ = housekeeping.tick() => {
-                let lost = capture.sync_lost();
-                if lost > lost_seen {
-                    log::warn!("{} events lost in the kernel (ring buffer full); {lost} in total", lost - lost_seen);
-                    lost_seen = lost;
-                }
+                capture.warn_lost();
                 if config.lineage.cgroup_root.exists() {
                     engine.set_containers(CgroupIndex::scan(&config.lineage.cgroup_root));
                 }
@@ -145,21 +138,21 @@ pub async fn run(
     }
 
     metrics.set_ready(false);
-    capture.detach();
-    while let Ok(read) = tokio::time::timeout(DRAIN_QUIET, capture.next_batch(&mut batch)).await {
-        read?;
-        let hashing = Hashing::new(&config, &hash_tx);
-        handle(
-            &mut engine,
-            &mut batch,
-            &mut alerts,
-            &mut line,
-            &sinks,
-            &metrics,
-            &hashing,
-            &config,
-        )?;
-    }
+    capture
+        .detach_and_drain(&mut batch, |batch| {
+            let hashing = Hashing::new(&config, &hash_tx);
+            handle(
+                &mut engine,
+                batch,
+                &mut alerts,
+                &mut line,
+                &sinks,
+                &metrics,
+                &hashing,
+                &config,
+            )
+        })
+        .await?;
     // Alerts waiting for their file hash are still delivered: each task holds a sender, so this
     // ends when the last has finished.
     drop(hash_tx);

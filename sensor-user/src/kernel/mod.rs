@@ -31,7 +31,12 @@ pub struct Capture {
     lost: PerCpuArray<MapData, u64>,
     metrics: Arc<Metrics>,
     decoded: Vec<Result<Event, decode::DecodeError>>,
+    /// The lost total last logged by [`Capture::warn_lost`].
+    lost_logged: u64,
 }
+
+/// After detaching, the ring is drained until it stays empty this long.
+const DRAIN_QUIET: std::time::Duration = std::time::Duration::from_millis(100);
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
@@ -54,6 +59,7 @@ impl Capture {
             lost: loaded.lost,
             metrics,
             decoded: Vec::with_capacity(BATCH_MAX),
+            lost_logged: 0,
         })
     }
 
@@ -83,6 +89,34 @@ impl Capture {
     pub fn detach(&mut self) {
         if self.ebpf.take().is_some() {
             log::debug!("programs detached");
+        }
+    }
+
+    /// Detaches the programs, then hands what is still in the ring to `each`, batch by batch,
+    /// until it stays empty for a moment: events of the last instant are not thrown away.
+    pub async fn detach_and_drain<E: From<std::io::Error>>(
+        &mut self,
+        batch: &mut Vec<Event>,
+        mut each: impl FnMut(&mut Vec<Event>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        self.detach();
+        while let Ok(read) = tokio::time::timeout(DRAIN_QUIET, self.next_batch(batch)).await {
+            read?;
+            each(batch)?;
+        }
+        Ok(())
+    }
+
+    /// Syncs the lost counters and logs a warning with the count when events were lost since
+    /// the last warning: loss is never silent.
+    pub fn warn_lost(&mut self) {
+        let lost = self.sync_lost();
+        if lost > self.lost_logged {
+            log::warn!(
+                "{} events lost in the kernel (ring buffer full); {lost} in total",
+                lost - self.lost_logged
+            );
+            self.lost_logged = lost;
         }
     }
 

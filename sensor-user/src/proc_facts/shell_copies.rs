@@ -60,7 +60,7 @@ impl ShellCopies {
                 if !meta.is_file() {
                     continue;
                 }
-                let Ok(digest) = File::open(&real).and_then(|f| sha256(f)) else {
+                let Ok(digest) = File::open(&real).and_then(sha256) else {
                     continue;
                 };
                 let name: Arc<str> = real.to_string_lossy().into();
