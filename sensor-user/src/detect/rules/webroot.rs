@@ -180,19 +180,21 @@ mod tests {
 
     #[test]
     fn deployers_match_user_and_executable_anywhere_in_the_chain() {
-        let mut config = WebrootScriptWriteConfig::default();
-        config.deployers = vec![
-            DeployerConfig {
-                comment: "CI pushes with rsync as deploy".into(),
-                executable: Some("rsync".into()),
-                users: vec![1001],
-            },
-            DeployerConfig {
-                comment: "gitlab-runner and its children".into(),
-                executable: Some("gitlab-runner".into()),
-                users: vec![],
-            },
-        ];
+        let config = WebrootScriptWriteConfig {
+            deployers: vec![
+                DeployerConfig {
+                    comment: "CI pushes with rsync as deploy".into(),
+                    executable: Some("rsync".into()),
+                    users: vec![1001],
+                },
+                DeployerConfig {
+                    comment: "gitlab-runner and its children".into(),
+                    executable: Some("gitlab-runner".into()),
+                    users: vec![],
+                },
+            ],
+            ..WebrootScriptWriteConfig::default()
+        };
         let r = rule(&config);
         let (rsync, cp, runner) = (
             image("/usr/bin/rsync"),
