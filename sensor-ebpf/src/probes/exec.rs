@@ -15,8 +15,9 @@ use aya_ebpf::{
 use sensor_ebpf::{ARGV_MAX, ExecEvent, FILENAME_MAX, exec_flags, kind};
 
 use crate::{
-    EVENTS, EXEC_SCRATCH, count_lost, wake_now,
+    EVENTS, EXEC_SCRATCH, count_lost,
     kernel::{header, offset, read},
+    wake_now,
 };
 
 #[raw_tracepoint(tracepoint = "sched_process_exec")]

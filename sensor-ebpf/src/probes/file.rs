@@ -23,8 +23,9 @@ use sensor_ebpf::{
 };
 
 use crate::{
-    EVENTS, FILE_SCRATCH, PATH_SCRATCH, PENDING_FILE, WATCHED_PATHS, count_lost, wake_later,
+    EVENTS, FILE_SCRATCH, PATH_SCRATCH, PENDING_FILE, WATCHED_PATHS, count_lost,
     kernel::{fd_file, header, offset, read},
+    wake_later,
 };
 
 const O_WRONLY: u32 = 0o1;

@@ -12,8 +12,9 @@ use aya_ebpf::{
 use sensor_ebpf::{ConnectEvent, kind, proto};
 
 use crate::{
-    EVENTS, PENDING_CONNECT, count_lost, wake_later,
+    EVENTS, PENDING_CONNECT, count_lost,
     kernel::{fd_file, header, offset, read},
+    wake_later,
 };
 
 const AF_INET: u16 = 2;

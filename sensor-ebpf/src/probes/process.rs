@@ -12,8 +12,9 @@ use aya_ebpf::{
 use sensor_ebpf::{ExitEvent, ForkEvent, kind};
 
 use crate::{
-    EVENTS, count_lost, wake_later,
+    EVENTS, count_lost,
     kernel::{header, offset, read},
+    wake_later,
 };
 
 #[raw_tracepoint(tracepoint = "sched_process_fork")]

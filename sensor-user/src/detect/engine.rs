@@ -306,11 +306,14 @@ impl Engine {
         let transparent = self.families.is_transparent(&image);
         let mut copy_of = None;
         let mut shell = false;
-        if evaluate_shell && family.is_none() {
+        // Nothing to evaluate for the common exec: no server above and no way to find one.
+        let can_discover =
+            server.is_none() && self.facts.is_some() && self.families.has_listen_ports();
+        if evaluate_shell && family.is_none() && (server.is_some() || can_discover) {
             let by_name = self
                 .shell
                 .is_shell(&image, &mut self.scratch, &mut self.owners);
-            if server.is_none()
+            if can_discover
                 && (by_name
                     || self
                         .recon

@@ -1,5 +1,7 @@
 //! Server families compiled from `[detect]`: which executed image is a server of which family.
 
+use std::cell::RefCell;
+
 use regex::RegexSet;
 use rustc_hash::FxHashMap;
 
@@ -24,7 +26,27 @@ pub struct Families {
     transparent: ExeMatcher,
     /// `listen_ports` of every family: port -> family.
     listen_ports: FxHashMap<u16, FamilyId>,
+    /// What [`Self::classify`] found for recent executables. A host runs the same few hundred
+    /// files over and over, and the glob sets cost far more than a lookup. Only behind `&self`
+    /// because classify is a query; the engine that owns this is used by one thread at a time.
+    by_exe: RefCell<FxHashMap<Box<str>, ExeVerdict>>,
 }
+
+/// Whatever of classify's answer an executable's path alone decides (its name is the path's
+/// last component: not busybox, whose name comes from argv).
+#[derive(Debug, Clone)]
+struct ExeVerdict {
+    /// The first family whose `executables` match.
+    direct: Option<usize>,
+    /// Families whose `interpreters` match, in config order: they also need the command line.
+    interpreters: Box<[usize]>,
+    not_server: bool,
+}
+
+/// Bounds on [`Families::classify`]'s cache: executables are attacker-chosen, so an unusually
+/// long path is not kept, and a full cache starts over (its contents are only a speed-up).
+const BY_EXE_MAX_ENTRIES: usize = 1024;
+const BY_EXE_MAX_PATH: usize = 256;
 
 impl Families {
     pub fn new(config: &DetectConfig) -> Result<Self, DetectError> {
@@ -116,6 +138,7 @@ impl Families {
             not_servers: ExeMatcher::new(&config.not_servers, "detect.not_servers")?,
             transparent: ExeMatcher::new(&config.transparent, "detect.transparent")?,
             listen_ports,
+            by_exe: RefCell::default(),
         })
     }
 
@@ -138,7 +161,8 @@ impl Families {
     }
 
     /// The family of an executed image, the first in config order when several match.
-    /// `scratch` and `owners` are reused buffers, so classifying allocates nothing.
+    /// `scratch` and `owners` are reused buffers, so classifying a known executable allocates
+    /// nothing unless an interpreter's command line must be checked.
     pub fn classify(
         &self,
         image: &Image,
@@ -146,6 +170,45 @@ impl Families {
         owners: &mut Vec<usize>,
     ) -> Option<FamilyId> {
         let name = effective_name(image);
+        // busybox goes by an applet name taken from argv, so its path alone decides nothing.
+        let cacheable = name == image.name() && image.exe.len() <= BY_EXE_MAX_PATH;
+        let mut cache = if cacheable {
+            self.by_exe.try_borrow_mut().ok()
+        } else {
+            None
+        };
+        if let Some(verdict) = cache.as_ref().and_then(|c| c.get(image.exe.as_str())) {
+            return self.finish(
+                verdict.direct,
+                &verdict.interpreters,
+                verdict.not_server,
+                image,
+            );
+        }
+        let verdict = self.verdict(image, name, scratch, owners);
+        let found = self.finish(
+            verdict.direct,
+            &verdict.interpreters,
+            verdict.not_server,
+            image,
+        );
+        if let Some(cache) = cache.as_mut() {
+            if cache.len() >= BY_EXE_MAX_ENTRIES {
+                cache.clear();
+            }
+            cache.insert(image.exe.as_str().into(), verdict);
+        }
+        found
+    }
+
+    /// The glob matching behind [`Self::classify`], for `name` as the image goes by.
+    fn verdict(
+        &self,
+        image: &Image,
+        name: &str,
+        scratch: &mut Vec<usize>,
+        owners: &mut Vec<usize>,
+    ) -> ExeVerdict {
         owners.clear();
         self.executables
             .owners_into(&image.exe, name, scratch, owners);
@@ -153,30 +216,46 @@ impl Families {
         owners.clear();
         self.interpreters
             .owners_into(&image.exe, name, scratch, owners);
+        owners.sort_unstable();
+        owners.dedup();
+        // An interpreter after the direct match can never win: not worth keeping.
+        let interpreters = owners
+            .iter()
+            .copied()
+            .take_while(|&owner| direct.is_none_or(|d| owner < d))
+            .collect();
+        ExeVerdict {
+            direct,
+            interpreters,
+            not_server: self.not_servers.is_match(&image.exe, image.name()),
+        }
+    }
+
+    /// The answer from an executable's verdict: an interpreter whose family comes before the
+    /// direct match wins if its command line matches.
+    fn finish(
+        &self,
+        direct: Option<usize>,
+        interpreters: &[usize],
+        not_server: bool,
+        image: &Image,
+    ) -> Option<FamilyId> {
+        if not_server {
+            return None;
+        }
         let mut found = direct;
-        if !owners.is_empty() {
-            owners.sort_unstable();
+        if !interpreters.is_empty() {
             let command_line = image.command_line();
-            for &owner in owners.iter() {
-                if found.is_some_and(|f| f <= owner) {
-                    break;
-                }
-                if self
-                    .argv
+            if let Some(&owner) = interpreters.iter().find(|&&owner| {
+                self.argv
                     .get(owner)
                     .and_then(Option::as_ref)
                     .is_some_and(|set| set.is_match(&command_line))
-                {
-                    found = Some(owner);
-                    break;
-                }
+            }) {
+                found = Some(owner);
             }
         }
-        let found = found?;
-        if self.not_servers.is_match(&image.exe, image.name()) {
-            return None;
-        }
-        FamilyId::try_from(found).ok()
+        FamilyId::try_from(found?).ok()
     }
 
     /// Whether any family has `listen_ports`.
@@ -260,6 +339,72 @@ mod tests {
             f.technique(f.id("database").expect("db")),
             Technique::SqlStoredProcedures
         );
+    }
+
+    /// The cache answers as a fresh lookup does: for the same executable with other arguments
+    /// (interpreters), for busybox applets, and across families that match the same file by
+    /// executable and by interpreter.
+    #[test]
+    fn cached_answers_match_fresh_ones() {
+        let mut config = DetectConfig::default();
+        let last = config.families.len() - 1;
+        config.families[last].executables.push("python3*".into());
+        config.not_servers.push("/opt/not/*".into());
+        let cached = Families::new(&config).expect("config compiles");
+        let cases: &[(&str, &[&str])] = &[
+            (
+                "/usr/bin/python3.11",
+                &["python3", "-m", "uvicorn", "main:app"],
+            ),
+            ("/usr/bin/python3.11", &["python3", "backup.py"]),
+            (
+                "/usr/bin/python3.11",
+                &["/usr/bin/python3", "/usr/bin/gunicorn"],
+            ),
+            ("/usr/bin/python3.11", &[]),
+            ("/usr/bin/java", &["java", "-jar", "build-tool.jar"]),
+            (
+                "/usr/bin/java",
+                &["java", "org.apache.catalina.startup.Bootstrap"],
+            ),
+            ("/usr/bin/java", &["java", "-jar", "build-tool.jar"]),
+            ("/bin/busybox", &["httpd", "-f"]),
+            ("/bin/busybox", &["sh", "-c", "id"]),
+            ("/bin/busybox", &["busybox", "httpd"]),
+            ("/bin/busybox", &["busybox"]),
+            ("/bin/busybox", &[]),
+            ("/usr/sbin/nginx", &["nginx: worker process"]),
+            ("/opt/not/nginx", &["nginx"]),
+            ("/usr/sbin/nginx", &["nginx: master process"]),
+            ("", &[]),
+        ];
+        for round in 0..2 {
+            for (exe, argv) in cases {
+                let fresh = Families::new(&config).expect("config compiles");
+                assert_eq!(
+                    family_of(&cached, exe, argv),
+                    family_of(&fresh, exe, argv),
+                    "round {round}: {exe} {argv:?}"
+                );
+            }
+        }
+        assert_eq!(
+            family_of(&cached, "/usr/bin/python3.11", &["python3", "x.py"]).as_deref(),
+            Some(config.families[last].name.as_str())
+        );
+    }
+
+    #[test]
+    fn cache_stays_bounded() {
+        let f = Families::new(&DetectConfig::default()).expect("defaults compile");
+        for i in 0..BY_EXE_MAX_ENTRIES + 10 {
+            assert_eq!(family_of(&f, &format!("/tmp/x{i}"), &["x"]), None);
+        }
+        let long = format!("/{}/nginx", "d".repeat(BY_EXE_MAX_PATH));
+        assert_eq!(family_of(&f, &long, &["nginx"]).as_deref(), Some("nginx"));
+        let cache = f.by_exe.borrow();
+        assert!(cache.len() <= BY_EXE_MAX_ENTRIES);
+        assert!(!cache.contains_key(long.as_str()));
     }
 
     #[test]

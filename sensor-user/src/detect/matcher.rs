@@ -1,20 +1,60 @@
 //! Compiled matchers shared by families, rules and exclusions: executable globs and regexes,
 //! each compiled once from the config with the config field named in any error.
 
+use std::cell::RefCell;
+
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 use regex::{Regex, RegexSet};
+use rustc_hash::FxHashMap;
 
 use super::DetectError;
 use crate::lineage::Image;
 
 /// A set of globs on an executable: a glob containing `/` matches the whole path, one without
 /// matches the file name only (so `nginx` matches /usr/sbin/nginx).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ExeMatcher {
     by_name: GlobSet,
     name_owner: Vec<usize>,
     by_path: GlobSet,
     path_owner: Vec<usize>,
+    /// Matches of recently seen names and paths. Every exec asks several matchers about the
+    /// same few hundred executables a host runs over and over, and a glob set (candidate
+    /// parsing, then every strategy, a regex over the path among them) costs many times a
+    /// lookup. Behind `&self` since matching is a query; an engine and its matchers are used by
+    /// one thread at a time.
+    memo: RefCell<Memo>,
+}
+
+impl Clone for ExeMatcher {
+    fn clone(&self) -> Self {
+        Self {
+            by_name: self.by_name.clone(),
+            name_owner: self.name_owner.clone(),
+            by_path: self.by_path.clone(),
+            path_owner: self.path_owner.clone(),
+            memo: RefCell::default(),
+        }
+    }
+}
+
+/// Matching pattern indices by name and by path.
+#[derive(Debug, Default)]
+struct Memo {
+    names: FxHashMap<Box<str>, Box<[usize]>>,
+    paths: FxHashMap<Box<str>, Box<[usize]>>,
+}
+
+/// Bounds on each memo map: names and paths are attacker-chosen, so unusually long ones are not
+/// kept and a full map starts over (it is only a speed-up).
+const MEMO_MAX_ENTRIES: usize = 1024;
+const MEMO_MAX_NAME: usize = 128;
+const MEMO_MAX_PATH: usize = 256;
+
+#[derive(Clone, Copy)]
+enum Part {
+    Name,
+    Path,
 }
 
 impl ExeMatcher {
@@ -39,6 +79,7 @@ impl ExeMatcher {
             name_owner,
             by_path: build_set(paths)?,
             path_owner,
+            memo: RefCell::default(),
         })
     }
 
@@ -57,7 +98,9 @@ impl ExeMatcher {
     }
 
     pub fn is_match(&self, exe: &str, name: &str) -> bool {
-        self.by_name.is_match(name) || (!self.by_path.is_empty() && self.by_path.is_match(exe))
+        let mut scratch = Vec::new();
+        self.with_matches(Part::Name, name, &mut scratch, |m| !m.is_empty())
+            || self.with_matches(Part::Path, exe, &mut scratch, |m| !m.is_empty())
     }
 
     /// Owners of the matching patterns, appended to `out` (which the caller reuses).
@@ -68,14 +111,52 @@ impl ExeMatcher {
         scratch: &mut Vec<usize>,
         out: &mut Vec<usize>,
     ) {
-        scratch.clear();
-        self.by_name.matches_into(name, scratch);
-        out.extend(scratch.iter().filter_map(|&i| self.name_owner.get(i)));
-        if !self.by_path.is_empty() {
-            scratch.clear();
-            self.by_path.matches_into(exe, scratch);
-            out.extend(scratch.iter().filter_map(|&i| self.path_owner.get(i)));
+        self.with_matches(Part::Name, name, scratch, |m| {
+            out.extend(m.iter().filter_map(|&i| self.name_owner.get(i)));
+        });
+        self.with_matches(Part::Path, exe, scratch, |m| {
+            out.extend(m.iter().filter_map(|&i| self.path_owner.get(i)));
+        });
+    }
+
+    /// Calls `f` with the indices of `part`'s patterns that match `text`, from the memo when it
+    /// has them. `scratch` holds them when they cannot be kept.
+    fn with_matches<R>(
+        &self,
+        part: Part,
+        text: &str,
+        scratch: &mut Vec<usize>,
+        f: impl FnOnce(&[usize]) -> R,
+    ) -> R {
+        let (set, max_len) = match part {
+            Part::Name => (&self.by_name, MEMO_MAX_NAME),
+            Part::Path => (&self.by_path, MEMO_MAX_PATH),
+        };
+        if set.is_empty() {
+            return f(&[]);
         }
+        let mut memo = match self.memo.try_borrow_mut() {
+            Ok(memo) if text.len() <= max_len => memo,
+            _ => {
+                scratch.clear();
+                set.matches_into(text, scratch);
+                return f(scratch);
+            }
+        };
+        let map = match part {
+            Part::Name => &mut memo.names,
+            Part::Path => &mut memo.paths,
+        };
+        if let Some(found) = map.get(text) {
+            return f(found);
+        }
+        if map.len() >= MEMO_MAX_ENTRIES {
+            map.clear();
+        }
+        let found = map
+            .entry(text.into())
+            .or_insert_with(|| set.matches(text).into_boxed_slice());
+        f(found)
     }
 }
 
@@ -162,5 +243,64 @@ impl PathMatcher {
 
     pub fn is_match(&self, path: &str) -> bool {
         !self.set.is_empty() && self.set.is_match(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn owners(m: &ExeMatcher, exe: &str, name: &str) -> Vec<usize> {
+        let (mut scratch, mut out) = (Vec::new(), Vec::new());
+        m.owners_into(exe, name, &mut scratch, &mut out);
+        out.sort_unstable();
+        out
+    }
+
+    #[test]
+    fn remembered_matches_are_the_glob_sets_answers() {
+        let patterns = [
+            (0, "nginx", "a".to_owned()),
+            (1, "php-fpm*", "b".to_owned()),
+            (2, "/usr/lib/postgresql/*/bin/postgres", "c".to_owned()),
+            (3, "post*", "d".to_owned()),
+        ];
+        let m = ExeMatcher::new_owned(&patterns).expect("globs");
+        let long = format!("/{}/nginx", "d".repeat(MEMO_MAX_PATH));
+        let cases = [
+            ("/usr/sbin/nginx", "nginx", vec![0]),
+            ("/usr/sbin/php-fpm8.2", "php-fpm8.2", vec![1]),
+            (
+                "/usr/lib/postgresql/16/bin/postgres",
+                "postgres",
+                vec![2, 3],
+            ),
+            ("/opt/postgres", "postgres", vec![3]),
+            ("/bin/busybox", "nginx", vec![0]),
+            ("/usr/sbin/nginx", "busybox", vec![]),
+            (long.as_str(), "nginx", vec![0]),
+            ("", "", vec![]),
+        ];
+        for round in 0..3 {
+            for (exe, name, want) in &cases {
+                assert_eq!(&owners(&m, exe, name), want, "round {round}: {exe} {name}");
+                assert_eq!(m.is_match(exe, name), !want.is_empty(), "{exe} {name}");
+                let fresh = m.clone();
+                assert_eq!(&owners(&fresh, exe, name), want, "{exe} {name}");
+            }
+        }
+        assert!(!m.memo.borrow().paths.contains_key(long.as_str()));
+    }
+
+    #[test]
+    fn memo_stays_bounded() {
+        let m = ExeMatcher::new(&["sh".to_owned(), "/bin/*".to_owned()], "f").expect("globs");
+        for i in 0..MEMO_MAX_ENTRIES * 2 + 3 {
+            let name = format!("x{i}");
+            assert!(!m.is_match(&format!("/usr/{name}"), &name));
+        }
+        assert!(m.is_match("/bin/x", "x") && m.is_match("/usr/sh", "sh"));
+        let memo = m.memo.borrow();
+        assert!(memo.names.len() <= MEMO_MAX_ENTRIES && memo.paths.len() <= MEMO_MAX_ENTRIES);
     }
 }
