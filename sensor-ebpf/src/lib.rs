@@ -161,6 +161,8 @@ pub mod file_op {
     pub const RENAME: u32 = 2;
     /// link/linkat: the path is the new link, `source` the existing file.
     pub const LINK: u32 = 3;
+    /// symlink/symlinkat: the path is the new symbolic link, `source` what it points to.
+    pub const SYMLINK: u32 = 4;
 }
 
 pub mod path_flags {

@@ -215,6 +215,8 @@ pub enum FileOp {
     Rename,
     /// link/linkat: `path` is the new link.
     Link,
+    /// symlink/symlinkat: `path` is the new symbolic link, `source` what it points to.
+    Symlink,
 }
 
 /// A file created or opened for writing, renamed or linked, under a watched path.

@@ -82,7 +82,7 @@ class Sc:
                             "proto": proto, "ret": ret})
 
     def file(self, pid, path, op="open", flags=0o1101, ret=3, source=None):
-        """A write-open (default: O_WRONLY|O_CREAT|O_TRUNC), rename or link reported by the kernel."""
+        """A write-open (default: O_WRONLY|O_CREAT|O_TRUNC), rename, link or symlink reported by the kernel."""
         e = {"type": "file", "ts_ns": self.tick(), "pid": pid, "tid": pid,
              "uid": self.procs[pid]["uid"], "op": op, "path": path, "path_truncated": False,
              "flags": flags, "ret": ret}
@@ -943,6 +943,19 @@ def f_tmp_rename_into_root():
 
 
 @scenario
+def f_symlink_into_root():
+    s = Sc("alert-webroot-symlink-from-tmp", "issue 6 (a shell placed without writing the web root); Atomic Red Team T1505.003",
+           "www-data's shell below apache2 writes /tmp/.s, then ln -s makes /var/www/html/s.php point at it")
+    m, w = apache(s)
+    sh = s.spawn(w, "/bin/sh", ["sh", "-c", "ln -s /tmp/.s /var/www/html/s.php"])
+    s.alert(SHELL, w, sh, root=m)
+    ln = s.spawn(sh, "/usr/bin/ln", ["ln", "-s", "/tmp/.s", "/var/www/html/s.php"])
+    s.file(ln, "/var/www/html/s.php", op="symlink", flags=0, ret=0, source="/tmp/.s")
+    s.file_alert(WEBROOT, ln, server=w, root=m, path="/var/www/html/s.php", action="symlink", severity="critical")
+    return s
+
+
+@scenario
 def f_www_data_ssh_outside_server():
     s = Sc("alert-webroot-ssh-outside-server", "Atomic Red Team T1505.003 test 4 (creat of /var/www/html/<name>.php); MaxPatrol Unix_Webshell_Created",
            "an ssh session of www-data (no server above) runs bash, which writes /var/www/html/x.php with echo: a lower-severity alert with no lineage.server")
@@ -957,7 +970,7 @@ def f_www_data_ssh_outside_server():
 @scenario
 def f_a2enmod_root_shell():
     s = Sc("alert-a2enmod-from-root-shell", "ATT&CK analytic AN1508 (rogue Apache module enabled)",
-           "root's interactive bash runs a2enmod backdoor (a2enmod only creates symlinks, which the kernel side does not report)")
+           "root's interactive bash runs a2enmod backdoor (its exec alone shows it here; the symlinks it creates are file events of their own)")
     b = s.spawn(1, "/bin/bash", ["-bash"], uid=0)
     a = s.spawn(b, "/usr/sbin/a2enmod", ["/usr/bin/perl", "-w", "/usr/sbin/a2enmod", "backdoor"])
     s.file_alert(MODULE, a, severity="high")

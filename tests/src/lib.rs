@@ -311,6 +311,29 @@ impl RunningSensor {
         }
     }
 
+    /// The first alert matching `want` that arrives within `within`, and the alerts before it.
+    /// Every stdout line must be a JSON object.
+    pub fn alert_until(
+        &self,
+        within: Duration,
+        want: impl Fn(&serde_json::Value) -> bool,
+    ) -> (Option<serde_json::Value>, Vec<serde_json::Value>) {
+        let deadline = std::time::Instant::now() + within;
+        let mut others = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let Ok(line) = self.alerts.recv_timeout(left) else {
+                return (None, others);
+            };
+            let alert: serde_json::Value = serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"));
+            if want(&alert) {
+                return (Some(alert), others);
+            }
+            others.push(alert);
+        }
+    }
+
     /// GET of a path on the metrics endpoint: status and body.
     pub fn http_get(&self, path: &str) -> Result<(u16, String), String> {
         use std::io::{Read as _, Write as _};

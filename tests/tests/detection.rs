@@ -2,98 +2,18 @@
 //! dials out, and the alerts arrive on stdout with the right ancestry.
 
 use std::{
-    io::{BufRead, BufReader},
     net::{Ipv4Addr, TcpListener},
     path::Path,
-    process::{Child, Command, Stdio},
-    sync::mpsc::{self, Receiver},
-    time::{Duration, Instant},
+    process::{Command, Stdio},
+    time::Duration,
 };
 
-use integration_tests::{require_root, sensor_binary};
+use integration_tests::{RunningSensor, require_root};
 use serde_json::Value;
 
 const WORKLOAD: &str = env!("CARGO_BIN_EXE_workload");
 /// The bound from the action to the alert on stdout.
 const ALERT_WITHIN: Duration = Duration::from_secs(1);
-
-struct RunningSensor {
-    child: Child,
-    alerts: Receiver<Value>,
-    log: Receiver<String>,
-}
-
-impl RunningSensor {
-    fn start(config: &Path) -> RunningSensor {
-        let mut child = Command::new(sensor_binary())
-            // An ephemeral metrics port: a sensor already running on the host must not collide.
-            .args(["run", "--metrics-listen", "127.0.0.1:0", "--config"])
-            .arg(config)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start lineage-sensor run");
-        let (alert_tx, alerts) = mpsc::channel();
-        let stdout = child.stdout.take().expect("stdout");
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let value: Value = serde_json::from_str(&line)
-                    .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"));
-                let _ = alert_tx.send(value);
-            }
-        });
-        let (log_tx, log) = mpsc::channel();
-        let stderr = child.stderr.take().expect("stderr");
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = log_tx.send(line);
-            }
-        });
-        let sensor = RunningSensor { child, alerts, log };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut seen = Vec::new();
-        while !seen.iter().any(|l: &String| l.contains("ready")) {
-            match sensor
-                .log
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            {
-                Ok(line) => seen.push(line),
-                Err(_) => panic!("sensor never became ready: {seen:#?}"),
-            }
-        }
-        sensor
-    }
-
-    /// The first alert matching `want` that arrives within `within`; others are returned too.
-    fn wait_for(
-        &self,
-        within: Duration,
-        want: impl Fn(&Value) -> bool,
-    ) -> (Option<Value>, Vec<Value>) {
-        let deadline = Instant::now() + within;
-        let mut others = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.alerts.recv_timeout(left) {
-                Ok(alert) if want(&alert) => return (Some(alert), others),
-                Ok(alert) => others.push(alert),
-                Err(_) => return (None, others),
-            }
-        }
-    }
-
-    fn stop(mut self) -> Vec<String> {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let status = self.child.wait().expect("wait for sensor");
-        let log: Vec<String> = self.log.try_iter().collect();
-        assert!(
-            status.success(),
-            "clean exit on SIGTERM: {status}; {log:#?}"
-        );
-        log
-    }
-}
 
 fn run_as_server(server: &Path, args: &[&str]) -> u32 {
     let mut child = Command::new(server)
@@ -133,7 +53,7 @@ fn a_copied_server_spawning_a_shell_and_dialing_out_alerts_with_its_ancestry() {
 
     let server_pid = run_as_server(&server, &["shell", "id >/dev/null"]);
     let is_shell = |a: &Value| a["rule"]["id"] == "server-spawned-shell";
-    let (shell, _) = sensor.wait_for(ALERT_WITHIN, is_shell);
+    let (shell, _) = sensor.alert_until(ALERT_WITHIN, is_shell);
     let shell = shell.expect("server-spawned-shell alert within a second");
     assert_eq!(
         shell["threat"]["technique"]["subtechnique"]["id"],
@@ -162,7 +82,8 @@ fn a_copied_server_spawning_a_shell_and_dialing_out_alerts_with_its_ancestry() {
     let incident = shell["lineage"]["incident"]["id"].clone();
     assert!(incident.is_string());
 
-    let (recon, _) = sensor.wait_for(ALERT_WITHIN, |a| a["rule"]["id"] == "server-spawned-recon");
+    let (recon, _) =
+        sensor.alert_until(ALERT_WITHIN, |a| a["rule"]["id"] == "server-spawned-recon");
     let recon = recon.expect("recon alert for id within a second");
     assert!(
         recon["process"]["executable"]
@@ -179,7 +100,7 @@ fn a_copied_server_spawning_a_shell_and_dialing_out_alerts_with_its_ancestry() {
     );
 
     let dialer = run_as_server(&server, &["connect", &format!("127.0.0.1:{unknown_port}")]);
-    let (outbound, _) = sensor.wait_for(ALERT_WITHIN, |a| {
+    let (outbound, _) = sensor.alert_until(ALERT_WITHIN, |a| {
         a["rule"]["id"] == "server-outbound-unknown"
     });
     let outbound = outbound.expect("server-outbound-unknown alert within a second");
@@ -190,12 +111,16 @@ fn a_copied_server_spawning_a_shell_and_dialing_out_alerts_with_its_ancestry() {
 
     // The allowlisted destination stays quiet.
     run_as_server(&server, &["connect", &format!("127.0.0.1:{allowed_port}")]);
-    let (noise, _) = sensor.wait_for(Duration::from_millis(1500), |a| {
+    let (noise, _) = sensor.alert_until(Duration::from_millis(1500), |a| {
         a["destination"]["port"] == allowed_port
     });
     assert!(noise.is_none(), "an allowlisted connect alerted: {noise:?}");
 
-    let log = sensor.stop();
+    let (status, log) = sensor.stop();
+    assert!(
+        status.success(),
+        "clean exit on SIGTERM: {status}; {log:#?}"
+    );
     assert!(
         log.iter().any(|l| l.contains("stopped")),
         "totals at shutdown: {log:#?}"

@@ -88,6 +88,21 @@ fn writes_under_the_watched_prefix_arrive_resolved_and_nothing_else_does() {
         fs::write(tree.outside().join("moved.php"), b"m").expect("write outside");
         fs::rename(tree.outside().join("moved.php"), w.join("moved.php")).expect("rename in");
         fs::hard_link(w.join("abs.php"), w.join("sub/hard.php")).expect("link");
+        // A symbolic link into the prefix: a script appears there without a write there.
+        std::os::unix::fs::symlink(tree.outside().join("shell.php"), w.join("soft.php"))
+            .expect("symlink");
+        // symlinkat relative to a directory fd.
+        let sub = fs::File::open(w.join("sub")).expect("open dir");
+        let (target, name) = (c"/tmp/elsewhere.php", c"soft-at.php");
+        // SAFETY: valid fd and NUL-terminated strings.
+        let rc = unsafe {
+            libc::symlinkat(
+                target.as_ptr(),
+                std::os::fd::AsRawFd::as_raw_fd(&sub),
+                name.as_ptr(),
+            )
+        };
+        assert_eq!(rc, 0, "symlinkat: {}", std::io::Error::last_os_error());
         // A failed create under the prefix is reported with its error.
         assert!(fs::write(w.join("missing-dir/x.php"), b"f").is_err());
         // Not reported: reads, and writes outside the prefix.
@@ -126,6 +141,14 @@ fn writes_under_the_watched_prefix_arrive_resolved_and_nothing_else_does() {
         hard.source.as_deref(),
         Some(text(&w.join("abs.php")).as_str())
     );
+    let soft = find(w.join("soft.php"), FileOp::Symlink);
+    assert_eq!(
+        soft.source.as_deref(),
+        Some(text(&tree.outside().join("shell.php")).as_str())
+    );
+    let soft_at = find(w.join("sub/soft-at.php"), FileOp::Symlink);
+    assert_eq!(soft_at.source.as_deref(), Some("/tmp/elsewhere.php"));
+    assert_eq!(soft_at.ret, 0);
     let failed = find(w.join("missing-dir/x.php"), FileOp::Open);
     assert_eq!(failed.ret, -libc::ENOENT);
 

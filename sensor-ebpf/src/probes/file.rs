@@ -1,5 +1,6 @@
 //! File writes, renames and links: syscalls open/openat/openat2/creat (only with O_CREAT,
-//! O_WRONLY, O_RDWR or O_TRUNC), rename/renameat/renameat2 and link/linkat.
+//! O_WRONLY, O_RDWR or O_TRUNC), rename/renameat/renameat2, link/linkat and symlink/symlinkat
+//! (`ln -s /tmp/x.php /var/www/html/x.php` puts a script in a web root without writing there).
 //!
 //! Entry parks the call per thread; exit resolves the resulting path in the kernel and sends an
 //! event only when it lies under a watched prefix (an LPM trie filled from the config), so a busy
@@ -168,6 +169,19 @@ enter_program!(sys_enter_linkat, |ctx| {
         dirfd_arg(ctx, 2)?,
         arg(ctx, 3)?,
         arg(ctx, 1)?,
+    )
+});
+
+enter_program!(sys_enter_symlink, |ctx| {
+    park(file_op::SYMLINK, 0, AT_FDCWD, arg(ctx, 1)?, arg(ctx, 0)?)
+});
+enter_program!(sys_enter_symlinkat, |ctx| {
+    park(
+        file_op::SYMLINK,
+        0,
+        dirfd_arg(ctx, 1)?,
+        arg(ctx, 2)?,
+        arg(ctx, 0)?,
     )
 });
 

@@ -800,6 +800,7 @@ fn file_action(f: &File) -> (&'static str, &'static [&'static str]) {
         FileOp::Open => ("modification", &["change"]),
         FileOp::Rename => ("rename", &["change"]),
         FileOp::Link => ("link", &["creation"]),
+        FileOp::Symlink => ("symlink", &["creation"]),
     }
 }
 

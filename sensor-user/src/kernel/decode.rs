@@ -162,6 +162,7 @@ fn decode_file(record: &[u8]) -> Result<Event, DecodeError> {
         file_op::OPEN_WRITE => FileOp::Open,
         file_op::RENAME => FileOp::Rename,
         file_op::LINK => FileOp::Link,
+        file_op::SYMLINK => FileOp::Symlink,
         other => return Err(DecodeError::UnknownFileOp(other)),
     };
     let source_at = offset_of!(FileEvent, source);

@@ -42,7 +42,7 @@ const PROGRAMS: [(&str, Hook); 5] = [
 /// File syscalls: the entry program, the syscall's argument names in order (checked against the
 /// tracepoint's format), and whether every architecture has it (the legacy non-`at` calls exist
 /// on x86_64 but not on arm64). Every one's exit goes to `sys_exit_file`.
-const FILE_SYSCALLS: [(&str, &[&str], bool); 9] = [
+const FILE_SYSCALLS: [(&str, &[&str], bool); 11] = [
     ("openat", &["dfd", "filename", "flags"], true),
     ("openat2", &["dfd", "filename", "how"], true),
     (
@@ -60,10 +60,12 @@ const FILE_SYSCALLS: [(&str, &[&str], bool); 9] = [
         &["olddfd", "oldname", "newdfd", "newname", "flags"],
         true,
     ),
+    ("symlinkat", &["oldname", "newdfd", "newname"], true),
     ("open", &["filename", "flags"], false),
     ("creat", &["pathname"], false),
     ("rename", &["oldname", "newname"], false),
     ("link", &["oldname", "newname"], false),
+    ("symlink", &["oldname", "newname"], false),
 ];
 const FILE_EXIT_PROGRAM: &str = "sys_exit_file";
 
@@ -202,6 +204,8 @@ fn attach_file_programs(ebpf: &mut Ebpf, tracefs: &Path, first_arg: u32) -> Resu
             "open" => "sys_enter_open",
             "creat" => "sys_enter_creat",
             "rename" => "sys_enter_rename",
+            "symlinkat" => "sys_enter_symlinkat",
+            "symlink" => "sys_enter_symlink",
             _ => "sys_enter_link",
         };
         attach_syscall(ebpf, program, &format!("sys_enter_{name}"))?;

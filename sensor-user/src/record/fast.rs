@@ -124,6 +124,7 @@ fn file(c: &mut Cursor<'_>) -> Option<File> {
             "open" => FileOp::Open,
             "rename" => FileOp::Rename,
             "link" => FileOp::Link,
+            "symlink" => FileOp::Symlink,
             _ => return None,
         },
         path: c.key("path")?.string()?,

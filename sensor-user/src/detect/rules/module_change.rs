@@ -2,8 +2,8 @@
 //! server loads code or configuration from (Apache and Nginx modules, PHP's php.ini and conf.d,
 //! where auto_prepend_file runs a file before every script, Tomcat's lib and conf), or a
 //! module-enabling tool (a2enmod, apxs, phpenmod) run, with no package manager in the ancestry.
-//! Module enabling creates symlinks, which the kernel side does not report: the tool's exec is
-//! what shows it.
+//! Module enabling creates symlinks: both the tool's exec and the symlinks it creates under the
+//! watched paths show it (a symlink made by hand, without the tool, is seen by the latter alone).
 
 use super::super::{
     DetectError,
