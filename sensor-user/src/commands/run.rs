@@ -124,6 +124,8 @@ pub async fn run(
             }
             _ = housekeeping.tick() => {
                 capture.warn_lost();
+                // A second behind now: records still in the ring are older than that.
+                engine.advance_clock(crate::clock::boottime_ns().saturating_sub(1_000_000_000));
                 if config.lineage.cgroup_root.exists() {
                     engine.set_containers(CgroupIndex::scan(&config.lineage.cgroup_root));
                 }

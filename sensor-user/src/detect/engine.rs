@@ -160,6 +160,12 @@ impl Engine {
         self
     }
 
+    /// Time passes without events (`run`'s timer, in the events' clock): exited processes whose
+    /// grace is over leave the table.
+    pub fn advance_clock(&mut self, now_ns: u64) {
+        self.table.advance(now_ns);
+    }
+
     /// Lets the engine ask the live host (families' `listen_ports`, shells copied under another
     /// name).
     pub fn with_host_facts(mut self, facts: Box<dyn HostFacts>) -> Self {

@@ -296,7 +296,9 @@ impl<A: Annotation> ProcessTable<A> {
     }
 
     /// Moves the table's clock (the newest event time seen) and evicts what outlived its grace.
-    fn advance(&mut self, ts_ns: u64) {
+    /// `run` also calls it on a timer: on a quiet host no event would move the clock, and the
+    /// last burst's exited entries would stay until the next one.
+    pub fn advance(&mut self, ts_ns: u64) {
         if ts_ns <= self.now_ns {
             return;
         }
@@ -424,6 +426,21 @@ mod tests {
             "/usr/sbin/nginx",
             "parent unchanged"
         );
+    }
+
+    #[test]
+    fn exited_entries_leave_when_time_passes_without_events() {
+        let mut t = table();
+        t.exec(exec(1, 10, 1, 1, "/usr/sbin/nginx"));
+        t.exec(exec(2, 20, 10, 2, "/bin/true"));
+        t.exit(&exit(3, 20, 2));
+        assert_eq!(t.len(), 2, "within its grace");
+        t.advance(3 + 10 * S - 1);
+        assert_eq!(t.len(), 2);
+        t.advance(3 + 10 * S);
+        assert_eq!(t.len(), 1, "the grace is over: only the live server stays");
+        t.advance(5);
+        assert_eq!(t.len(), 1, "the clock never goes back");
     }
 
     #[test]
