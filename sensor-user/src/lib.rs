@@ -10,6 +10,7 @@ pub mod escape;
 pub mod event;
 pub mod kernel;
 pub mod lineage;
+pub mod memory;
 pub mod metrics;
 pub mod privileges;
 pub mod proc_facts;

@@ -109,6 +109,7 @@ pub async fn run(
     let mut line = Vec::with_capacity(4096);
     let (hash_tx, mut hash_rx) = tokio::sync::mpsc::unbounded_channel::<Alert>();
     let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
+    let mut trim = crate::memory::TrimAfterShrink::default();
     tokio::pin!(stop);
     loop {
         tokio::select! {
@@ -129,7 +130,12 @@ pub async fn run(
                 if config.lineage.cgroup_root.exists() {
                     engine.set_containers(CgroupIndex::scan(&config.lineage.cgroup_root));
                 }
-                metrics.set_processes(engine.totals().processes);
+                let processes = engine.totals().processes;
+                metrics.set_processes(processes);
+                if trim.due(processes) {
+                    engine.shrink_to_fit();
+                    crate::memory::give_back();
+                }
                 if let Some(path) = &config.rules.server_outbound_unknown.state_file
                     && let Err(err) = engine.save_learned(path)
                 {

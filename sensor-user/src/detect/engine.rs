@@ -166,6 +166,12 @@ impl Engine {
         self.table.advance(now_ns);
     }
 
+    /// Gives back what a past peak of processes left allocated (see [`crate::memory`]).
+    pub fn shrink_to_fit(&mut self) {
+        self.table.shrink_to_fit();
+        self.listen_checked.shrink_to_fit();
+    }
+
     /// Lets the engine ask the live host (families' `listen_ports`, shells copied under another
     /// name).
     pub fn with_host_facts(mut self, facts: Box<dyn HostFacts>) -> Self {

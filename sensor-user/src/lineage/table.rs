@@ -295,6 +295,13 @@ impl<A: Annotation> ProcessTable<A> {
         }
     }
 
+    /// Gives back the capacity a past peak left in the maps (they never shrink by themselves).
+    pub fn shrink_to_fit(&mut self) {
+        self.procs.shrink_to_fit();
+        self.live.shrink_to_fit();
+        self.exited.shrink_to_fit();
+    }
+
     /// Moves the table's clock (the newest event time seen) and evicts what outlived its grace.
     /// `run` also calls it on a timer: on a quiet host no event would move the clock, and the
     /// last burst's exited entries would stay until the next one.
