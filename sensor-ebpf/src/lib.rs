@@ -25,6 +25,9 @@ pub mod maps {
     pub const WATCHED_PATHS: &str = "WATCHED_PATHS";
 }
 
+/// Size of a PENDING_FILE value (the programs' `PendingFile`), for userspace counting its entries.
+pub const PENDING_FILE_BYTES: usize = 32;
+
 /// Name of the global holding [`KernelOffsets`], filled in by the loader.
 pub const OFFSETS_GLOBAL: &str = "KERNEL_OFFSETS";
 

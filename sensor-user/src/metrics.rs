@@ -16,6 +16,7 @@ pub struct Metrics {
     alerts_suppressed: IntCounterVec,
     sinks: SinkMetrics,
     processes: IntGauge,
+    kernel_map_entries: IntGaugeVec,
     alert_latency: Histogram,
     ready: IntGauge,
 }
@@ -130,6 +131,15 @@ impl Metrics {
             "Entries in the process table (live processes and recently exited ones).",
         )?;
         registry.register(Box::new(processes.clone()))?;
+        let kernel_map_entries = IntGaugeVec::new(
+            Opts::new(
+                "kernel_map_entries",
+                "Entries in the kernel's per-thread maps of syscalls between entry and exit \
+                 (pending_connect, pending_file); near zero unless calls are in flight.",
+            ),
+            &["map"],
+        )?;
+        registry.register(Box::new(kernel_map_entries.clone()))?;
         let alert_latency = Histogram::with_opts(
             HistogramOpts::new(
                 "alert_latency_seconds",
@@ -162,6 +172,7 @@ impl Metrics {
             alerts_suppressed,
             sinks,
             processes,
+            kernel_map_entries,
             alert_latency,
             ready,
         })
@@ -270,6 +281,12 @@ impl Metrics {
 
     pub fn set_processes(&self, n: usize) {
         self.processes.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    pub fn set_kernel_map_entries(&self, map: &str, n: usize) {
+        self.kernel_map_entries
+            .with_label_values(&[map])
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     pub fn alert_latency(&self, seconds: f64) {

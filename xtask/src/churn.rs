@@ -134,14 +134,16 @@ struct Sample {
     rss_kib: u64,
     processes: String,
     lost: String,
+    /// Entries of the kernel's pending maps (all labels summed).
+    kernel_maps: String,
 }
 
 impl std::fmt::Display for Sample {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "RSS {} KiB, processes_tracked {}, events_lost_total {}",
-            self.rss_kib, self.processes, self.lost
+            "RSS {} KiB, processes_tracked {}, kernel_map_entries {}, events_lost_total {}",
+            self.rss_kib, self.processes, self.kernel_maps, self.lost
         )
     }
 }
@@ -173,6 +175,7 @@ fn sample(pid: u32, port: u16) -> anyhow::Result<Sample> {
         rss_kib,
         processes: metric("lineage_sensor_processes_tracked"),
         lost: metric("lineage_sensor_events_lost_total"),
+        kernel_maps: metric("lineage_sensor_kernel_map_entries"),
     })
 }
 
@@ -202,7 +205,20 @@ fn spawn_threads(n: usize) {
     let mut left = n;
     while left > 0 {
         let batch = left.min(BATCH);
-        let handles: Vec<_> = (0..batch).map(|_| std::thread::spawn(|| ())).collect();
+        // Each thread opens a file for writing and connects a UDP socket before it ends, so
+        // that both per-thread pending maps of the kernel side see the churn.
+        let handles: Vec<_> = (0..batch)
+            .map(|_| {
+                std::thread::spawn(|| {
+                    let _ = std::fs::OpenOptions::new().write(true).open("/dev/null");
+                    if let Ok(socket) =
+                        std::net::UdpSocket::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+                    {
+                        let _ = socket.connect((std::net::Ipv4Addr::LOCALHOST, 9));
+                    }
+                })
+            })
+            .collect();
         for h in handles {
             let _ = h.join();
         }

@@ -55,6 +55,8 @@ pub struct PendingFile {
     source: u64,
 }
 
+const _: () = assert!(core::mem::size_of::<PendingFile>() == sensor_ebpf::PENDING_FILE_BYTES);
+
 /// Syscall argument `i` of a sys_enter_* record.
 #[inline(always)]
 fn arg(ctx: &TracePointContext, i: usize) -> Result<u64, i32> {

@@ -125,6 +125,7 @@ pub async fn run(
             }
             _ = housekeeping.tick() => {
                 capture.warn_lost();
+                capture.sync_map_sizes();
                 // A second behind now: records still in the ring are older than that.
                 engine.advance_clock(crate::clock::boottime_ns().saturating_sub(1_000_000_000));
                 if config.lineage.cgroup_root.exists() {

@@ -12,7 +12,7 @@ use std::{os::unix::ffi::OsStrExt, sync::Arc};
 
 use aya::maps::{MapData, PerCpuArray};
 pub use loader::LoadError;
-use sensor_ebpf::kind;
+use sensor_ebpf::{kind, maps};
 
 use crate::{
     config::CaptureConfig,
@@ -120,6 +120,20 @@ impl Capture {
         }
     }
 
+    /// Counts the entries of the per-thread pending maps into the metrics: a leak there would
+    /// show as a count that stays up while nothing is in flight.
+    pub fn sync_map_sizes(&self) {
+        let Some(ebpf) = &self.ebpf else { return };
+        if let Some(map) = ebpf.map(maps::PENDING_CONNECT) {
+            let n = key_count::<sensor_ebpf::ConnectEvent>(map);
+            self.metrics.set_kernel_map_entries("pending_connect", n);
+        }
+        if let Some(map) = ebpf.map(maps::PENDING_FILE) {
+            let n = key_count::<[u8; sensor_ebpf::PENDING_FILE_BYTES]>(map);
+            self.metrics.set_kernel_map_entries("pending_file", n);
+        }
+    }
+
     /// Reads the kernel's per-CPU lost counters into the metrics; returns the new total.
     pub fn sync_lost(&self) -> u64 {
         let mut total = 0;
@@ -140,6 +154,18 @@ impl Capture {
             }
         }
         total
+    }
+}
+
+/// Keys of a hash map keyed by pid_tgid, one syscall each (the maps hold at most 8,192). `V` only
+/// has to have the value's size: values are not read.
+fn key_count<V: aya::Pod>(map: &aya::maps::Map) -> usize {
+    match aya::maps::HashMap::<&MapData, u64, V>::try_from(map) {
+        Ok(map) => map.keys().filter(Result::is_ok).count(),
+        Err(err) => {
+            log::debug!("counting a pending map: {err}");
+            0
+        }
     }
 }
 
