@@ -27,7 +27,11 @@ mod sensor;
 #[path = "servers/tomcat.rs"]
 mod tomcat;
 
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
+};
 
 use integration_tests::require_root;
 
@@ -67,6 +71,54 @@ fn copy_fixtures(kind: &str, to: &Path) {
     {
         std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copy fixture");
     }
+}
+
+const PLANTED: &str = "upload form saves x.php into uploads/ (move_uploaded_file), then \
+                       GET /uploads/x.php: system('/usr/bin/id')";
+const PLANTED_EXPECTED: &str =
+    "webroot-script-write (critical, worker as writer) + shell + recon, one incident";
+
+/// The web root of a PHP server: the fixtures, and the uploads/ directory upload.php saves into,
+/// which the workers may write as an upload form's target directory must be.
+fn php_web_root(name: &str) -> tempfile::TempDir {
+    let www = daemon::web_root(name);
+    copy_fixtures("php", www.path());
+    let uploads = www.path().join("uploads");
+    std::fs::create_dir(&uploads).expect("create uploads/");
+    let (uid, gid) = daemon::user("www-data");
+    daemon::chown_r(&uploads, uid, gid);
+    www
+}
+
+/// A web shell planted through the application (T1505.003 by unrestricted upload, CWE-434):
+/// upload.php saves x.php into uploads/, then a request to it runs `id` through system().
+fn planted_php_shell(
+    t: &check::Target,
+    base: &str,
+    www: &Path,
+    work: &Path,
+) -> Result<Option<Duration>, String> {
+    // A full path: `sh -c id` and `id` from this server were alerted by an earlier scenario
+    // less than rate_limit.window_secs ago, and identical alerts would be held back.
+    let cmd = "/usr/bin/id";
+    let payload = work.join("x.php");
+    std::fs::write(&payload, format!("<?php system('{cmd}');\n"))
+        .map_err(|e| format!("write {}: {e}", payload.display()))?;
+    let sum = daemon::run(Command::new("sha256sum").arg(&payload))?;
+    let sha256 = sum.split_whitespace().next().unwrap_or_default();
+    let path = www.join("uploads/x.php");
+    check::planted_shell(
+        t,
+        &check::Planted {
+            path: &path.to_string_lossy(),
+            sha256,
+            cmd,
+            tool: "id",
+            output_marker: "uid=",
+        },
+        || http::upload_ok(&format!("{base}/upload.php"), "file", &payload, "x.php"),
+        || http::get_ok(&format!("{base}/uploads/x.php"), &[]),
+    )
 }
 
 #[test]

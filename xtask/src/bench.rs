@@ -15,6 +15,7 @@ mod proc_stat;
 mod replay;
 mod report;
 mod rss;
+mod tar_tree;
 mod workload;
 
 use std::path::PathBuf;
@@ -46,6 +47,9 @@ pub struct Options {
     /// Seconds of load per nginx run.
     #[arg(long, default_value_t = 4)]
     pub nginx_secs: u32,
+    /// Small files in the tree that each tar-files run extracts.
+    #[arg(long, default_value_t = 20_000)]
+    pub files: usize,
     /// Events in the generated record that `replay` reads.
     #[arg(long, default_value_t = 1_000_000)]
     pub replay_events: usize,
@@ -58,9 +62,27 @@ pub struct Options {
     /// A smoke run: one round and small counts (numbers are not meaningful).
     #[arg(long)]
     pub quick: bool,
+    /// Run only this workload or measurement (repeatable); everything when not given.
+    #[arg(long, value_enum)]
+    pub only: Vec<Part>,
     /// Where the markdown, JSON and SVG go.
     #[arg(long, default_value = "bench/results")]
     pub out: PathBuf,
+}
+
+/// What `--only` selects: one workload, or one of the measurements that follow them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Part {
+    ExecStorm,
+    ShChains,
+    TcpStorm,
+    UdpStorm,
+    Nginx,
+    TarFiles,
+    Latency,
+    Replay,
+    Rss,
 }
 
 impl Options {
@@ -72,12 +94,17 @@ impl Options {
             self.connects = self.connects.min(2000);
             self.udp_connects = self.udp_connects.min(10_000);
             self.nginx_secs = self.nginx_secs.min(1);
+            self.files = self.files.min(2000);
             self.replay_events = self.replay_events.min(100_000);
             self.tracked = self.tracked.min(1000);
             self.alerts = self.alerts.min(20);
         }
         self.rounds = self.rounds.max(1);
         self
+    }
+
+    fn runs(&self, part: Part) -> bool {
+        self.only.is_empty() || self.only.contains(&part)
     }
 }
 
@@ -101,19 +128,28 @@ pub fn bench(options: Options) -> anyhow::Result<()> {
     std::fs::create_dir_all(&out)?;
 
     for workload in Workload::ALL {
+        if !options.runs(workload.part()) {
+            continue;
+        }
         report
             .workloads
             .push(workload::measure(workload, &bins, &options)?);
         // Partial results survive an interrupted run.
         report.write(&out)?;
     }
-    for sink in latency::SINKS {
-        report
-            .latency
-            .push(latency::measure(&bins, options.alerts, sink)?);
+    if options.runs(Part::Latency) {
+        for sink in latency::SINKS {
+            report
+                .latency
+                .push(latency::measure(&bins, options.alerts, sink)?);
+        }
     }
-    report.replay = Some(replay::measure(&bins, options.replay_events)?);
-    report.rss = Some(rss::measure(&bins, options.tracked)?);
+    if options.runs(Part::Replay) {
+        report.replay = Some(replay::measure(&bins, options.replay_events)?);
+    }
+    if options.runs(Part::Rss) {
+        report.rss = Some(rss::measure(&bins, options.tracked)?);
+    }
     report.write(&out)?;
     eprintln!("\n{}", report.markdown());
     eprintln!("bench: results in {}", out.display());

@@ -3,10 +3,10 @@
 use std::{path::Path, process::Command, time::Duration};
 
 use super::{
+    PLANTED, PLANTED_EXPECTED,
     check::{self, Target},
-    copy_fixtures,
     daemon::{Daemon, free_ports, run as run_cmd, user, workdir},
-    http,
+    http, php_web_root, planted_php_shell,
     report::Report,
     sensor::Sensor,
     sensor_config,
@@ -60,10 +60,10 @@ fn write_conf(dir: &Path, www: &Path, port: u16) -> std::path::PathBuf {
 pub fn run() {
     let dir = workdir("apache");
     let d = dir.path();
-    let www = d.join("www");
-    copy_fixtures("php", &www);
+    let www_dir = php_web_root("apache");
+    let www = www_dir.path();
     let [port] = free_ports();
-    let conf = write_conf(d, &www, port);
+    let conf = write_conf(d, www, port);
     let config = sensor_config(d);
     let mut report = Report::new("apache2 + mod_php");
 
@@ -128,6 +128,11 @@ pub fn run() {
         check::web_shell(&t, "cat /etc/passwd", "cat", "root:x:0:0", || {
             shell("cat /etc/passwd", "proc_open")
         }),
+    );
+    report.record(
+        PLANTED,
+        PLANTED_EXPECTED,
+        planted_php_shell(&t, &base, www, d),
     );
     report.record(
         "graceful restart (apache2 -k graceful, as logrotate's postrotate does)",

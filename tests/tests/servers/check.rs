@@ -55,7 +55,132 @@ pub fn web_shell(
             briefs(&alerts)
         ));
     }
-    let (shell, recon) = (shells[0], recons[0]);
+    shell_and_recon(t, shells[0], recons[0], cmd, tool)?;
+    Ok(latency)
+}
+
+/// A script an attacker uploads through the application, and what it runs when requested.
+pub struct Planted<'a> {
+    /// Where the application saves it: the expected `file.path`.
+    pub path: &'a str,
+    /// sha256 of the uploaded content: the expected `file.hash.sha256`.
+    pub sha256: &'a str,
+    /// The command the script passes to `sh -c`.
+    pub cmd: &'a str,
+    /// The executable of the recon tool `cmd` runs.
+    pub tool: &'a str,
+    /// Printed by `cmd`: proves the script ran it.
+    pub output_marker: &'a str,
+}
+
+/// A web shell planted through an upload form, then requested: exactly one critical
+/// webroot-script-write alert whose writer is the serving worker, and the shell and recon alerts
+/// of the command the planted script runs, all one incident rooted at the server.
+pub fn planted_shell(
+    t: &Target,
+    planted: &Planted,
+    upload: impl FnOnce() -> Result<String, String>,
+    request: impl FnOnce() -> Result<String, String>,
+) -> Result<Option<Duration>, String> {
+    let start = Instant::now();
+    let body = upload()?;
+    if !body.contains("saved") {
+        return Err(format!("the upload was not saved: {body}"));
+    }
+    // The write's alert first, so that it is known to come from the upload and not the request.
+    let mut alerts = t.sensor.collect(&[t.root], WITHIN, Duration::ZERO, |got| {
+        count(got, "webroot-script-write") >= 1
+    });
+    let latency = alerts
+        .iter()
+        .find(|a| a.rule() == "webroot-script-write")
+        .map(|a| a.at.duration_since(start));
+    let body = request()?;
+    if !body.contains(planted.output_marker) {
+        return Err(format!(
+            "the planted script did not run {:?} (no {:?} in the response): {body}",
+            planted.cmd, planted.output_marker
+        ));
+    }
+    alerts.extend(t.sensor.collect(&[t.root], WITHIN, QUIET, |got| {
+        count(got, "server-spawned-shell") >= 1 && count(got, "server-spawned-recon") >= 1
+    }));
+    let writes = by_rule(&alerts, "webroot-script-write");
+    let shells = by_rule(&alerts, "server-spawned-shell");
+    let recons = by_rule(&alerts, "server-spawned-recon");
+    if writes.len() != 1 || shells.len() != 1 || recons.len() != 1 || alerts.len() != 3 {
+        return Err(format!(
+            "want one webroot-script-write, one shell and one recon alert, got {}",
+            briefs(&alerts)
+        ));
+    }
+    let write = writes[0];
+    file_written(t, write, planted)?;
+    shell_and_recon(t, shells[0], recons[0], planted.cmd, planted.tool)?;
+    if write.incident() != shells[0].incident() {
+        return Err(format!(
+            "the upload and the shell it ran are not one incident: {}",
+            briefs(&alerts)
+        ));
+    }
+    Ok(latency)
+}
+
+/// The write alert names the planted file and its writer, the worker that served the upload.
+fn file_written(t: &Target, alert: &Alert, planted: &Planted) -> Result<(), String> {
+    let doc = &alert.doc;
+    let file = &doc["file"];
+    let name = planted.path.rsplit('/').next().unwrap_or(planted.path);
+    let extension = name.rsplit_once('.').map_or("", |(_, ext)| ext);
+    if file["path"] != planted.path || file["name"] != name || file["extension"] != extension {
+        return Err(format!(
+            "file is not {} (name {name}, extension {extension}): {file} ({})",
+            planted.path,
+            alert.brief()
+        ));
+    }
+    if file["hash"]["sha256"] != planted.sha256 {
+        return Err(format!(
+            "file.hash.sha256 is not the upload's {}: {file}",
+            planted.sha256
+        ));
+    }
+    // move_uploaded_file renames PHP's temporary copy into place when both are on one
+    // filesystem, and copies it (a creating open) otherwise.
+    if !matches!(doc["event"]["action"].as_str(), Some("rename" | "creation")) {
+        return Err(format!(
+            "event.action is neither rename nor creation: {}",
+            doc["event"]
+        ));
+    }
+    if doc["event"]["severity"] != 99 || doc["lineage"]["severity"] != "critical" {
+        return Err(format!(
+            "an upload through the server is not critical: event {}, lineage.severity {}",
+            doc["event"], doc["lineage"]["severity"]
+        ));
+    }
+    rooted(t, alert)?;
+    let server = &doc["lineage"]["server"];
+    if t.worker_uid.is_some()
+        && (doc["process"]["pid"] != server["pid"]
+            || doc["process"]["executable"] != server["executable"])
+    {
+        return Err(format!(
+            "the writer is not the serving worker {server}: {}",
+            alert.brief()
+        ));
+    }
+    ends_ancestry(alert)
+}
+
+/// `sh -c cmd` and `tool` below it, one incident, both rooted at the server.
+fn shell_and_recon(
+    t: &Target,
+    shell: &Alert,
+    recon: &Alert,
+    cmd: &str,
+    tool: &str,
+) -> Result<(), String> {
     let args = shell.args();
     let shell_name = shell.executable().rsplit('/').next().unwrap_or("");
     if !matches!(shell_name, "sh" | "dash" | "bash")
@@ -71,22 +196,31 @@ pub fn web_shell(
     }
     if shell.incident().is_empty() || shell.incident() != recon.incident() {
         return Err(format!(
-            "shell and recon alerts are not one incident: {}",
-            briefs(&alerts)
+            "shell and recon alerts are not one incident: {}; {}",
+            shell.brief(),
+            recon.brief()
         ));
     }
     rooted(t, shell)?;
     rooted(t, recon)?;
-    let ancestry = &shell.doc["lineage"]["ancestry"];
+    ends_ancestry(shell)
+}
+
+/// The alerting process is the last of its ancestry.
+fn ends_ancestry(alert: &Alert) -> Result<(), String> {
+    let ancestry = &alert.doc["lineage"]["ancestry"];
     if ancestry
         .as_array()
         .and_then(|a| a.last())
         .map(|a| &a["pid"])
-        != Some(&shell.doc["process"]["pid"])
+        != Some(&alert.doc["process"]["pid"])
     {
-        return Err(format!("the shell does not end its ancestry: {ancestry}"));
+        return Err(format!(
+            "{} does not end its ancestry: {ancestry}",
+            alert.rule()
+        ));
     }
-    Ok(latency)
+    Ok(())
 }
 
 /// A connect from the server's tree to an address off the allowlist: exactly one
@@ -175,7 +309,7 @@ fn rooted(t: &Target, alert: &Alert) -> Result<(), String> {
             let worker = ancestry.get(1).cloned().unwrap_or_default();
             if server["pid"] != worker["pid"]
                 || worker["executable"] != root["executable"]
-                || worker["user"]["id"] != uid.to_string()
+                || worker["user"]["id"].as_str() != Some(uid.to_string().as_str())
             {
                 return Err(format!(
                     "lineage.server is not the root's worker (uid {uid}): server {server}, ancestry {}",

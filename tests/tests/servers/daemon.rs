@@ -128,6 +128,18 @@ pub fn workdir(name: &str) -> tempfile::TempDir {
     dir
 }
 
+/// A private web root under /var/www, one of the shipped `rules.webroot_script_write.web_roots`:
+/// what the application writes there is judged as on a deployed site, with the shipped config.
+pub fn web_root(name: &str) -> tempfile::TempDir {
+    std::fs::create_dir_all("/var/www").expect("create /var/www");
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("lineage-servers-{name}-"))
+        .tempdir_in("/var/www")
+        .expect("temp dir in /var/www");
+    chmod(dir.path(), 0o755);
+    dir
+}
+
 pub fn chmod(path: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");

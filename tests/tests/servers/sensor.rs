@@ -47,8 +47,11 @@ impl Alert {
 
     /// One line for a failure message.
     pub fn brief(&self) -> String {
+        let file = self.doc["file"]["path"]
+            .as_str()
+            .map_or_else(String::new, |p| format!(" file={p}"));
         format!(
-            "{} {} {:?} root={:?} server={} incident={}",
+            "{} {} {:?}{file} root={:?} server={} incident={}",
             self.rule(),
             self.executable(),
             self.args(),

@@ -6,7 +6,7 @@ use std::{fmt::Write as _, path::Path};
 use serde::Serialize;
 
 use super::{
-    Options, chart,
+    Options, Part, chart,
     latency::LatencyResult,
     machine::Machine,
     monitor::{MonitorKind, MonitorStats},
@@ -19,8 +19,10 @@ use super::{
 pub struct Sample {
     pub monitor: MonitorKind,
     pub round: usize,
-    /// Wall time of the driver (exec and connect storms).
+    /// Wall time of the driver (exec and connect storms) or of tar.
     pub seconds: Option<f64>,
+    /// User + system time of the driver or tar and the children it waited for.
+    pub workload_cpu_secs: Option<f64>,
     /// nginx: requests/s and 99th percentile latency as wrk measured them.
     pub rps: Option<f64>,
     pub p99_ms: Option<f64>,
@@ -34,6 +36,9 @@ impl Sample {
             (_, Some(rps), Some(p99)) => format!("{rps:.0} req/s, p99 {p99:.2} ms"),
             _ => String::new(),
         };
+        if let Some(cpu) = self.workload_cpu_secs {
+            let _ = write!(s, " (cpu {cpu:.3} s)");
+        }
         if let Some(lost) = self.stats.lost {
             let _ = write!(s, ", lost {lost}");
         }
@@ -55,6 +60,9 @@ pub struct MonitorSummary {
     pub overhead_pct: Option<f64>,
     /// Added wall time per operation, in microseconds.
     pub added_us_per_op: Option<f64>,
+    pub median_workload_cpu_secs: Option<f64>,
+    /// More CPU time of the workload against no monitor, in percent.
+    pub workload_cpu_overhead_pct: Option<f64>,
     pub lost_total: Option<u64>,
     pub median_events: Option<f64>,
     pub median_cpu_secs: Option<f64>,
@@ -88,6 +96,7 @@ impl WorkloadResult {
         let base = of(MonitorKind::None).collect::<Vec<_>>();
         let base_secs = median(base.iter().filter_map(|s| s.seconds));
         let base_rps = median(base.iter().filter_map(|s| s.rps));
+        let base_cpu = median(base.iter().filter_map(|s| s.workload_cpu_secs));
         self.summary = MonitorKind::ALL
             .iter()
             .map(|&kind| {
@@ -102,6 +111,7 @@ impl WorkloadResult {
                     .zip(base_secs)
                     .filter(|_| self.ops_per_run > 0)
                     .map(|(t, b)| (t - b) / self.ops_per_run as f64 * 1e6);
+                let cpu = median(of(kind).filter_map(|s| s.workload_cpu_secs));
                 let lost: Vec<u64> = of(kind).filter_map(|s| s.stats.lost).collect();
                 MonitorSummary {
                     monitor: kind,
@@ -110,6 +120,10 @@ impl WorkloadResult {
                     median_p99_ms: median(of(kind).filter_map(|s| s.p99_ms)),
                     overhead_pct,
                     added_us_per_op,
+                    median_workload_cpu_secs: cpu,
+                    workload_cpu_overhead_pct: cpu
+                        .zip(base_cpu)
+                        .map(|(c, b)| (c / b - 1.0) * 100.0),
                     lost_total: (!lost.is_empty()).then(|| lost.iter().sum()),
                     median_events: median(
                         of(kind).filter_map(|s| s.stats.events.map(|e| e as f64)),
@@ -134,10 +148,13 @@ pub struct RunOptions {
     pub connects: usize,
     pub udp_connects: usize,
     pub nginx_secs: u32,
+    pub files: usize,
     pub replay_events: usize,
     pub tracked: usize,
     pub alerts: usize,
     pub quick: bool,
+    /// `--only`: empty when everything ran.
+    pub only: Vec<Part>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -169,10 +186,12 @@ impl Report {
                 connects: o.connects,
                 udp_connects: o.udp_connects,
                 nginx_secs: o.nginx_secs,
+                files: o.files,
                 replay_events: o.replay_events,
                 tracked: o.tracked,
                 alerts: o.alerts,
                 quick: o.quick,
+                only: o.only.clone(),
             },
             workloads: Vec::new(),
             latency: Vec::new(),
@@ -275,16 +294,21 @@ impl Report {
             m.load_1m_at_start
         );
         let o = &self.options;
+        let mut flags = if o.quick {
+            " --quick".to_owned()
+        } else if o.rounds != 3 {
+            format!(" --rounds {}", o.rounds)
+        } else {
+            String::new()
+        };
+        for part in &o.only {
+            if let Some(name) = clap::ValueEnum::to_possible_value(part) {
+                let _ = write!(flags, " --only {}", name.get_name());
+            }
+        }
         let _ = writeln!(
             md,
-            "`cargo xtask bench{}`: {} rounds, monitors interleaved; medians over rounds; overhead is against the unmonitored median of the same workload. A benchmark, not a test: nothing here is asserted.\n",
-            if o.quick {
-                " --quick".to_owned()
-            } else if o.rounds != 3 {
-                format!(" --rounds {}", o.rounds)
-            } else {
-                String::new()
-            },
+            "`cargo xtask bench{flags}`: {} rounds, monitors interleaved; medians over rounds; overhead is against the unmonitored median of the same workload. A benchmark, not a test: nothing here is asserted.\n",
             o.rounds
         );
         let _ = writeln!(md, "## Targets\n\n| target | measured | |\n|---|---|---|");
@@ -315,7 +339,7 @@ impl Report {
             );
             let _ = writeln!(
                 md,
-                "| monitor | median | overhead | added per op | events lost | monitor CPU | monitor peak RSS |\n|---|---|---|---|---|---|---|"
+                "| monitor | median | overhead | added per op | workload CPU | events read | events lost | monitor CPU | monitor peak RSS |\n|---|---|---|---|---|---|---|---|---|"
             );
             for s in &w.summary {
                 let median = match (s.median_seconds, s.median_rps, s.median_p99_ms) {
@@ -325,7 +349,7 @@ impl Report {
                 };
                 let _ = writeln!(
                     md,
-                    "| {} | {} | {} | {} | {} | {} | {} |",
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                     s.monitor.name(),
                     median,
                     if s.monitor == MonitorKind::None {
@@ -336,6 +360,14 @@ impl Report {
                     s.added_us_per_op
                         .filter(|_| s.monitor != MonitorKind::None)
                         .map_or("".into(), |u| format!("{u:+.1} µs")),
+                    match (s.median_workload_cpu_secs, s.workload_cpu_overhead_pct) {
+                        (Some(c), Some(o)) if s.monitor != MonitorKind::None => {
+                            format!("{c:.3} s ({o:+.1}%)")
+                        }
+                        (Some(c), _) => format!("{c:.3} s"),
+                        _ => String::new(),
+                    },
+                    s.median_events.map_or("".into(), |e| format!("{e:.0}")),
                     s.lost_total.map_or("".into(), |l| l.to_string()),
                     s.median_cpu_secs.map_or("".into(), |c| format!("{c:.2} s")),
                     s.max_peak_rss_kib

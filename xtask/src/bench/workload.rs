@@ -1,20 +1,19 @@
-//! The workloads: exec and connect storms from tests/src/bin/workload.rs, and nginx under wrk.
+//! The workloads: exec and connect storms from tests/src/bin/workload.rs, nginx under wrk, and
+//! tar extracting small files.
 //! Each run is timed under every monitor, round after round, the monitors' order rotating.
 
-use std::{
-    process::{Command, Stdio},
-    time::Instant,
-};
+use std::process::{Command, Stdio};
 
 use anyhow::{Context as _, bail};
 
 use super::{
-    Options,
+    Options, Part,
     build::Binaries,
     monitor::{self, MonitorKind},
     nginx::Nginx,
     proc_stat,
     report::{Sample, WorkloadResult},
+    tar_tree::{self, TarTree},
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,15 +23,17 @@ pub enum Workload {
     TcpStorm,
     UdpStorm,
     Nginx,
+    TarFiles,
 }
 
 impl Workload {
-    pub const ALL: [Workload; 5] = [
+    pub const ALL: [Workload; 6] = [
         Workload::ExecStorm,
         Workload::ShStorm,
         Workload::TcpStorm,
         Workload::UdpStorm,
         Workload::Nginx,
+        Workload::TarFiles,
     ];
 
     pub fn name(self) -> &'static str {
@@ -42,18 +43,42 @@ impl Workload {
             Workload::TcpStorm => "TCP connect storm",
             Workload::UdpStorm => "UDP connect storm",
             Workload::Nginx => "nginx + wrk",
+            Workload::TarFiles => "tar -x small files",
+        }
+    }
+
+    pub fn part(self) -> Part {
+        match self {
+            Workload::ExecStorm => Part::ExecStorm,
+            Workload::ShStorm => Part::ShChains,
+            Workload::TcpStorm => Part::TcpStorm,
+            Workload::UdpStorm => Part::UdpStorm,
+            Workload::Nginx => Part::Nginx,
+            Workload::TarFiles => Part::TarFiles,
         }
     }
 
     /// (what one operation is, how many a run does).
-    fn ops(self, options: &Options) -> (&'static str, usize) {
-        match self {
+    fn ops(self, options: &Options, tree: Option<&TarTree>) -> (String, usize) {
+        let (op, count) = match self {
             Workload::ExecStorm => ("fork+exec of /bin/true", options.execs),
             Workload::ShStorm => ("sh -c 'sh -c true' (3 fork+exec)", options.chains),
             Workload::TcpStorm => ("TCP connect+accept on loopback", options.connects),
             Workload::UdpStorm => ("UDP socket+connect on loopback", options.udp_connects),
             Workload::Nginx => ("HTTP GET of a 612-byte file, 8 connections", 0),
-        }
+            Workload::TarFiles => {
+                let place = tree.map_or_else(String::new, TarTree::place);
+                return (
+                    format!(
+                        "file created by one tar -x ({} B each, {} to a directory, on {place}, outside every watched path)",
+                        tar_tree::FILE_BYTES,
+                        tar_tree::PER_DIR
+                    ),
+                    options.files,
+                );
+            }
+        };
+        (op.to_owned(), count)
     }
 }
 
@@ -62,19 +87,24 @@ pub fn measure(
     bins: &Binaries,
     options: &Options,
 ) -> anyhow::Result<WorkloadResult> {
-    let (op, count) = workload.ops(options);
     eprintln!("bench: {} ({} rounds)", workload.name(), options.rounds);
     let nginx = match workload {
         Workload::Nginx => Some(Nginx::start()?),
         _ => None,
     };
-    let mut result = WorkloadResult::new(workload.name(), op, count);
+    let tree = match workload {
+        Workload::TarFiles => Some(TarTree::create(options.files)?),
+        _ => None,
+    };
+    let (op, count) = workload.ops(options, tree.as_ref());
+    let mut result = WorkloadResult::new(workload.name(), &op, count);
     result.load_1m_at_start = proc_stat::load_average_1m();
     // One unmonitored run first, not counted: it warms caches and takes the first-run costs
     // (page cache, allocator, socket tables) off whichever monitor would come first.
-    match &nginx {
-        Some(nginx) => nginx.load(1).map(|_| ())?,
-        None => run_driver(workload, bins, count).map(|_| ())?,
+    match (&nginx, &tree) {
+        (Some(nginx), _) => nginx.load(1).map(|_| ())?,
+        (None, Some(tree)) => tree.extract().map(|_| ())?,
+        (None, None) => run_driver(workload, bins, count).map(|_| ())?,
     }
     let monitors = MonitorKind::ALL;
     for round in 0..options.rounds {
@@ -85,13 +115,21 @@ pub fn measure(
             // Let the monitor finish its own start-up work (the sensor's /proc scan) first.
             std::thread::sleep(std::time::Duration::from_millis(500));
             running.begin();
-            let mut sample = match (&nginx, workload) {
+            let mut extracted = None;
+            let mut sample = match (&nginx, &tree) {
                 (Some(nginx), _) => nginx.load(options.nginx_secs)?,
-                (None, _) => run_driver(workload, bins, count)?,
+                (None, Some(tree)) => {
+                    let (sample, dir) = tree.extract()?;
+                    extracted = Some(dir);
+                    sample
+                }
+                (None, None) => run_driver(workload, bins, count)?,
             };
             sample.monitor = kind;
             sample.round = round;
             sample.stats = running.finish()?;
+            // Removed with no monitor running: deleting the tree is no part of the workload.
+            drop(extracted);
             eprintln!("  round {round} {:<15} {}", kind.name(), sample.brief());
             result.samples.push(sample);
         }
@@ -107,20 +145,20 @@ fn run_driver(workload: Workload, bins: &Binaries, count: usize) -> anyhow::Resu
         Workload::ShStorm => "sh-storm",
         Workload::TcpStorm => "tcp-storm",
         Workload::UdpStorm => "udp-storm",
-        Workload::Nginx => bail!("nginx has no driver"),
+        Workload::Nginx | Workload::TarFiles => bail!("{} has no driver", workload.name()),
     };
-    let started = Instant::now();
-    let status = Command::new(&bins.workload)
-        .args([sub, &count.to_string()])
-        .stdout(Stdio::null())
-        .status()
-        .with_context(|| format!("running workload {sub}"))?;
-    let seconds = started.elapsed().as_secs_f64();
-    if !status.success() {
-        bail!("workload {sub} {count} failed: {status}");
+    let run = proc_stat::run_timed(
+        Command::new(&bins.workload)
+            .args([sub, &count.to_string()])
+            .stdout(Stdio::null()),
+    )
+    .with_context(|| format!("running workload {sub}"))?;
+    if !run.success {
+        bail!("workload {sub} {count} failed");
     }
     Ok(Sample {
-        seconds: Some(seconds),
+        seconds: Some(run.wall_secs),
+        workload_cpu_secs: Some(run.cpu_secs),
         ..Sample::default()
     })
 }
