@@ -12,6 +12,8 @@ pub mod maps {
     pub const EVENTS: &str = "EVENTS";
     /// Per-CPU `u64` counters of records that could not be reserved, indexed by event kind.
     pub const LOST: &str = "LOST";
+    /// Per-CPU `u64`: when this CPU last woke the reader (the programs' wakeup rate limit).
+    pub const LAST_WAKE: &str = "LAST_WAKE";
     /// Per-CPU scratch space in which exec records are built (they exceed the 512-byte stack).
     pub const EXEC_SCRATCH: &str = "EXEC_SCRATCH";
     /// connect() calls between syscall entry and exit, keyed by pid_tgid.

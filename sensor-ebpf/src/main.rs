@@ -77,17 +77,40 @@ fn count_lost(event_kind: u32) {
     }
 }
 
-/// Ring-buffer wakeups. A wakeup costs the producing task an irq_work and userspace a context
-/// switch; one per connect made a loopback connect storm nearly twice as slow. So only an exec
-/// (what the exec-to-alert latency is about) wakes the reader at once; every other record waits
-/// for the next exec, the reader's flush tick (`capture.flush_interval_ms`) or a quarter-full
-/// ring. An exec must force the wakeup: the kernel's default only wakes a reader that has
-/// consumed everything before this record, which unwoken records make false.
+/// Ring-buffer wakeups. A wakeup costs the producing task an irq_work (a self-IPI: in a VM, an
+/// exit to the hypervisor, about 9 us measured on the development machine) and userspace a
+/// context switch; one per connect made a loopback connect storm nearly twice as slow. So only an
+/// exec (what the exec-to-alert latency is about) wakes the reader, at most once per
+/// [`WAKE_GAP_NS`] per CPU; every other record, and an exec inside that gap, waits for the next
+/// wakeup, the reader's flush tick (`capture.flush_interval_ms`) or a quarter-full ring. The
+/// wakeup must be forced: the kernel's default only wakes a reader that has consumed everything
+/// before this record, which unwoken records make false.
 #[cfg(target_arch = "bpf")]
 #[inline(always)]
 fn wake_now() -> u64 {
+    // SAFETY: helper without arguments.
+    let now = unsafe { aya_ebpf::helpers::bpf_ktime_get_boot_ns() };
+    if let Some(last) = LAST_WAKE.get_ptr_mut(0) {
+        // SAFETY: a per-CPU slot; this program cannot be preempted by another user of it.
+        let last = unsafe { &mut *last };
+        if now.wrapping_sub(*last) < WAKE_GAP_NS {
+            return wake_later();
+        }
+        *last = now;
+    }
     aya_ebpf::bindings::BPF_RB_FORCE_WAKEUP as u64
 }
+
+/// See [`wake_now`]: an exec storm wakes the reader at most 200 times a second per CPU; a reader
+/// woken that recently is often still draining and takes the exec in the same pass, and
+/// otherwise its flush tick does within `capture.flush_interval_ms`.
+#[cfg(target_arch = "bpf")]
+const WAKE_GAP_NS: u64 = 5_000_000;
+
+/// When this CPU last woke the reader (boot-time ns).
+#[cfg(target_arch = "bpf")]
+#[map]
+static LAST_WAKE: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
 /// See [`wake_now`].
 #[cfg(target_arch = "bpf")]

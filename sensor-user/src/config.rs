@@ -74,7 +74,7 @@ impl Default for CaptureConfig {
         Self {
             ring_buffer_bytes: 8 << 20,
             watch_paths: Vec::new(),
-            flush_interval_ms: 20,
+            flush_interval_ms: 10,
         }
     }
 }
