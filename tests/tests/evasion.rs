@@ -195,7 +195,10 @@ fn a_renamed_server_is_recognised_by_its_listening_port() {
     let config = dir.0.join("sensor.toml");
     std::fs::write(
         &config,
-        format!("[[detect.extra_families]]\nname = \"in-house\"\nlisten_ports = [{port}]\n"),
+        format!(
+            "[[detect.extra_families]]\nname = \"in-house\"\nlisten_ports = [{port}]\n\
+             [[rules.server_outbound_unknown.allow]]\ncidr = \"10.0.0.0/8\"\n"
+        ),
     )
     .expect("write config");
     let sensor = RunningSensor::start(&config);
@@ -237,6 +240,31 @@ fn a_renamed_server_is_recognised_by_its_listening_port() {
         alert["lineage"]["ancestry"][0]["executable"],
         server.to_str().expect("utf-8")
     );
+
+    // The renamed server's child dials out (loopback is not allowed by this config): attributed
+    // to it through the listening socket too.
+    let target = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).expect("bind");
+    let target_port = target.local_addr().expect("addr").port();
+    let mut running = Command::new(&server)
+        .args(["listen-spawn", &port.to_string()])
+        .arg(&server)
+        .args(["connect", &format!("127.0.0.1:{target_port}")])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start the renamed server again");
+    let (outbound, others) = sensor.alert_until(WITHIN, |a| {
+        a["rule"]["id"] == "server-outbound-unknown" && a["destination"]["port"] == target_port
+    });
+    drop(running.stdin.take());
+    let _ = running.wait();
+    let outbound = outbound.unwrap_or_else(|| panic!("no outbound alert: {others:#?}"));
+    assert_eq!(
+        outbound["lineage"]["server"]["family"], "in-house",
+        "{outbound}"
+    );
+    assert_eq!(outbound["lineage"]["server"]["listen_port"], port);
+
     let (status, log) = sensor.stop();
     assert!(status.success(), "{log:#?}");
 }

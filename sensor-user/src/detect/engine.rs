@@ -330,7 +330,7 @@ impl Engine {
                     || self
                         .recon
                         .is_tool(&image, &mut self.scratch, &mut self.owners))
-                && self.discover_listeners(id)
+                && self.discover_listeners(id, false)
             {
                 server = server_above(self.table.parent(id));
             }
@@ -355,10 +355,11 @@ impl Engine {
         Some(())
     }
 
-    /// A shell or recon tool with no known server above: asks the host whether an ancestor
-    /// listens on a family's `listen_ports` (a server renamed or run from an unusual path). Marks
-    /// every such ancestor and re-tags the chain from the top; true if any was found.
-    fn discover_listeners(&mut self, id: EntityId) -> bool {
+    /// A shell or recon tool (or, with `include_self`, a connect) with no known server above:
+    /// asks the host whether an ancestor (or the process itself) listens on a family's
+    /// `listen_ports` (a server renamed or run from an unusual path). Marks every such process
+    /// and re-tags the chain from the top; true if any was found.
+    fn discover_listeners(&mut self, id: EntityId, include_self: bool) -> bool {
         if !self.families.has_listen_ports() || self.facts.is_none() {
             return false;
         }
@@ -366,8 +367,10 @@ impl Engine {
         // init holds the sockets of socket-activated services: it is never a server.
         let chain: Vec<EntityId> = self
             .table
-            .ancestors(id)
-            .take(LISTEN_ANCESTORS_MAX)
+            .get(id)
+            .filter(|_| include_self)
+            .into_iter()
+            .chain(self.table.ancestors(id).take(LISTEN_ANCESTORS_MAX))
             .filter(|a| a.exited_ns.is_none() && a.id.pid > 2)
             .map(|a| a.id)
             .collect();
@@ -585,7 +588,18 @@ impl Engine {
             return;
         };
         p.uid = c.uid;
-        let p = &*p;
+        // A renamed server dialing out is known only by its listening port: ask (at most every
+        // 10 s per process, and only when some family lists ports).
+        if p.annotation.family.is_none()
+            && p.annotation.server.is_none()
+            && self.facts.is_some()
+            && self.families.has_listen_ports()
+        {
+            self.discover_listeners(live, true);
+        }
+        let Some(p) = self.table.get(live) else {
+            return;
+        };
         let family = match (&p.annotation.family, &p.annotation.server) {
             (Some(f), _) => *f,
             (None, Some(s)) => s.family,
@@ -1272,5 +1286,45 @@ mod tests {
         assert_eq!(v["rule"]["id"], "server-spawned-shell");
         assert_eq!(v["process"]["executable"], "/tmp/kworker");
         assert_eq!(v["lineage"]["shell_copy_of"], "/usr/bin/dash");
+    }
+
+    #[test]
+    fn a_renamed_server_dialing_out_is_found_by_its_listening_port() {
+        let mut config = Config::default();
+        config.detect.families[1].listen_ports = vec![8080];
+        let host = FakeHost {
+            listeners: vec![(10, 8080)],
+            ..FakeHost::default()
+        };
+        let mut engine = Engine::new(&config, HostInfo::default())
+            .expect("engine")
+            .with_host_facts(Box::new(host));
+        let mut alerts = Vec::new();
+        let connect = |ts: u64, pid: u32| {
+            Event::Connect(Connect {
+                ts_ns: ts,
+                pid,
+                tid: pid,
+                uid: 33,
+                family: NetFamily::Inet,
+                daddr: std::net::IpAddr::from([198, 51, 100, 7]),
+                dport: 4444,
+                proto: crate::event::Proto::Tcp,
+                ret: 0,
+            })
+        };
+        engine.process(
+            exec(1, 10, 1, "/opt/app/bin/httpd-x", &["httpd-x"]),
+            &mut alerts,
+        );
+        engine.process(exec(2, 20, 1, "/usr/bin/curl", &["curl"]), &mut alerts);
+        engine.process(connect(3, 20), &mut alerts);
+        assert!(alerts.is_empty(), "not a server: {alerts:?}");
+        engine.process(connect(4, 10), &mut alerts);
+        assert_eq!(alerts.len(), 1, "{alerts:#?}");
+        let v = serde_json::to_value(&alerts[0]).expect("json");
+        assert_eq!(v["rule"]["id"], "server-outbound-unknown");
+        assert_eq!(v["lineage"]["server"]["listen_port"], 8080);
+        assert_eq!(v["destination"]["port"], 4444);
     }
 }
