@@ -79,8 +79,9 @@ pub struct FamilyConfig {
     pub argv_patterns: Vec<String>,
     /// TCP ports: a process holding a listening socket on one of them is of this family whatever
     /// its file is called (a renamed or relocated server binary). Checked in `run` only, and only
-    /// when a shell or recon tool starts with no known server above it: the sensor then reads the
-    /// listening sockets of its ancestors from /proc (pid 1 is never one: socket activation makes
+    /// when a shell or recon tool starts, or a process connects, with no known server above it:
+    /// the sensor then reads the listening sockets of its ancestors (and, for a connect, its own)
+    /// from /proc, each process at most every 10 s (pid 1 is never one: socket activation makes
     /// init hold ports). Empty by default.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub listen_ports: Vec<u16>,
