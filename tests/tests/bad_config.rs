@@ -2,29 +2,9 @@
 //! for the state locations): exit code 2 and a message naming the file, the line and the field.
 //! Needs no eBPF; it is here because it runs the real binary.
 
-use std::{
-    os::unix::fs::PermissionsExt as _,
-    path::{Path, PathBuf},
-    process::Command,
-};
+use std::{os::unix::fs::PermissionsExt as _, path::Path, process::Command};
 
 use integration_tests::sensor_binary;
-
-struct TempDir(PathBuf);
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("lineage-badcfg-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
-        TempDir(dir)
-    }
-}
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Runs the sensor, returns the exit code and stderr.
 fn sensor(args: &[&str], config: &Path) -> (Option<i32>, String) {
@@ -130,10 +110,13 @@ const CASES: &[(&str, &str, &str, usize)] = &[
 
 #[test]
 fn every_bad_field_exits_2_naming_file_line_and_field() {
-    let dir = TempDir::new("fields");
+    let dir = tempfile::Builder::new()
+        .prefix("lineage-badcfg-fields-")
+        .tempdir()
+        .expect("temp dir");
     let mut failures = Vec::new();
     for (i, (what, text, field, line)) in CASES.iter().enumerate() {
-        let path = dir.0.join(format!("case{i}.toml"));
+        let path = dir.path().join(format!("case{i}.toml"));
         std::fs::write(&path, text).expect("write config");
         let (code, stderr) = sensor(&["check-config"], &path);
         let location = format!("{}:{line}:", path.display());
@@ -148,8 +131,11 @@ fn every_bad_field_exits_2_naming_file_line_and_field() {
 
 #[test]
 fn a_good_config_passes_so_the_cases_above_can_fail() {
-    let dir = TempDir::new("good");
-    let path = dir.0.join("good.toml");
+    let dir = tempfile::Builder::new()
+        .prefix("lineage-badcfg-good-")
+        .tempdir()
+        .expect("temp dir");
+    let path = dir.path().join("good.toml");
     std::fs::write(
         &path,
         "[capture]\nring_buffer_bytes = 4096\n[[rules.server_outbound_unknown.allow]]\ncidr = \"10.0.0.0/8\"\n",
@@ -164,14 +150,17 @@ fn a_good_config_passes_so_the_cases_above_can_fail() {
 
 #[test]
 fn an_unreadable_config_exits_2_naming_the_file() {
-    let dir = TempDir::new("unreadable");
-    for path in [dir.0.join("missing.toml"), dir.0.clone()] {
+    let dir = tempfile::Builder::new()
+        .prefix("lineage-badcfg-unreadable-")
+        .tempdir()
+        .expect("temp dir");
+    for path in [dir.path().join("missing.toml"), dir.path().to_path_buf()] {
         let (code, stderr) = sensor(&["check-config"], &path);
         assert_eq!(code, Some(2), "{stderr}");
         assert!(stderr.contains(&path.display().to_string()), "{stderr}");
     }
     // Not UTF-8: read, but not text.
-    let binary = dir.0.join("binary.toml");
+    let binary = dir.path().join("binary.toml");
     std::fs::write(&binary, b"[capture]\nring_buffer_bytes = \"\xff\xfe\"\n").expect("write");
     let (code, stderr) = sensor(&["check-config"], &binary);
     assert_eq!(code, Some(2), "{stderr}");
@@ -180,8 +169,11 @@ fn an_unreadable_config_exits_2_naming_the_file() {
 
 #[test]
 fn a_config_others_can_write_is_refused() {
-    let dir = TempDir::new("perm");
-    let path = dir.0.join("sensor.toml");
+    let dir = tempfile::Builder::new()
+        .prefix("lineage-badcfg-perm-")
+        .tempdir()
+        .expect("temp dir");
+    let path = dir.path().join("sensor.toml");
     std::fs::write(&path, "").expect("write config");
     for mode in [0o664, 0o646] {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
@@ -208,8 +200,11 @@ fn a_config_others_can_write_is_refused() {
 
 #[test]
 fn run_refuses_state_locations_others_can_write() {
-    let dir = TempDir::new("state");
-    let open_dir = dir.0.join("open");
+    let dir = tempfile::Builder::new()
+        .prefix("lineage-badcfg-state-")
+        .tempdir()
+        .expect("temp dir");
+    let open_dir = dir.path().join("open");
     std::fs::create_dir_all(&open_dir).expect("mkdir");
     std::fs::set_permissions(&open_dir, std::fs::Permissions::from_mode(0o777)).expect("chmod");
     let cases = [
@@ -220,11 +215,11 @@ fn run_refuses_state_locations_others_can_write() {
         format!(
             "[output]\nspool_dir = \"{}\"\n\n[[output.sinks]]\ntype = \"file\"\npath = \"{}/alerts\"\n",
             open_dir.display(),
-            dir.0.display()
+            dir.path().display()
         ),
     ];
     for (i, text) in cases.iter().enumerate() {
-        let path = dir.0.join(format!("run{i}.toml"));
+        let path = dir.path().join(format!("run{i}.toml"));
         std::fs::write(&path, text).expect("write config");
         let out = Command::new(sensor_binary())
             .args(["run", "--metrics-listen", "127.0.0.1:0", "--config"])

@@ -4,7 +4,6 @@
 //! rooted at the server.
 
 use std::{
-    path::PathBuf,
     process::{Command, Stdio},
     time::Duration,
 };
@@ -15,13 +14,6 @@ use serde_json::Value;
 const WORKLOAD: &str = env!("CARGO_BIN_EXE_workload");
 /// Generous: nothing here measures time.
 const WITHIN: Duration = Duration::from_secs(30);
-
-struct TempDir(PathBuf);
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Waits for the shell alert whose command line carries `marker`.
 fn shell_alert(sensor: &RunningSensor, marker: &str) -> Result<Value, String> {
@@ -40,12 +32,14 @@ fn shell_alert(sensor: &RunningSensor, marker: &str) -> Result<Value, String> {
 #[test]
 fn launchers_argv0_and_double_forks_do_not_hide_a_server_spawned_shell() {
     require_root();
-    let dir = TempDir(std::env::temp_dir().join(format!("lineage-evasion-{}", std::process::id())));
-    std::fs::create_dir_all(&dir.0).expect("temp dir");
-    let server = dir.0.join("nginx");
+    let dir = tempfile::Builder::new()
+        .prefix("lineage-evasion-")
+        .tempdir()
+        .expect("temp dir");
+    let server = dir.path().join("nginx");
     std::fs::copy(WORKLOAD, &server).expect("copy workload as nginx");
     let server_text = server.to_str().expect("utf-8 path").to_owned();
-    let config = dir.0.join("sensor.toml");
+    let config = dir.path().join("sensor.toml");
     std::fs::write(&config, "").expect("write config");
     let sensor = RunningSensor::start(&config);
 
@@ -128,7 +122,7 @@ fn launchers_argv0_and_double_forks_do_not_hide_a_server_spawned_shell() {
 
     // A shell copied under another name: recognised by its content, not its name.
     let real_sh = std::fs::canonicalize("/bin/sh").expect("/bin/sh");
-    let copy = dir.0.join("kworker");
+    let copy = dir.path().join("kworker");
     std::fs::copy(&real_sh, &copy).expect("copy the shell");
     let status = Command::new(&server)
         .arg("spawn")
@@ -187,12 +181,14 @@ fn launchers_argv0_and_double_forks_do_not_hide_a_server_spawned_shell() {
 #[test]
 fn a_renamed_server_is_recognised_by_its_listening_port() {
     require_root();
-    let dir = TempDir(std::env::temp_dir().join(format!("lineage-renamed-{}", std::process::id())));
-    std::fs::create_dir_all(&dir.0).expect("temp dir");
-    let server = dir.0.join("srv-7f3a");
+    let dir = tempfile::Builder::new()
+        .prefix("lineage-renamed-")
+        .tempdir()
+        .expect("temp dir");
+    let server = dir.path().join("srv-7f3a");
     std::fs::copy(WORKLOAD, &server).expect("copy workload");
     let port = integration_tests::free_port();
-    let config = dir.0.join("sensor.toml");
+    let config = dir.path().join("sensor.toml");
     std::fs::write(
         &config,
         format!(

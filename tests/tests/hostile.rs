@@ -19,13 +19,6 @@ const WORKLOAD: &str = env!("CARGO_BIN_EXE_workload");
 /// Generous: nothing here measures time.
 const WITHIN: Duration = Duration::from_secs(30);
 
-struct TempDir(std::path::PathBuf);
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn hostile_args() -> Vec<Vec<u8>> {
     let junk: Vec<u8> = (1..=255u8).collect();
     let mut args: Vec<Vec<u8>> = vec![
@@ -54,15 +47,18 @@ fn hostile_args() -> Vec<Vec<u8>> {
 #[test]
 fn hostile_argv_and_paths_give_single_line_json_with_every_byte_kept() {
     require_root();
-    let dir = TempDir(std::env::temp_dir().join(format!("lineage-hostile-{}", std::process::id())));
+    let dir = tempfile::Builder::new()
+        .prefix("lineage-hostile-")
+        .tempdir()
+        .expect("temp dir");
     // Spaces, non-ASCII and a newline-free but odd directory name for both server and shell.
-    let odd = dir.0.join("odd dir \u{e9}\u{4e2d} $(x)");
+    let odd = dir.path().join("odd dir \u{e9}\u{4e2d} $(x)");
     std::fs::create_dir_all(&odd).expect("temp dir");
     let server = odd.join("nginx");
     std::fs::copy(WORKLOAD, &server).expect("copy workload as nginx");
     let shell = odd.join("sh");
     std::fs::copy("/bin/sh", &shell).expect("copy /bin/sh");
-    let config = dir.0.join("sensor.toml");
+    let config = dir.path().join("sensor.toml");
     std::fs::write(&config, "").expect("write config");
 
     let sensor = RunningSensor::start(&config);
@@ -156,5 +152,5 @@ fn hostile_argv_and_paths_give_single_line_json_with_every_byte_kept() {
 
     let (status, log) = sensor.stop();
     assert!(status.success(), "clean exit: {status}; {log:#?}");
-    assert!(Path::new(&dir.0).exists());
+    assert!(Path::new(dir.path()).exists());
 }

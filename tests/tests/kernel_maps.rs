@@ -2,19 +2,12 @@
 //! finish: a write-open blocked inside the kernel (a FIFO with no reader) shows as one
 //! pending_file entry, and none once it returns.
 
-use std::{path::PathBuf, time::Duration};
+use std::time::Duration;
 
 use integration_tests::{RunningSensor, require_root};
 
 /// The sensor refreshes the gauge on its 10 s housekeeping tick.
 const REFRESH: Duration = Duration::from_secs(12);
-
-struct TempDir(PathBuf);
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn pending_files(sensor: &RunningSensor) -> Option<u64> {
     let (status, body) = sensor.http_get("/metrics").expect("scrape");
@@ -27,13 +20,15 @@ fn pending_files(sensor: &RunningSensor) -> Option<u64> {
 #[test]
 fn a_blocked_write_open_is_a_pending_entry_until_it_returns() {
     require_root();
-    let dir = TempDir(std::env::temp_dir().join(format!("lineage-maps-{}", std::process::id())));
-    std::fs::create_dir_all(&dir.0).expect("temp dir");
-    let fifo = dir.0.join("fifo");
+    let dir = tempfile::Builder::new()
+        .prefix("lineage-maps-")
+        .tempdir()
+        .expect("temp dir");
+    let fifo = dir.path().join("fifo");
     let path = std::ffi::CString::new(fifo.to_str().expect("utf-8")).expect("cstring");
     // SAFETY: a valid NUL-terminated path.
     assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
-    let config = dir.0.join("sensor.toml");
+    let config = dir.path().join("sensor.toml");
     std::fs::write(&config, "").expect("write config");
     let sensor = RunningSensor::start(&config);
 

@@ -3,7 +3,6 @@
 //! sensor stays healthy.
 
 use std::{
-    path::PathBuf,
     process::{Command, Stdio},
     time::Duration,
 };
@@ -12,13 +11,6 @@ use integration_tests::{RunningSensor, require_root};
 use serde_json::Value;
 
 const WORKLOAD: &str = env!("CARGO_BIN_EXE_workload");
-
-struct TempDir(PathBuf);
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn lost_total(metrics: &str) -> u64 {
     metrics
@@ -32,12 +24,13 @@ fn lost_total(metrics: &str) -> u64 {
 #[test]
 fn a_tiny_ring_under_an_exec_storm_counts_and_logs_losses_and_stays_correct() {
     require_root();
-    let dir =
-        TempDir(std::env::temp_dir().join(format!("lineage-overflow-{}", std::process::id())));
-    std::fs::create_dir_all(&dir.0).expect("temp dir");
-    let server = dir.0.join("nginx");
+    let dir = tempfile::Builder::new()
+        .prefix("lineage-overflow-")
+        .tempdir()
+        .expect("temp dir");
+    let server = dir.path().join("nginx");
     std::fs::copy(WORKLOAD, &server).expect("copy workload as nginx");
-    let config = dir.0.join("sensor.toml");
+    let config = dir.path().join("sensor.toml");
     // Rate limiting off: every shell that arrives must alert.
     std::fs::write(
         &config,

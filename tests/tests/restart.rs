@@ -4,8 +4,7 @@
 
 use std::{
     io::{BufRead as _, BufReader},
-    os::unix::{fs::PermissionsExt as _, process::CommandExt as _},
-    path::PathBuf,
+    os::unix::process::CommandExt as _,
     process::{Child, Command, Stdio},
     time::Duration,
 };
@@ -16,13 +15,6 @@ use serde_json::Value;
 const WORKLOAD: &str = env!("CARGO_BIN_EXE_workload");
 /// Generous: nothing here measures time.
 const WITHIN: Duration = Duration::from_secs(30);
-
-struct TempDir(PathBuf);
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// The fake server in a process group of its own, killed with its shell on drop.
 struct Reaped(Child);
@@ -50,14 +42,15 @@ fn alert_where(sensor: &mut RunningSensor, want: impl Fn(&Value) -> bool) -> Val
 #[test]
 fn after_sigkill_the_restarted_sensor_continues_the_tree_and_its_incident() {
     require_root();
-    let dir = TempDir(std::env::temp_dir().join(format!("lineage-restart-{}", std::process::id())));
-    std::fs::create_dir_all(&dir.0).expect("temp dir");
-    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o700)).expect("chmod");
-    let server = dir.0.join("nginx");
+    let dir = tempfile::Builder::new()
+        .prefix("lineage-restart-")
+        .tempdir()
+        .expect("temp dir");
+    let server = dir.path().join("nginx");
     std::fs::copy(WORKLOAD, &server).expect("copy workload as nginx");
-    let go = dir.0.join("go");
-    let state = dir.0.join("incidents.json");
-    let config = dir.0.join("sensor.toml");
+    let go = dir.path().join("go");
+    let state = dir.path().join("incidents.json");
+    let config = dir.path().join("sensor.toml");
     std::fs::write(
         &config,
         format!("[incidents]\nstate_file = \"{}\"\n", state.display()),
