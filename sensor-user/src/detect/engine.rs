@@ -319,8 +319,7 @@ impl Engine {
         let mut copy_of = None;
         let mut shell = false;
         // Nothing to evaluate for the common exec: no server above and no way to find one.
-        let can_discover =
-            server.is_none() && self.facts.is_some() && self.families.has_listen_ports();
+        let can_discover = server.is_none() && self.can_discover();
         if evaluate_shell && family.is_none() && (server.is_some() || can_discover) {
             let by_name = self
                 .shell
@@ -355,12 +354,17 @@ impl Engine {
         Some(())
     }
 
+    /// Whether servers can be found by listening port: in `run`, with some family listing ports.
+    fn can_discover(&self) -> bool {
+        self.facts.is_some() && self.families.has_listen_ports()
+    }
+
     /// A shell or recon tool (or, with `include_self`, a connect) with no known server above:
     /// asks the host whether an ancestor (or the process itself) listens on a family's
     /// `listen_ports` (a server renamed or run from an unusual path). Marks every such process
     /// and re-tags the chain from the top; true if any was found.
     fn discover_listeners(&mut self, id: EntityId, include_self: bool) -> bool {
-        if !self.families.has_listen_ports() || self.facts.is_none() {
+        if !self.can_discover() {
             return false;
         }
         let now = self.table.get(id).map_or(0, |p| p.last_seen_ns);
@@ -590,11 +594,7 @@ impl Engine {
         p.uid = c.uid;
         // A renamed server dialing out is known only by its listening port: ask (at most every
         // 10 s per process, and only when some family lists ports).
-        if p.annotation.family.is_none()
-            && p.annotation.server.is_none()
-            && self.facts.is_some()
-            && self.families.has_listen_ports()
-        {
+        if p.annotation.family.is_none() && p.annotation.server.is_none() && self.can_discover() {
             self.discover_listeners(live, true);
         }
         let Some(p) = self.table.get(live) else {
@@ -858,21 +858,7 @@ fn ancestry_below_init<'a>(
 /// The server link a child of `parent` gets: the parent itself if it is a server, else the
 /// parent's own link.
 fn server_above(parent: Option<&Process<Tag>>) -> Option<Arc<ServerRef>> {
-    let parent = parent?;
-    match parent.annotation.family {
-        Some(family) => Some(Arc::new(ServerRef {
-            id: parent.id,
-            family,
-            image: parent.image.clone(),
-            root: parent
-                .annotation
-                .server
-                .as_ref()
-                .map_or(parent.id, |s| s.root),
-            listen_port: listen_port(parent, family),
-        })),
-        None => parent.annotation.server.clone(),
-    }
+    parent.and_then(nearest_server)
 }
 
 /// The port a server was recognised by, when it was not recognised by its executable.

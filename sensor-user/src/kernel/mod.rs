@@ -163,7 +163,8 @@ fn key_count<V: aya::Pod>(map: &aya::maps::Map) -> usize {
     match aya::maps::HashMap::<&MapData, u64, V>::try_from(map) {
         Ok(map) => map.keys().filter(Result::is_ok).count(),
         Err(err) => {
-            log::debug!("counting a pending map: {err}");
+            // Only a wire-format drift between the two sides can get here: say so, loudly.
+            log::warn!("cannot count a pending map's entries: {err}");
             0
         }
     }
