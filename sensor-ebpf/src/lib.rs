@@ -25,7 +25,16 @@ pub mod maps {
     pub const PATH_SCRATCH: &str = "PATH_SCRATCH";
     /// LPM trie of watched path prefixes ([`crate::PathKey`] -> `u8`), loaded from the config.
     pub const WATCHED_PATHS: &str = "WATCHED_PATHS";
+    /// LRU hash `u32` tgid -> `u32` (unused): server processes and their descendants, whose
+    /// execs wake the reader at once. Userspace adds the servers it classifies; fork adds their
+    /// children and exit removes every entry.
+    pub const SERVER_TREE: &str = "SERVER_TREE";
 }
+
+/// Entries of [`maps::SERVER_TREE`]: far more than the server processes and the shells below
+/// them on any host; when full, the least recently used entry goes, which only delays the
+/// detection of that process's execs to the next flush tick.
+pub const SERVER_TREE_ENTRIES: u32 = 16_384;
 
 /// Size of a PENDING_FILE value (the programs' `PendingFile`), for userspace counting its entries.
 pub const PENDING_FILE_BYTES: usize = 32;

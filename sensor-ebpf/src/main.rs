@@ -67,6 +67,12 @@ static PATH_SCRATCH: PerCpuArray<[u8; 3 * sensor_ebpf::PATH_MAX]> =
 #[map]
 static WATCHED_PATHS: LpmTrie<PathKey, u8> = LpmTrie::with_max_entries(1024, 0);
 
+/// See [`sensor_ebpf::maps::SERVER_TREE`].
+#[cfg(target_arch = "bpf")]
+#[map]
+static SERVER_TREE: LruHashMap<u32, u32> =
+    LruHashMap::with_max_entries(sensor_ebpf::SERVER_TREE_ENTRIES, 0);
+
 /// Counts a record that the ring buffer had no room for; userspace sums it per kind.
 #[cfg(target_arch = "bpf")]
 #[inline(always)]
@@ -78,13 +84,15 @@ fn count_lost(event_kind: u32) {
 }
 
 /// Ring-buffer wakeups. A wakeup costs the producing task an irq_work (a self-IPI: in a VM, an
-/// exit to the hypervisor, about 9 us measured on the development machine) and userspace a
-/// context switch; one per connect made a loopback connect storm nearly twice as slow. So only an
-/// exec (what the exec-to-alert latency is about) wakes the reader, at most once per
-/// [`WAKE_GAP_NS`] per CPU; every other record, and an exec inside that gap, waits for the next
-/// wakeup, the reader's flush tick (`capture.flush_interval_ms`) or a quarter-full ring. The
-/// wakeup must be forced: the kernel's default only wakes a reader that has consumed everything
-/// before this record, which unwoken records make false.
+/// exit to the hypervisor, about 9 us measured on the development machine) and the host a
+/// context switch into the reader, which on a small machine takes a CPU from the workload: one
+/// per connect made a loopback connect storm nearly twice as slow, and one per exec (even at
+/// most every 5 ms per CPU) cost an exec storm 2.6%. So only an exec inside a server tree
+/// ([`SERVER_TREE`]: what the exec-to-alert latency is about) wakes the reader, at most once per
+/// [`WAKE_GAP_NS`] per CPU; every other record waits for the next wakeup, the reader's flush
+/// tick (`capture.flush_interval_ms`) or a quarter-full ring. The wakeup must be forced: the
+/// kernel's default only wakes a reader that has consumed everything before this record, which
+/// unwoken records make false.
 #[cfg(target_arch = "bpf")]
 #[inline(always)]
 fn wake_now() -> u64 {

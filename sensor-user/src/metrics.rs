@@ -12,6 +12,7 @@ pub struct Metrics {
     events: IntCounterVec,
     events_lost: IntCounterVec,
     decode_errors: IntCounter,
+    ring_reads: IntCounterVec,
     alerts: IntCounterVec,
     alerts_suppressed: IntCounterVec,
     sinks: SinkMetrics,
@@ -64,6 +65,18 @@ impl Metrics {
         registry.register(Box::new(events.clone()))?;
         registry.register(Box::new(events_lost.clone()))?;
         registry.register(Box::new(decode_errors.clone()))?;
+        let ring_reads = IntCounterVec::new(
+            Opts::new(
+                "ring_reads_total",
+                "Batches read from the ring buffer, by what started the read: a kernel wakeup \
+                 (an exec below a server, or a quarter-full ring) or the flush tick.",
+            ),
+            &["trigger"],
+        )?;
+        for trigger in crate::kernel::reader::Trigger::ALL {
+            ring_reads.with_label_values(&[trigger.as_str()]);
+        }
+        registry.register(Box::new(ring_reads.clone()))?;
         let alerts = IntCounterVec::new(
             Opts::new("alerts_total", "Alerts emitted, by rule."),
             &["rule"],
@@ -134,8 +147,9 @@ impl Metrics {
         let kernel_map_entries = IntGaugeVec::new(
             Opts::new(
                 "kernel_map_entries",
-                "Entries in the kernel's per-thread maps of syscalls between entry and exit \
-                 (pending_connect, pending_file); near zero unless calls are in flight.",
+                "Entries in the kernel's maps: per-thread syscalls between entry and exit \
+                 (pending_connect, pending_file; near zero unless calls are in flight), and \
+                 server_tree (server processes and their descendants).",
             ),
             &["map"],
         )?;
@@ -168,6 +182,7 @@ impl Metrics {
             events,
             events_lost,
             decode_errors,
+            ring_reads,
             alerts,
             alerts_suppressed,
             sinks,
@@ -192,6 +207,10 @@ impl Metrics {
 
     pub fn decode_error(&self) {
         self.decode_errors.inc();
+    }
+
+    pub fn ring_read(&self, trigger: crate::kernel::reader::Trigger) {
+        self.ring_reads.with_label_values(&[trigger.as_str()]).inc();
     }
 
     pub fn decode_errors(&self) -> u64 {

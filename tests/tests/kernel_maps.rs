@@ -1,6 +1,7 @@
-//! The kernel side's per-thread pending maps are visible in the metrics and empty once calls
-//! finish: a write-open blocked inside the kernel (a FIFO with no reader) shows as one
-//! pending_file entry, and none once it returns.
+//! The kernel side's maps, seen from outside: the per-thread pending maps are visible in the
+//! metrics and empty once calls finish (a write-open blocked inside the kernel on a FIFO with no
+//! reader shows as one pending_file entry, and none once it returns); the server tree decides
+//! which execs wake the reader.
 
 use std::time::Duration;
 
@@ -58,6 +59,59 @@ fn a_blocked_write_open_is_a_pending_entry_until_it_returns() {
     assert!(
         after.zip(blocked).is_some_and(|(a, b)| a < b),
         "the entry leaves once the call returned: {after:?} after, {blocked:?} while blocked"
+    );
+    let (status, log) = sensor.stop();
+    assert!(status.success(), "{log:#?}");
+}
+
+const WORKLOAD: &str = env!("CARGO_BIN_EXE_workload");
+
+fn wakeup_reads(sensor: &RunningSensor) -> u64 {
+    let (status, body) = sensor.http_get("/metrics").expect("scrape");
+    assert_eq!(status, 200);
+    body.lines()
+        .find(|l| l.starts_with("lineage_sensor_ring_reads_total{trigger=\"wakeup\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .expect("the ring_reads_total metric")
+}
+
+/// Wakeups are spent on what detection waits for: an exec below a server wakes the reader at
+/// once (the kernel follows the server's forks in its server tree); an exec anywhere else waits
+/// for the flush tick, here a second.
+#[test]
+fn only_execs_below_a_server_wake_the_reader() {
+    require_root();
+    let dir = tempfile::Builder::new()
+        .prefix("lineage-wake-")
+        .tempdir()
+        .expect("temp dir");
+    let config = dir.path().join("sensor.toml");
+    std::fs::write(&config, "[capture]\nflush_interval_ms = 1000\n").expect("write config");
+    let sensor = RunningSensor::start(&config);
+    let server = dir.path().join("nginx");
+    std::fs::copy(WORKLOAD, &server).expect("copy workload as nginx");
+    // 20 execs, 25 ms apart: more than the kernel's 5 ms between two wakeups of one CPU.
+    let paced = |program: &std::path::Path, delay_ms: &str| {
+        let out = std::process::Command::new(program)
+            .args(["paced", delay_ms, "20", "25", "/bin/true"])
+            .output()
+            .expect("run the paced workload");
+        assert!(out.status.success(), "{out:?}");
+    };
+
+    let start = wakeup_reads(&sensor);
+    paced(std::path::Path::new(WORKLOAD), "0");
+    let plain = wakeup_reads(&sensor) - start;
+    // The server waits out a flush tick first, so that the sensor has classified it.
+    paced(&server, "1500");
+    let below_server = wakeup_reads(&sensor) - start - plain;
+    assert!(
+        below_server >= 15,
+        "20 execs below a server woke the reader {below_server} times"
+    );
+    assert!(
+        plain < 10,
+        "20 execs below no server woke the reader {plain} times"
     );
     let (status, log) = sensor.stop();
     assert!(status.success(), "{log:#?}");

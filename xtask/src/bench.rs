@@ -138,10 +138,12 @@ pub fn bench(options: Options) -> anyhow::Result<()> {
         report.write(&out)?;
     }
     if options.runs(Part::Latency) {
-        for sink in latency::SINKS {
-            report
-                .latency
-                .push(latency::measure(&bins, options.alerts, sink)?);
+        for server in latency::Server::ALL {
+            for sink in latency::SINKS {
+                report
+                    .latency
+                    .push(latency::measure(&bins, options.alerts, sink, server)?);
+            }
         }
     }
     if options.runs(Part::Replay) {

@@ -15,9 +15,9 @@ use aya_ebpf::{
 use sensor_ebpf::{ARGV_MAX, ExecEvent, FILENAME_MAX, exec_flags, kind};
 
 use crate::{
-    EVENTS, EXEC_SCRATCH, count_lost,
+    EVENTS, EXEC_SCRATCH, SERVER_TREE, count_lost,
     kernel::{header, offset, read},
-    wake_now,
+    wake_later, wake_now,
 };
 
 #[raw_tracepoint(tracepoint = "sched_process_exec")]
@@ -86,7 +86,14 @@ fn try_sched_process_exec(ctx: &RawTracePointContext) -> Result<(), i32> {
     // SAFETY: `size` never exceeds size_of::<ExecEvent>() because `len <= ARGV_MAX`.
     let bytes =
         unsafe { core::slice::from_raw_parts((event as *const ExecEvent).cast::<u8>(), size) };
-    if EVENTS.output::<[u8]>(bytes, wake_now()).is_err() {
+    // SAFETY: the value is not read, only whether there is one.
+    let in_server_tree = unsafe { SERVER_TREE.get(&event.header.pid) }.is_some();
+    let wake = if in_server_tree {
+        wake_now()
+    } else {
+        wake_later()
+    };
+    if EVENTS.output::<[u8]>(bytes, wake).is_err() {
         count_lost(kind::EXEC);
     }
     Ok(())

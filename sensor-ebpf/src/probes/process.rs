@@ -3,6 +3,8 @@
 //! Raw tracepoints give us the task pointers, which is what makes threads and processes
 //! distinguishable exactly: a new task whose pid differs from its tgid is a thread and never
 //! becomes an event, so a server's thread pool costs one filter per clone and nothing more.
+//! Both also keep the server tree (`SERVER_TREE`, see `wake_now`): a child of a process in it
+//! joins it at fork, and a process leaves it at exit.
 
 use aya_ebpf::{
     helpers::{bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_uid_gid},
@@ -12,7 +14,7 @@ use aya_ebpf::{
 use sensor_ebpf::{ExitEvent, ForkEvent, kind};
 
 use crate::{
-    EVENTS, count_lost,
+    EVENTS, SERVER_TREE, count_lost,
     kernel::{header, offset, read},
     wake_later,
 };
@@ -36,6 +38,11 @@ fn try_sched_process_fork(ctx: &RawTracePointContext) -> Result<(), i32> {
     let real_parent: *const u8 = read(child, offset!(task_real_parent))?;
     let ppid: u32 = read(real_parent, offset!(task_tgid))?;
     let start_ns: u64 = read(child, offset!(task_start_boottime))?;
+    // SAFETY: the value is not read, only whether there is one.
+    if unsafe { SERVER_TREE.get(&ppid) }.is_some() {
+        // A full map evicts its least recently used entry; nothing to do on failure.
+        let _ = SERVER_TREE.insert(&child_tgid, &0, 0);
+    }
 
     let mut header = header(kind::FORK);
     header.pid = child_tgid;
@@ -74,6 +81,8 @@ fn try_sched_process_exit(ctx: &RawTracePointContext) -> Result<(), i32> {
     if header.pid != header.tid {
         return Ok(()); // a thread ending; the process lives on
     }
+    // Absent for most processes: a miss is the whole cost.
+    let _ = SERVER_TREE.remove(&header.pid);
     // TP_PROTO(struct task_struct *p, ...): p is the exiting task, which is current.
     let task: *const u8 = ctx.arg(0);
     let exit_code: u32 = read(task, offset!(task_exit_code))?;

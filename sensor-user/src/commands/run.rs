@@ -98,6 +98,7 @@ pub async fn run(
     // rather than missed.
     let mut capture = Capture::start(&config.effective_capture(), metrics.clone())?;
     seed(&mut engine, &config);
+    capture.add_to_server_tree(engine.take_server_pids());
     // After seeding: restored incidents are matched to the seeded roots.
     state_files::restore_incidents(&mut engine, &config);
     metrics.set_processes(engine.totals().processes);
@@ -118,10 +119,12 @@ pub async fn run(
                 read?;
                 let hashing = Hashing::new(&config, &hash_tx);
                 handle(&mut engine, &mut batch, &mut alerts, &mut line, &sinks, &metrics, &hashing, &config)?;
+                capture.add_to_server_tree(engine.take_server_pids());
             }
             Some(alert) = hash_rx.recv() => send_alert(&alert, &mut line, &sinks)?,
             _ = hangup.recv() => {
                 reload(&mut config, options, &mut engine, &mut sinks, &mut endpoint, &metrics).await;
+                capture.add_to_server_tree(engine.take_server_pids());
             }
             _ = housekeeping.tick() => {
                 capture.warn_lost();
@@ -203,7 +206,8 @@ fn new_engine(config: &Config, metrics: &Arc<Metrics>) -> Result<Engine, RunErro
             boot_wall_ns: crate::clock::boot_wall_ns(),
         },
     )?
-    .with_metrics(metrics.clone());
+    .with_metrics(metrics.clone())
+    .with_server_pids();
     let shells = ShellCopies::scan(SHELL_DIRS, |path| engine.is_shell_file(path));
     log::debug!(
         "{} shell files hashed to recognise copies under other names",

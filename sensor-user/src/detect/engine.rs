@@ -94,6 +94,10 @@ pub struct Engine {
     /// When each process's listening sockets were last read (event time), so that a busy shell
     /// script below an unknown parent does not read /proc for every command.
     listen_checked: FxHashMap<EntityId, u64>,
+    /// Only in `run` (see [`Engine::with_server_pids`]): processes found to be servers or below
+    /// one since the last [`Engine::take_server_pids`], for the kernel's server tree.
+    collect_server_pids: bool,
+    server_pids: Vec<u32>,
 }
 
 /// How long a process found listening on none of the `listen_ports` is not asked again.
@@ -151,6 +155,8 @@ impl Engine {
             owners: Vec::new(),
             facts: None,
             listen_checked: FxHashMap::default(),
+            collect_server_pids: false,
+            server_pids: Vec::new(),
         })
     }
 
@@ -177,6 +183,18 @@ impl Engine {
     pub fn with_host_facts(mut self, facts: Box<dyn HostFacts>) -> Self {
         self.facts = Some(facts);
         self
+    }
+
+    /// Collects the pids of processes classified as servers (and, when seeding, of those below
+    /// one) for [`Engine::take_server_pids`].
+    pub fn with_server_pids(mut self) -> Self {
+        self.collect_server_pids = true;
+        self
+    }
+
+    /// The pids collected since the last call (see [`Engine::with_server_pids`]).
+    pub fn take_server_pids(&mut self) -> std::vec::Drain<'_, u32> {
+        self.server_pids.drain(..)
     }
 
     /// Whether `path` names a shell by the shell rule's list (for finding the shells whose copies
@@ -234,6 +252,14 @@ impl Engine {
         for p in procs {
             let id = self.table.seed(p);
             self.annotate(id, true);
+            // Forked before the programs were attached: the kernel cannot have followed them.
+            if self.collect_server_pids
+                && let Some(p) = self.table.get(id)
+                && p.annotation.family.is_none()
+                && p.annotation.server.is_some()
+            {
+                self.server_pids.push(id.pid);
+            }
         }
     }
 
@@ -340,6 +366,11 @@ impl Engine {
                     shell = copy_of.is_some();
                 }
             }
+        }
+        // Servers only: their children join the kernel's tree at fork, and a short-lived child
+        // added from here could already be gone, leaving a stale entry.
+        if self.collect_server_pids && family.is_some() {
+            self.server_pids.push(id.pid);
         }
         let p = self.table.get_mut(id)?;
         p.annotation = Tag {
@@ -993,6 +1024,55 @@ mod tests {
             v["@timestamp"]
                 .as_str()
                 .is_some_and(|t| t.starts_with("2023-11-14T22:13:20"))
+        );
+    }
+
+    #[test]
+    fn server_pids_are_servers_and_what_was_below_them_at_seed() {
+        let seeded = |pid, ppid, exe: &str| crate::lineage::SeedProcess {
+            pid,
+            ppid,
+            start_ns: u64::from(pid),
+            uid: 0,
+            comm: "x".into(),
+            exe: exe.into(),
+            argv: vec![exe.into()],
+            container_id: None,
+        };
+        let mut engine = Engine::new(&Config::default(), HostInfo::default())
+            .expect("engine")
+            .with_server_pids();
+        engine.seed(vec![
+            seeded(1, 0, "/sbin/init"),
+            seeded(10, 1, "/usr/sbin/apache2"),
+            seeded(11, 10, "/bin/sh"),
+            seeded(12, 1, "/usr/sbin/cron"),
+        ]);
+        let mut pids: Vec<u32> = engine.take_server_pids().collect();
+        pids.sort_unstable();
+        assert_eq!(pids, [10, 11], "the server and the shell already below it");
+        assert_eq!(engine.take_server_pids().count(), 0, "taken once");
+
+        let mut alerts = Vec::new();
+        engine.process(exec(20, 30, 1, "/usr/sbin/nginx", &["nginx"]), &mut alerts);
+        engine.process(fork(21, 31, 30), &mut alerts);
+        engine.process(
+            exec(22, 31, 30, "/bin/sh", &["sh", "-c", "id"]),
+            &mut alerts,
+        );
+        engine.process(
+            exec(23, 32, 12, "/bin/sh", &["sh", "-c", "backup"]),
+            &mut alerts,
+        );
+        // The kernel follows nginx's forks itself: only the server is handed over.
+        assert_eq!(engine.take_server_pids().collect::<Vec<_>>(), [30]);
+
+        let mut plain = Engine::new(&Config::default(), HostInfo::default()).expect("engine");
+        plain.process(exec(1, 30, 1, "/usr/sbin/nginx", &["nginx"]), &mut alerts);
+        assert_eq!(
+            plain.take_server_pids().count(),
+            0,
+            "only collected when asked for"
         );
     }
 

@@ -5,7 +5,7 @@ use std::path::Path;
 use aya::{
     Ebpf, EbpfError, EbpfLoader,
     maps::{
-        MapData, MapError, PerCpuArray, RingBuf,
+        HashMap, MapData, MapError, PerCpuArray, RingBuf,
         lpm_trie::{Key, LpmTrie},
     },
     programs::{ProgramError, RawTracePoint, TracePoint},
@@ -13,6 +13,7 @@ use aya::{
 use sensor_ebpf::{OFFSETS_GLOBAL, PATH_KEY_MAX, PathKey, maps};
 
 use super::{
+    connect_entry::ConnectEntry,
     features::{FeatureError, probe},
     offsets::{OffsetError, VMLINUX_BTF, check_syscall_layout, kernel_offsets},
     tracefs::{TracefsError, ensure_tracefs},
@@ -31,11 +32,11 @@ enum Hook {
 }
 
 /// Program name (the function name in sensor-ebpf) and its hook.
-const PROGRAMS: [(&str, Hook); 5] = [
+/// connect()'s entry is attached separately (see [`super::connect_entry`]).
+const PROGRAMS: [(&str, Hook); 4] = [
     ("sched_process_exec", Hook::Raw("sched_process_exec")),
     ("sched_process_fork", Hook::Raw("sched_process_fork")),
     ("sched_process_exit", Hook::Raw("sched_process_exit")),
-    ("sys_enter_connect", Hook::Syscall("sys_enter_connect")),
     ("sys_exit_connect", Hook::Syscall("sys_exit_connect")),
 ];
 
@@ -115,6 +116,7 @@ pub struct Loaded {
     pub ebpf: Ebpf,
     pub ring: RingBuf<MapData>,
     pub lost: PerCpuArray<MapData, u64>,
+    pub server_tree: HashMap<MapData, u32, u32>,
 }
 
 /// Loads the programs with this kernel's offsets and attaches every one of them.
@@ -160,6 +162,14 @@ pub fn load(config: &CaptureConfig) -> Result<Loaded, LoadError> {
         }
         log::debug!("attached {program}");
     }
+    let connect_entry = match super::connect_entry::attach_cgroup_hooks(&mut ebpf) {
+        Ok(root) => ConnectEntry::Cgroup(root),
+        Err(why) => {
+            attach_syscall(&mut ebpf, "sys_enter_connect", "sys_enter_connect")?;
+            ConnectEntry::Syscall(why)
+        }
+    };
+    log::info!("connect() destinations from the {connect_entry}");
     attach_file_programs(&mut ebpf, &tracefs, offsets.tp_syscall_args)?;
     fill_watched_paths(&mut ebpf, &config.watch_paths)?;
 
@@ -173,11 +183,21 @@ pub fn load(config: &CaptureConfig) -> Result<Loaded, LoadError> {
         name: maps::LOST,
         source,
     })?;
+    let server_tree = take_map(&mut ebpf, maps::SERVER_TREE)?;
+    let server_tree = HashMap::try_from(server_tree).map_err(|source| LoadError::Map {
+        name: maps::SERVER_TREE,
+        source,
+    })?;
     // Parsing vmlinux BTF peaks at about 20 MB of heap that is free once the offsets are known,
     // but glibc keeps it mapped; handing it back keeps a long-running sensor's RSS at what it
     // uses (about 29 MB instead of 51 MB measured by the benchmark).
     crate::memory::give_back();
-    Ok(Loaded { ebpf, ring, lost })
+    Ok(Loaded {
+        ebpf,
+        ring,
+        lost,
+        server_tree,
+    })
 }
 
 fn attach_file_programs(ebpf: &mut Ebpf, tracefs: &Path, first_arg: u32) -> Result<(), LoadError> {

@@ -1,6 +1,7 @@
 //! Everything that knows about aya and the kernel. What leaves this module is typed [`Event`]s,
 //! so the rest of the sensor (and `replay`) never sees a ring buffer record.
 
+pub mod connect_entry;
 pub mod decode;
 pub mod features;
 pub mod loader;
@@ -10,7 +11,7 @@ pub mod tracefs;
 
 use std::{os::unix::ffi::OsStrExt, sync::Arc};
 
-use aya::maps::{MapData, PerCpuArray};
+use aya::maps::{HashMap, MapData, PerCpuArray};
 pub use loader::LoadError;
 use sensor_ebpf::{kind, maps};
 
@@ -29,6 +30,9 @@ pub struct Capture {
     ebpf: Option<aya::Ebpf>,
     reader: reader::EventReader,
     lost: PerCpuArray<MapData, u64>,
+    /// Servers and their descendants, whose execs wake the reader at once (sensor-ebpf's
+    /// wakeup policy): userspace adds the servers, the kernel follows their forks and exits.
+    server_tree: HashMap<MapData, u32, u32>,
     metrics: Arc<Metrics>,
     decoded: Vec<Result<Event, decode::DecodeError>>,
     /// The lost total last logged by [`Capture::warn_lost`].
@@ -57,6 +61,7 @@ impl Capture {
                 std::time::Duration::from_millis(config.flush_interval_ms.into()),
             )?,
             lost: loaded.lost,
+            server_tree: loaded.server_tree,
             metrics,
             decoded: Vec::with_capacity(BATCH_MAX),
             lost_logged: 0,
@@ -66,7 +71,8 @@ impl Capture {
     /// Waits for events and appends the next batch to `out`. Records that fail to decode are
     /// counted and logged, never passed on.
     pub async fn next_batch(&mut self, out: &mut Vec<Event>) -> std::io::Result<()> {
-        self.reader.read_batch(&mut self.decoded, BATCH_MAX).await?;
+        let trigger = self.reader.read_batch(&mut self.decoded, BATCH_MAX).await?;
+        self.metrics.ring_read(trigger);
         for result in self.decoded.drain(..) {
             match result {
                 Ok(mut event) => {
@@ -83,6 +89,17 @@ impl Capture {
             }
         }
         Ok(())
+    }
+
+    /// Puts processes the engine found to be servers (or below one) into the kernel's server
+    /// tree; their children join it at fork. Only latency depends on it: an exec outside the
+    /// tree is read on the next flush tick instead of at once.
+    pub fn add_to_server_tree(&mut self, pids: impl IntoIterator<Item = u32>) {
+        for pid in pids {
+            if let Err(err) = self.server_tree.insert(pid, 0, 0) {
+                log::debug!("adding pid {pid} to the server tree: {err}");
+            }
+        }
     }
 
     /// Detaches every program; events already in the ring can still be read.
@@ -120,8 +137,8 @@ impl Capture {
         }
     }
 
-    /// Counts the entries of the per-thread pending maps into the metrics: a leak there would
-    /// show as a count that stays up while nothing is in flight.
+    /// Counts the entries of the per-thread pending maps into the metrics (a leak there would
+    /// show as a count that stays up while nothing is in flight), and those of the server tree.
     pub fn sync_map_sizes(&self) {
         let Some(ebpf) = &self.ebpf else { return };
         if let Some(map) = ebpf.map(maps::PENDING_CONNECT) {
@@ -132,6 +149,8 @@ impl Capture {
             let n = key_count::<[u8; sensor_ebpf::PENDING_FILE_BYTES]>(map);
             self.metrics.set_kernel_map_entries("pending_file", n);
         }
+        let n = self.server_tree.keys().filter(Result::is_ok).count();
+        self.metrics.set_kernel_map_entries("server_tree", n);
     }
 
     /// Reads the kernel's per-CPU lost counters into the metrics; returns the new total.

@@ -11,9 +11,30 @@ use tokio::{
 use super::decode::{DecodeError, decode};
 use crate::event::Event;
 
+/// What made the reader take a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// The kernel woke the reader.
+    Wakeup,
+    /// The flush tick found records waiting.
+    Tick,
+}
+
+impl Trigger {
+    pub const ALL: [Trigger; 2] = [Trigger::Wakeup, Trigger::Tick];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Wakeup => "wakeup",
+            Trigger::Tick => "tick",
+        }
+    }
+}
+
 pub struct EventReader {
     ring: AsyncFd<RingBuf<MapData>>,
-    /// Only execs wake the reader (sensor-ebpf's wakeup policy); the rest is taken on this tick.
+    /// Only execs below servers wake the reader (sensor-ebpf's wakeup policy); the rest is taken
+    /// on this tick.
     flush: Interval,
 }
 
@@ -32,7 +53,7 @@ impl EventReader {
         &mut self,
         out: &mut Vec<Result<Event, DecodeError>>,
         max: usize,
-    ) -> std::io::Result<()> {
+    ) -> std::io::Result<Trigger> {
         loop {
             tokio::select! {
                 guard = self.ring.readable_mut() => {
@@ -40,14 +61,14 @@ impl EventReader {
                     if take(guard.get_inner_mut(), out, max) > 0 {
                         // Records left behind when `max` is reached keep the fd ready, so the
                         // next call does not sleep.
-                        return Ok(());
+                        return Ok(Trigger::Wakeup);
                     }
                     // Drained: wait for the next wakeup.
                     guard.clear_ready();
                 }
                 _ = self.flush.tick() => {
                     if take(self.ring.get_mut(), out, max) > 0 {
-                        return Ok(());
+                        return Ok(Trigger::Tick);
                     }
                 }
             }

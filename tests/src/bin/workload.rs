@@ -9,6 +9,7 @@ fn main() -> ExitCode {
     let raw_result = match raw.first().and_then(|a| a.to_str()) {
         Some("spawn") => Some(spawn(&raw[1..])),
         Some("listen-spawn") => Some(listen_spawn(&raw[1..])),
+        Some("paced") => Some(paced(&raw[1..])),
         Some("wait-file") => Some(wait_file(raw.get(1), raw.get(2))),
         Some("detach") => Some(detach(raw.get(1))),
         Some("burst") => Some(burst(
@@ -234,6 +235,30 @@ fn spawn(argv: &[std::ffi::OsString]) -> Result<(), String> {
         .status()
         .map_err(|e| e.to_string())?;
     println!("status={}", status.code().unwrap_or(-1));
+    Ok(())
+}
+
+/// `paced DELAY_MS COUNT GAP_MS PROG [ARGS...]`: a long-lived parent (a server, when this binary
+/// is copied under a server's name) that waits DELAY_MS, then runs PROG COUNT times, GAP_MS
+/// apart.
+fn paced(argv: &[std::ffi::OsString]) -> Result<(), String> {
+    const USAGE: &str = "paced needs DELAY_MS COUNT GAP_MS PROG [ARGS...]";
+    let number = |i: usize| -> Result<u64, String> {
+        argv.get(i)
+            .and_then(|a| a.to_str()?.parse().ok())
+            .ok_or_else(|| USAGE.to_owned())
+    };
+    let (delay, count, gap) = (number(0)?, number(1)?, number(2)?);
+    let (program, args) = argv.get(3..).and_then(|a| a.split_first()).ok_or(USAGE)?;
+    std::thread::sleep(std::time::Duration::from_millis(delay));
+    for _ in 0..count {
+        Command::new(program)
+            .args(args)
+            .status()
+            .map_err(|e| e.to_string())?;
+        std::thread::sleep(std::time::Duration::from_millis(gap));
+    }
+    println!("ran={count}");
     Ok(())
 }
 

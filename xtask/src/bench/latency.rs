@@ -1,6 +1,9 @@
 //! Exec-to-alert latency: a program copied under a server's name spawns shells, one at a time;
 //! each alert's `@timestamp` (the kernel's event time) is compared with the wall clock at the
-//! moment its line appeared in the sensor's alert file.
+//! moment its line appeared in the sensor's alert file. Measured for a server that is already
+//! running (the kernel knows it is in a server tree, so the shell's exec wakes the sensor at
+//! once) and for one started together with its shell (not yet known: the exec is read on the
+//! next flush tick).
 
 use std::{
     io::{Read as _, Seek as _, SeekFrom},
@@ -28,8 +31,29 @@ const POLL: Duration = Duration::from_millis(1);
 /// Pause between shells, so each alert is timed alone rather than queued behind others.
 const PACE: Duration = Duration::from_millis(20);
 
+/// How the fake server relates to its shells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Server {
+    /// One long-lived server spawns every shell, as a web server serving a web shell does.
+    Running,
+    /// A new server per shell, which spawns it at once.
+    JustStarted,
+}
+
+impl Server {
+    pub const ALL: [Server; 2] = [Server::Running, Server::JustStarted];
+
+    fn label(self) -> &'static str {
+        match self {
+            Server::Running => "running",
+            Server::JustStarted => "started with the shell",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct LatencyResult {
+    pub server: &'static str,
     /// The file sink's setup: spooled (the default: appended and fsynced before delivery) or not.
     pub sink: &'static str,
     pub shells: usize,
@@ -45,8 +69,12 @@ impl LatencyResult {
         format!(
             "A copy of the workload binary named `nginx` runs `sh -c /bin/true`, one every {} ms; \
              each `server-spawned-shell` alert is timed from the kernel's exec time (`@timestamp`) \
-             to its line being in the sensor's alert file (polled every {} ms).\n\n\
-             | file sink | shells | alerts | p50 | p99 | max | over 20 ms |\n|---|---|---|---|---|---|---|",
+             to its line being in the sensor's alert file (polled every {} ms). *running*: one \
+             long-lived server spawns every shell (the kernel already has it in its server tree, \
+             so the shell's exec wakes the sensor); *started with the shell*: a new server per \
+             shell, spawning it at once (not yet known to the kernel: read on the next flush \
+             tick, `capture.flush_interval_ms`).\n\n\
+             | server | file sink | shells | alerts | p50 | p99 | max | over 20 ms |\n|---|---|---|---|---|---|---|---|",
             PACE.as_millis(),
             POLL.as_millis()
         )
@@ -55,7 +83,8 @@ impl LatencyResult {
     pub fn markdown_row(&self) -> String {
         let ms = |v: Option<f64>| v.map_or("n/a".into(), |v| format!("{v:.2} ms"));
         format!(
-            "| {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            self.server,
             self.sink,
             self.shells,
             self.alerts,
@@ -78,8 +107,12 @@ pub fn measure(
     bins: &Binaries,
     shells: usize,
     (sink, sink_extra): (&'static str, &str),
+    start: Server,
 ) -> anyhow::Result<LatencyResult> {
-    eprintln!("bench: exec-to-alert latency ({shells} shells, {sink} file sink)");
+    eprintln!(
+        "bench: exec-to-alert latency ({shells} shells, server {}, {sink} file sink)",
+        start.label()
+    );
     let sensor = monitor::start_with(
         MonitorKind::Sensor,
         bins,
@@ -98,14 +131,28 @@ pub fn measure(
         let stop = Arc::clone(&stop);
         std::thread::spawn(move || tail_lines(path, &stop))
     };
-    for _ in 0..shells {
-        let status = Command::new(&server)
-            .args(["shell", "/bin/true"])
-            .stdout(Stdio::null())
-            .status()
-            .context("running the fake server")?;
-        anyhow::ensure!(status.success(), "the fake server failed: {status}");
-        std::thread::sleep(PACE);
+    match start {
+        Server::Running => {
+            let (count, gap) = (shells.to_string(), PACE.as_millis().to_string());
+            // The pause lets the sensor read the server's exec (a flush tick) before the shells.
+            let status = Command::new(&server)
+                .args(["paced", "500", &count, &gap, "/bin/sh", "-c", "/bin/true"])
+                .stdout(Stdio::null())
+                .status()
+                .context("running the fake server")?;
+            anyhow::ensure!(status.success(), "the fake server failed: {status}");
+        }
+        Server::JustStarted => {
+            for _ in 0..shells {
+                let status = Command::new(&server)
+                    .args(["shell", "/bin/true"])
+                    .stdout(Stdio::null())
+                    .status()
+                    .context("running the fake server")?;
+                anyhow::ensure!(status.success(), "the fake server failed: {status}");
+                std::thread::sleep(PACE);
+            }
+        }
     }
     std::thread::sleep(Duration::from_secs(2));
     stop.store(true, Ordering::Relaxed);
@@ -127,6 +174,7 @@ pub fn measure(
         .collect();
     latencies.sort_by(f64::total_cmp);
     Ok(LatencyResult {
+        server: start.label(),
         sink,
         over_20ms: latencies.iter().filter(|&&l| l > 20.0).count(),
         shells,
