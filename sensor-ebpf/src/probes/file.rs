@@ -325,13 +325,26 @@ fn try_sys_exit_file(ctx: &TracePointContext) -> Result<(), i32> {
     Ok(())
 }
 
+/// `struct dentry` from `d_parent` to the end of `d_name` (a `struct qstr`: hash and length in
+/// one u64, then the name pointer), read with one helper call; the loader checks this layout in
+/// the kernel's BTF before loading.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct DentryLink {
+    parent: u64,
+    hash_len: u64,
+    name: u64,
+}
+
 /// Writes the absolute path of (mnt, dentry) backwards so that it ends at `MID`; returns where
 /// it starts. Crosses mount points up to the root mount.
 ///
 /// Every iteration has exactly one path that goes on to the next: a mount crossing falls through
 /// into the ordinary step on the mountpoint, so both branches meet in equivalent states that the
 /// verifier prunes. (With the crossing as a separate `continue`, the verifier would explore two
-/// paths per level, 2^40 in all, and never finish loading.)
+/// paths per level, 2^40 in all, and never finish loading.) Each level costs two helper calls
+/// (the [`DentryLink`] and the name), the mount's root one per mount: the walk is what a
+/// write-open outside the watched paths pays, so every call counts.
 #[inline(always)]
 fn walk(
     buf: *mut u8,
@@ -341,8 +354,8 @@ fn walk(
 ) -> Result<usize, i32> {
     let mut pos = MID;
     let mut done = false;
+    let mut mnt_root: *const u8 = read(mnt, offset!(vfsmount_mnt_root))?;
     for _ in 0..MAX_DEPTH {
-        let mnt_root: *const u8 = read(mnt, offset!(vfsmount_mnt_root))?;
         if dentry == mnt_root {
             // The top of this mount: go on from where it is mounted.
             let mount = mnt.wrapping_sub(offset!(mount_mnt));
@@ -353,16 +366,17 @@ fn walk(
             }
             dentry = read(mount, offset!(mount_mnt_mountpoint))?;
             mnt = parent.wrapping_add(offset!(mount_mnt));
+            mnt_root = read(mnt, offset!(vfsmount_mnt_root))?;
         }
-        let parent: *const u8 = read(dentry, offset!(dentry_d_parent))?;
+        let link: DentryLink = read(dentry, offset!(dentry_d_parent))?;
+        let parent = link.parent as *const u8;
         if parent == dentry {
             done = true;
             break;
         }
-        let qstr = dentry.wrapping_add(offset!(dentry_d_name));
-        let name_len: u32 = read(qstr, offset!(qstr_len))?;
-        let name: *const u8 = read(qstr, offset!(qstr_name))?;
-        let name_len = (name_len as usize) & (NAME_MAX - 1);
+        let name = link.name as *const u8;
+        // The high half of hash_len on little-endian kernels.
+        let name_len = ((link.hash_len >> 32) as usize) & (NAME_MAX - 1);
         if pos < name_len + 1 {
             *flags |= path_flags::TRUNCATED;
             done = true;

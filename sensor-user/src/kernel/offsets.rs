@@ -44,6 +44,18 @@ pub enum OffsetError {
         offset: u32,
         expected: u32,
     },
+    #[error(
+        "kernel BTF: struct dentry has d_parent at {d_parent} and d_name at {d_name}, struct qstr \
+         len at {len} and name at {name}; the path walk reads d_parent and d_name in one go and \
+         needs d_name right after d_parent, with len at 4 and name at 8 (every little-endian \
+         kernel since 3.x)"
+    )]
+    DentryLayout {
+        d_parent: u32,
+        d_name: u32,
+        len: u32,
+        name: u32,
+    },
 }
 
 /// Everything the programs need to know about this kernel.
@@ -67,7 +79,7 @@ pub fn kernel_offsets(btf_path: &Path, tracefs: &Path) -> Result<KernelOffsets, 
                 field: name.to_owned(),
             })
     };
-    Ok(KernelOffsets {
+    let offsets = KernelOffsets {
         task_real_parent: m("task_struct", "real_parent")?,
         task_tgid: m("task_struct", "tgid")?,
         task_pid: m("task_struct", "pid")?,
@@ -106,6 +118,22 @@ pub fn kernel_offsets(btf_path: &Path, tracefs: &Path) -> Result<KernelOffsets, 
         mount_mnt_parent: m("mount", "mnt_parent")?,
         mount_mnt_mountpoint: m("mount", "mnt_mountpoint")?,
         reserved: 0,
+    };
+    check_dentry_layout(&offsets)?;
+    Ok(offsets)
+}
+
+/// The file probes' path walk reads `d_parent` and `d_name` (hash, len, name pointer) with one
+/// helper call per level; that needs this layout.
+fn check_dentry_layout(o: &KernelOffsets) -> Result<(), OffsetError> {
+    if o.dentry_d_name == o.dentry_d_parent + 8 && o.qstr_len == 4 && o.qstr_name == 8 {
+        return Ok(());
+    }
+    Err(OffsetError::DentryLayout {
+        d_parent: o.dentry_d_parent,
+        d_name: o.dentry_d_name,
+        len: o.qstr_len,
+        name: o.qstr_name,
     })
 }
 
