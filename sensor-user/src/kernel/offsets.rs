@@ -281,4 +281,24 @@ format:
             Err(OffsetError::NoMember { .. })
         ));
     }
+
+    /// The path walk's one-read layout holds on this kernel, and a kernel without it is refused
+    /// with the offsets named rather than walked wrongly.
+    #[test]
+    fn dentry_layout_is_checked() {
+        let Ok(btf) = Btf::from_file(VMLINUX_BTF) else {
+            panic!("{VMLINUX_BTF} unreadable: the sensor requires BTF");
+        };
+        let m = |ty, member| member_offset(&btf, ty, member).expect("member");
+        // SAFETY: plain integers; all-zero is a valid value.
+        let mut offsets: KernelOffsets = unsafe { std::mem::zeroed() };
+        offsets.dentry_d_parent = m("dentry", "d_parent");
+        offsets.dentry_d_name = m("dentry", "d_name");
+        offsets.qstr_len = m("qstr", "len");
+        offsets.qstr_name = m("qstr", "name");
+        check_dentry_layout(&offsets).expect("this kernel's layout");
+        offsets.dentry_d_name += 8;
+        let err = check_dentry_layout(&offsets).expect_err("d_name moved");
+        assert!(err.to_string().contains("d_name at"), "{err}");
+    }
 }
