@@ -70,7 +70,9 @@ fn attach_one(ebpf: &mut Ebpf, name: &str, cgroup: &File) -> Result<(), String> 
         .ok_or_else(|| format!("the eBPF object has no program {name}"))?
         .try_into()
         .map_err(|e| format!("{name}: {e}"))?;
-    prog.load().map_err(|e| format!("loading {name}: {e}"))?;
+    prog.load().map_err(|e| {
+        format!("loading {name} failed (a cgroup program needs CAP_NET_ADMIN): {e}")
+    })?;
     // A bpf_link on a cgroup is always one of many (systemd's own programs stay); the kernel
     // refuses the BPF_F_ALLOW_MULTI flag on links, so the mode here must be the flagless one.
     prog.attach(cgroup, CgroupAttachMode::Single)
