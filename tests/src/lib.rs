@@ -10,7 +10,7 @@ use std::{
 use lineage_sensor::{
     config::CaptureConfig,
     event::{Event, EventKind},
-    kernel::Capture,
+    kernel::{Capture, connect_entry::ConnectEntry},
     metrics::Metrics,
 };
 
@@ -23,6 +23,8 @@ pub struct Collected {
     /// Events the kernel could not hand over, as the `events_lost_total` metric reports them.
     pub lost: u64,
     pub metrics: Arc<Metrics>,
+    /// How connect() entry was observed.
+    pub connect_entry: ConnectEntry,
 }
 
 impl Collected {
@@ -124,6 +126,7 @@ async fn collect(
         events,
         lost,
         metrics,
+        connect_entry: capture.connect_entry().clone(),
     })
 }
 

@@ -40,6 +40,12 @@ const CASES: &[(&str, &str, &str, usize)] = &[
         3,
     ),
     (
+        "enum: unknown connect entry",
+        "[capture]\nconnect_entry = \"kprobe\"\n",
+        "capture.connect_entry",
+        2,
+    ),
+    (
         "range: port 0 in a family",
         "[detect]\n[[detect.extra_families]]\nname = \"x\"\nlisten_ports = [0]\n",
         "detect.extra_families[0].listen_ports[0]",

@@ -10,9 +10,10 @@ use std::{
 
 use integration_tests::{TestSensor, connects, execs, exits, forks, require_root, with_sensor};
 use lineage_sensor::{
-    config::CaptureConfig,
+    config::{CaptureConfig, ConnectEntryMode},
     escape::unescape,
     event::{EventKind, Family, Proto},
+    kernel::connect_entry::ConnectEntry,
 };
 
 const WORKLOAD: &str = env!("CARGO_BIN_EXE_workload");
@@ -202,8 +203,34 @@ fn long_argv_is_cut_at_4_kib_and_flagged_and_bytes_survive() {
     assert_eq!(unescape(&e.argv[1]).expect("unescape"), odd.as_bytes());
 }
 
+/// With the default `connect_entry = "auto"`: the cgroup hooks wherever a cgroup v2 hierarchy
+/// is mounted (as on the development and CI machines), the tracepoint where none is (the VM
+/// kernels' initramfs).
 #[test]
 fn connects_report_destination_transport_and_result() {
+    let entry = check_connects(CaptureConfig::default());
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let cgroup2_root = mountinfo
+        .lines()
+        .any(|l| l.contains(" - cgroup2 ") && l.split(' ').nth(3) == Some("/"));
+    if cgroup2_root {
+        assert!(matches!(entry, ConnectEntry::Cgroup(_)), "{entry}");
+    } else {
+        assert!(matches!(entry, ConnectEntry::Syscall(_)), "{entry}");
+    }
+}
+
+/// The same events through the sys_enter_connect tracepoint.
+#[test]
+fn connects_through_the_syscall_tracepoint_are_the_same() {
+    let entry = check_connects(CaptureConfig {
+        connect_entry: ConnectEntryMode::Tracepoint,
+        ..CaptureConfig::default()
+    });
+    assert!(matches!(entry, ConnectEntry::Syscall(_)), "{entry}");
+}
+
+fn check_connects(config: CaptureConfig) -> ConnectEntry {
     require_root();
     let v4 = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind v4");
     let v6 = TcpListener::bind((Ipv6Addr::LOCALHOST, 0)).expect("bind v6");
@@ -216,7 +243,7 @@ fn connects_report_destination_transport_and_result() {
         v6.local_addr().expect("addr").port(),
     );
     let udp_port = 53_535;
-    let (seen, ()) = with_sensor(CaptureConfig::default(), || {
+    let (seen, ()) = with_sensor(config, || {
         let _a = TcpStream::connect((Ipv4Addr::LOCALHOST, v4_port)).expect("connect v4");
         let _b = TcpStream::connect((Ipv6Addr::LOCALHOST, v6_port)).expect("connect v6");
         let mapped = SocketAddr::from((Ipv4Addr::LOCALHOST.to_ipv6_mapped(), v4_port));
@@ -263,6 +290,7 @@ fn connects_report_destination_transport_and_result() {
     let udp = find(udp_port, Proto::Udp);
     assert_eq!(udp.len(), 1, "{mine:?}");
     assert_eq!((udp[0].family, udp[0].ret), (Family::Inet, 0));
+    seen.connect_entry
 }
 
 #[test]

@@ -18,7 +18,7 @@ use super::{
     offsets::{OffsetError, VMLINUX_BTF, check_syscall_layout, kernel_offsets},
     tracefs::{TracefsError, ensure_tracefs},
 };
-use crate::config::CaptureConfig;
+use crate::config::{CaptureConfig, ConnectEntryMode};
 
 /// The programs built by sensor-ebpf, embedded at build time.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sensor-ebpf"));
@@ -117,6 +117,7 @@ pub struct Loaded {
     pub ring: RingBuf<MapData>,
     pub lost: PerCpuArray<MapData, u64>,
     pub server_tree: HashMap<MapData, u32, u32>,
+    pub connect_entry: ConnectEntry,
 }
 
 /// Loads the programs with this kernel's offsets and attaches every one of them.
@@ -162,7 +163,11 @@ pub fn load(config: &CaptureConfig) -> Result<Loaded, LoadError> {
         }
         log::debug!("attached {program}");
     }
-    let connect_entry = match super::connect_entry::attach_cgroup_hooks(&mut ebpf) {
+    let cgroup_hooks = match config.connect_entry {
+        ConnectEntryMode::Auto => super::connect_entry::attach_cgroup_hooks(&mut ebpf),
+        ConnectEntryMode::Tracepoint => Err("capture.connect_entry = \"tracepoint\"".to_owned()),
+    };
+    let connect_entry = match cgroup_hooks {
         Ok(root) => ConnectEntry::Cgroup(root),
         Err(why) => {
             attach_syscall(&mut ebpf, "sys_enter_connect", "sys_enter_connect")?;
@@ -197,6 +202,7 @@ pub fn load(config: &CaptureConfig) -> Result<Loaded, LoadError> {
         ring,
         lost,
         server_tree,
+        connect_entry,
     })
 }
 

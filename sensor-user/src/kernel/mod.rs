@@ -33,6 +33,7 @@ pub struct Capture {
     /// Servers and their descendants, whose execs wake the reader at once (sensor-ebpf's
     /// wakeup policy): userspace adds the servers, the kernel follows their forks and exits.
     server_tree: HashMap<MapData, u32, u32>,
+    connect_entry: connect_entry::ConnectEntry,
     metrics: Arc<Metrics>,
     decoded: Vec<Result<Event, decode::DecodeError>>,
     /// The lost total last logged by [`Capture::warn_lost`].
@@ -62,6 +63,7 @@ impl Capture {
             )?,
             lost: loaded.lost,
             server_tree: loaded.server_tree,
+            connect_entry: loaded.connect_entry,
             metrics,
             decoded: Vec::with_capacity(BATCH_MAX),
             lost_logged: 0,
@@ -89,6 +91,11 @@ impl Capture {
             }
         }
         Ok(())
+    }
+
+    /// How connect() entry is observed in this session.
+    pub fn connect_entry(&self) -> &connect_entry::ConnectEntry {
+        &self.connect_entry
     }
 
     /// Puts processes the engine found to be servers (or below one) into the kernel's server
