@@ -205,6 +205,12 @@ pub fn sensor_binary() -> std::path::PathBuf {
     binary
 }
 
+/// The value of one series in a metrics text, e.g. `lineage_sensor_sink_sent_total{sink="x"}`.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
 /// A free loopback port for a sensor's metrics endpoint.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))

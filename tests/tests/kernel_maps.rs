@@ -5,17 +5,23 @@
 
 use std::time::Duration;
 
-use integration_tests::{RunningSensor, require_root};
+use integration_tests::{RunningSensor, metric, require_root};
 
 /// The sensor refreshes the gauge on its 10 s housekeeping tick.
 const REFRESH: Duration = Duration::from_secs(12);
 
-fn pending_files(sensor: &RunningSensor) -> Option<u64> {
+/// One series of the sensor's metrics, scraped now.
+fn series(sensor: &RunningSensor, series: &str) -> Option<u64> {
     let (status, body) = sensor.http_get("/metrics").expect("scrape");
     assert_eq!(status, 200);
-    body.lines()
-        .find(|l| l.starts_with("lineage_sensor_kernel_map_entries{map=\"pending_file\"}"))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    metric(&body, series).map(|v| v as u64)
+}
+
+fn pending_files(sensor: &RunningSensor) -> Option<u64> {
+    series(
+        sensor,
+        "lineage_sensor_kernel_map_entries{map=\"pending_file\"}",
+    )
 }
 
 #[test]
@@ -67,12 +73,11 @@ fn a_blocked_write_open_is_a_pending_entry_until_it_returns() {
 const WORKLOAD: &str = env!("CARGO_BIN_EXE_workload");
 
 fn wakeup_reads(sensor: &RunningSensor) -> u64 {
-    let (status, body) = sensor.http_get("/metrics").expect("scrape");
-    assert_eq!(status, 200);
-    body.lines()
-        .find(|l| l.starts_with("lineage_sensor_ring_reads_total{trigger=\"wakeup\"}"))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .expect("the ring_reads_total metric")
+    series(
+        sensor,
+        "lineage_sensor_ring_reads_total{trigger=\"wakeup\"}",
+    )
+    .expect("the ring_reads_total metric")
 }
 
 /// Wakeups are spent on what detection waits for: an exec below a server wakes the reader at

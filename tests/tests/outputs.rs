@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use integration_tests::{require_root, sensor_binary};
+use integration_tests::{metric, require_root, sensor_binary};
 use serde_json::Value;
 
 const WORKLOAD: &str = env!("CARGO_BIN_EXE_workload");
@@ -150,12 +150,6 @@ impl Sensor {
         );
         self.seen
     }
-}
-
-/// The value of one series in a metrics text, e.g. `lineage_sensor_sink_sent_total{sink="x"}`.
-fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
 fn http_get(url: &str) -> Result<(u16, String), String> {
