@@ -205,6 +205,14 @@ pub fn sensor_binary() -> std::path::PathBuf {
     binary
 }
 
+/// A private temporary directory named after `prefix`, removed when dropped.
+pub fn temp_dir(prefix: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .expect("temp dir")
+}
+
 /// The value of one series in a metrics text, e.g. `lineage_sensor_sink_sent_total{sink="x"}`.
 pub fn metric(text: &str, series: &str) -> Option<f64> {
     text.lines()

@@ -4,7 +4,7 @@
 
 use std::{os::unix::fs::PermissionsExt as _, path::Path, process::Command};
 
-use integration_tests::sensor_binary;
+use integration_tests::{sensor_binary, temp_dir};
 
 /// Runs the sensor, returns the exit code and stderr.
 fn sensor(args: &[&str], config: &Path) -> (Option<i32>, String) {
@@ -116,10 +116,7 @@ const CASES: &[(&str, &str, &str, usize)] = &[
 
 #[test]
 fn every_bad_field_exits_2_naming_file_line_and_field() {
-    let dir = tempfile::Builder::new()
-        .prefix("lineage-badcfg-fields-")
-        .tempdir()
-        .expect("temp dir");
+    let dir = temp_dir("lineage-badcfg-fields-");
     let mut failures = Vec::new();
     for (i, (what, text, field, line)) in CASES.iter().enumerate() {
         let path = dir.path().join(format!("case{i}.toml"));
@@ -137,10 +134,7 @@ fn every_bad_field_exits_2_naming_file_line_and_field() {
 
 #[test]
 fn a_good_config_passes_so_the_cases_above_can_fail() {
-    let dir = tempfile::Builder::new()
-        .prefix("lineage-badcfg-good-")
-        .tempdir()
-        .expect("temp dir");
+    let dir = temp_dir("lineage-badcfg-good-");
     let path = dir.path().join("good.toml");
     std::fs::write(
         &path,
@@ -156,10 +150,7 @@ fn a_good_config_passes_so_the_cases_above_can_fail() {
 
 #[test]
 fn an_unreadable_config_exits_2_naming_the_file() {
-    let dir = tempfile::Builder::new()
-        .prefix("lineage-badcfg-unreadable-")
-        .tempdir()
-        .expect("temp dir");
+    let dir = temp_dir("lineage-badcfg-unreadable-");
     for path in [dir.path().join("missing.toml"), dir.path().to_path_buf()] {
         let (code, stderr) = sensor(&["check-config"], &path);
         assert_eq!(code, Some(2), "{stderr}");
@@ -175,10 +166,7 @@ fn an_unreadable_config_exits_2_naming_the_file() {
 
 #[test]
 fn a_config_others_can_write_is_refused() {
-    let dir = tempfile::Builder::new()
-        .prefix("lineage-badcfg-perm-")
-        .tempdir()
-        .expect("temp dir");
+    let dir = temp_dir("lineage-badcfg-perm-");
     let path = dir.path().join("sensor.toml");
     std::fs::write(&path, "").expect("write config");
     for mode in [0o664, 0o646] {
@@ -206,10 +194,7 @@ fn a_config_others_can_write_is_refused() {
 
 #[test]
 fn run_refuses_state_locations_others_can_write() {
-    let dir = tempfile::Builder::new()
-        .prefix("lineage-badcfg-state-")
-        .tempdir()
-        .expect("temp dir");
+    let dir = temp_dir("lineage-badcfg-state-");
     let open_dir = dir.path().join("open");
     std::fs::create_dir_all(&open_dir).expect("mkdir");
     std::fs::set_permissions(&open_dir, std::fs::Permissions::from_mode(0o777)).expect("chmod");

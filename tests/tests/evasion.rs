@@ -8,7 +8,7 @@ use std::{
     time::Duration,
 };
 
-use integration_tests::{RunningSensor, require_root};
+use integration_tests::{RunningSensor, require_root, temp_dir};
 use serde_json::Value;
 
 const WORKLOAD: &str = env!("CARGO_BIN_EXE_workload");
@@ -32,10 +32,7 @@ fn shell_alert(sensor: &RunningSensor, marker: &str) -> Result<Value, String> {
 #[test]
 fn launchers_argv0_and_double_forks_do_not_hide_a_server_spawned_shell() {
     require_root();
-    let dir = tempfile::Builder::new()
-        .prefix("lineage-evasion-")
-        .tempdir()
-        .expect("temp dir");
+    let dir = temp_dir("lineage-evasion-");
     let server = dir.path().join("nginx");
     std::fs::copy(WORKLOAD, &server).expect("copy workload as nginx");
     let server_text = server.to_str().expect("utf-8 path").to_owned();
@@ -181,10 +178,7 @@ fn launchers_argv0_and_double_forks_do_not_hide_a_server_spawned_shell() {
 #[test]
 fn a_renamed_server_is_recognised_by_its_listening_port() {
     require_root();
-    let dir = tempfile::Builder::new()
-        .prefix("lineage-renamed-")
-        .tempdir()
-        .expect("temp dir");
+    let dir = temp_dir("lineage-renamed-");
     let server = dir.path().join("srv-7f3a");
     std::fs::copy(WORKLOAD, &server).expect("copy workload");
     let port = integration_tests::free_port();

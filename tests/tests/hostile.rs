@@ -11,7 +11,7 @@ use std::{
     time::Duration,
 };
 
-use integration_tests::{RunningSensor, require_root};
+use integration_tests::{RunningSensor, require_root, temp_dir};
 use lineage_sensor::escape::unescape;
 use serde_json::Value;
 
@@ -47,10 +47,7 @@ fn hostile_args() -> Vec<Vec<u8>> {
 #[test]
 fn hostile_argv_and_paths_give_single_line_json_with_every_byte_kept() {
     require_root();
-    let dir = tempfile::Builder::new()
-        .prefix("lineage-hostile-")
-        .tempdir()
-        .expect("temp dir");
+    let dir = temp_dir("lineage-hostile-");
     // Spaces, non-ASCII and a newline-free but odd directory name for both server and shell.
     let odd = dir.path().join("odd dir \u{e9}\u{4e2d} $(x)");
     std::fs::create_dir_all(&odd).expect("temp dir");

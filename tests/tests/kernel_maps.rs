@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use integration_tests::{RunningSensor, metric, require_root};
+use integration_tests::{RunningSensor, metric, require_root, temp_dir};
 
 /// The sensor refreshes the gauge on its 10 s housekeeping tick.
 const REFRESH: Duration = Duration::from_secs(12);
@@ -27,10 +27,7 @@ fn pending_files(sensor: &RunningSensor) -> Option<u64> {
 #[test]
 fn a_blocked_write_open_is_a_pending_entry_until_it_returns() {
     require_root();
-    let dir = tempfile::Builder::new()
-        .prefix("lineage-maps-")
-        .tempdir()
-        .expect("temp dir");
+    let dir = temp_dir("lineage-maps-");
     let fifo = dir.path().join("fifo");
     let path = std::ffi::CString::new(fifo.to_str().expect("utf-8")).expect("cstring");
     // SAFETY: a valid NUL-terminated path.
@@ -86,10 +83,7 @@ fn wakeup_reads(sensor: &RunningSensor) -> u64 {
 #[test]
 fn only_execs_below_a_server_wake_the_reader() {
     require_root();
-    let dir = tempfile::Builder::new()
-        .prefix("lineage-wake-")
-        .tempdir()
-        .expect("temp dir");
+    let dir = temp_dir("lineage-wake-");
     let config = dir.path().join("sensor.toml");
     std::fs::write(&config, "[capture]\nflush_interval_ms = 1000\n").expect("write config");
     let sensor = RunningSensor::start(&config);

@@ -9,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-use integration_tests::{RunningSensor, require_root};
+use integration_tests::{RunningSensor, require_root, temp_dir};
 use serde_json::Value;
 
 const WORKLOAD: &str = env!("CARGO_BIN_EXE_workload");
@@ -42,10 +42,7 @@ fn alert_where(sensor: &mut RunningSensor, want: impl Fn(&Value) -> bool) -> Val
 #[test]
 fn after_sigkill_the_restarted_sensor_continues_the_tree_and_its_incident() {
     require_root();
-    let dir = tempfile::Builder::new()
-        .prefix("lineage-restart-")
-        .tempdir()
-        .expect("temp dir");
+    let dir = temp_dir("lineage-restart-");
     let server = dir.path().join("nginx");
     std::fs::copy(WORKLOAD, &server).expect("copy workload as nginx");
     let go = dir.path().join("go");
