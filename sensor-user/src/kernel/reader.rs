@@ -58,13 +58,17 @@ impl EventReader {
             tokio::select! {
                 guard = self.ring.readable_mut() => {
                     let mut guard = guard?;
-                    if take(guard.get_inner_mut(), out, max) > 0 {
-                        // Records left behind when `max` is reached keep the fd ready, so the
-                        // next call does not sleep.
+                    let taken = take(guard.get_inner_mut(), out, max);
+                    if taken < max {
+                        // Drained: the next read waits for the next wakeup, so that records
+                        // written without one are counted as the tick's. (tokio keeps a
+                        // wakeup that arrived after this guard was taken.) Records left behind
+                        // when `max` is reached keep the fd ready instead.
+                        guard.clear_ready();
+                    }
+                    if taken > 0 {
                         return Ok(Trigger::Wakeup);
                     }
-                    // Drained: wait for the next wakeup.
-                    guard.clear_ready();
                 }
                 _ = self.flush.tick() => {
                     if take(self.ring.get_mut(), out, max) > 0 {
