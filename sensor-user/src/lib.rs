@@ -12,6 +12,7 @@ pub mod kernel;
 pub mod lineage;
 pub mod memory;
 pub mod metrics;
+pub mod path_parts;
 pub mod privileges;
 pub mod proc_facts;
 pub mod record;

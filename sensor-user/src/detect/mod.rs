@@ -1,20 +1,27 @@
-//! The detection engine: server families, the rules, exclusions, incidents and rate limiting,
-//! over the lineage table. `run` and `replay` both drive [`Engine::process`].
+//! The detection engine: server families, the lineage annotations, the rules (one file each),
+//! the gate (exclusions, rate limit, incidents) and the alerts, over the lineage table. `run`
+//! and `replay` both drive [`Engine::process`].
 
+mod annotation;
+mod annotator;
 mod engine;
 mod exclusion;
 mod family;
+mod gate;
 mod host_facts;
 mod incident;
 mod learned;
 mod matcher;
 mod rate_limit;
+mod report;
 pub mod rules;
-mod tag;
+#[cfg(test)]
+mod test_support;
 
-pub use engine::{Engine, EngineTotals, HostInfo};
+pub use engine::Engine;
 pub use host_facts::HostFacts;
 pub use incident::Snapshot as IncidentSnapshot;
+pub use report::{EngineTotals, HostInfo};
 pub use rules::RuleId;
 
 /// A detection setting that cannot be used, or a state file that cannot be read or written.

@@ -5,25 +5,22 @@
 //! Module enabling creates symlinks: both the tool's exec and the symlinks it creates under the
 //! watched paths show it (a symlink made by hand, without the tool, is seen by the latter alone).
 
-use super::super::{
-    DetectError,
-    exclusion::Exclusion,
-    family::Families,
-    matcher::{ExeMatcher, PathMatcher},
+use super::{
+    super::{
+        DetectError,
+        family::Families,
+        matcher::{ExeMatcher, PathMatcher},
+    },
+    RuleCommon,
 };
-use crate::{
-    config::{ServerModuleChangeConfig, Severity},
-    lineage::Image,
-};
+use crate::{config::ServerModuleChangeConfig, lineage::Image};
 
 const FIELD: &str = "rules.server_module_change";
 
 pub struct ModuleRule {
-    pub enabled: bool,
-    pub severity: Severity,
+    pub common: RuleCommon,
     paths: PathMatcher,
     tools: ExeMatcher,
-    pub exclusions: Vec<Exclusion>,
 }
 
 impl ModuleRule {
@@ -32,25 +29,25 @@ impl ModuleRule {
         families: &Families,
     ) -> Result<Self, DetectError> {
         Ok(Self {
-            enabled: config.enabled,
-            severity: config.severity,
-            paths: PathMatcher::new(&config.paths, &format!("{FIELD}.paths"))?,
-            tools: ExeMatcher::new(&config.tools, &format!("{FIELD}.tools"))?,
-            exclusions: Exclusion::compile_all(
+            common: RuleCommon::new(
+                config.enabled,
+                config.severity,
                 &config.exclude,
-                &format!("{FIELD}.exclude"),
+                FIELD,
                 families,
             )?,
+            paths: PathMatcher::new(&config.paths, &format!("{FIELD}.paths"))?,
+            tools: ExeMatcher::new(&config.tools, &format!("{FIELD}.tools"))?,
         })
     }
 
     pub fn is_module_path(&self, path: &str) -> bool {
-        self.enabled && self.paths.is_match(path)
+        self.common.enabled && self.paths.is_match(path)
     }
 
     /// Checked on every exec: a glob set lookup on the file name, nothing allocated.
     pub fn is_tool(&self, image: &Image) -> bool {
-        self.enabled && self.tools.is_match(&image.exe, image.name())
+        self.common.enabled && self.tools.is_match(&image.exe, image.name())
     }
 }
 

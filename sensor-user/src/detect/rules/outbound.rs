@@ -9,13 +9,16 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use super::super::{
-    DetectError,
-    exclusion::Exclusion,
-    family::{Families, FamilyId},
-    learned::Learned,
+use super::{
+    super::{
+        DetectError,
+        annotation::Annotation,
+        family::{Families, FamilyId},
+        learned::Learned,
+    },
+    RuleCommon,
 };
-use crate::config::{OutboundRuleConfig, Severity};
+use crate::{config::OutboundRuleConfig, event::Connect, lineage::Process};
 
 struct Allow {
     net: IpNet,
@@ -24,13 +27,11 @@ struct Allow {
 }
 
 pub struct OutboundRule {
-    pub enabled: bool,
-    pub severity: Severity,
+    pub common: RuleCommon,
     pub include_failed: bool,
     allow: Vec<Allow>,
     never: Vec<IpNet>,
     pub learned: Learned,
-    pub exclusions: Vec<Exclusion>,
 }
 
 const FIELD: &str = "rules.server_outbound_unknown";
@@ -77,18 +78,40 @@ impl OutboundRule {
             .map(|(i, c)| parse_net(c, &format!("{FIELD}.never_allow[{i}]")).map(|n| n.trunc()))
             .collect::<Result<_, _>>()?;
         Ok(Self {
-            enabled: config.enabled,
-            severity: config.severity,
+            common: RuleCommon::new(
+                config.enabled,
+                config.severity,
+                &config.exclude,
+                FIELD,
+                families,
+            )?,
             include_failed: config.include_failed,
             allow,
             never,
             learned: Learned::new(config.learning_secs, config.max_learned),
-            exclusions: Exclusion::compile_all(
-                &config.exclude,
-                &format!("{FIELD}.exclude"),
-                families,
-            )?,
         })
+    }
+
+    /// Whether a connect concerns the rule at all (checked before the lineage is touched).
+    pub fn wants(&self, c: &Connect) -> bool {
+        self.common.enabled && (self.include_failed || c.attempted())
+    }
+
+    /// A connect by a server or a process below one, to a destination it may not reach.
+    pub fn fires(
+        &mut self,
+        p: &Process<Annotation>,
+        families: &Families,
+        c: &Connect,
+        boot_wall_ns: u64,
+    ) -> bool {
+        let family = match (&p.annotation.family, &p.annotation.server) {
+            (Some(f), _) => *f,
+            (None, Some(s)) => s.family,
+            (None, None) => return false,
+        };
+        let wall = boot_wall_ns.saturating_add(c.ts_ns);
+        self.is_unknown(family, families.name(family), c.daddr, c.dport, wall)
     }
 
     /// Whether a connect to `ip:port` by a process below a server of `family` should alert.
@@ -123,6 +146,11 @@ impl OutboundRule {
 mod tests {
     use super::*;
     use crate::config::{AllowedDestination, DetectConfig};
+    use crate::event::{Connect, Event, Family as NetFamily};
+    use crate::{
+        config::Config,
+        detect::{Engine, HostInfo, test_support::*},
+    };
 
     #[test]
     fn default_allowlist_metadata_and_documentation_ranges() {
@@ -182,5 +210,45 @@ mod tests {
             err.contains("rules.server_outbound_unknown.allow[2].cidr"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_renamed_server_dialing_out_is_found_by_its_listening_port() {
+        let mut config = Config::default();
+        config.detect.families[1].listen_ports = vec![8080];
+        let host = FakeHost {
+            listeners: vec![(10, 8080)],
+            ..FakeHost::default()
+        };
+        let mut engine = Engine::new(&config, HostInfo::default())
+            .expect("engine")
+            .with_host_facts(Box::new(host));
+        let mut alerts = Vec::new();
+        let connect = |ts: u64, pid: u32| {
+            Event::Connect(Connect {
+                ts_ns: ts,
+                pid,
+                tid: pid,
+                uid: 33,
+                family: NetFamily::Inet,
+                daddr: std::net::IpAddr::from([198, 51, 100, 7]),
+                dport: 4444,
+                proto: crate::event::Proto::Tcp,
+                ret: 0,
+            })
+        };
+        engine.process(
+            exec(1, 10, 1, "/opt/app/bin/httpd-x", &["httpd-x"]),
+            &mut alerts,
+        );
+        engine.process(exec(2, 20, 1, "/usr/bin/curl", &["curl"]), &mut alerts);
+        engine.process(connect(3, 20), &mut alerts);
+        assert!(alerts.is_empty(), "not a server: {alerts:?}");
+        engine.process(connect(4, 10), &mut alerts);
+        assert_eq!(alerts.len(), 1, "{alerts:#?}");
+        let v = serde_json::to_value(&alerts[0]).expect("json");
+        assert_eq!(v["rule"]["id"], "server-outbound-unknown");
+        assert_eq!(v["lineage"]["server"]["listen_port"], 8080);
+        assert_eq!(v["destination"]["port"], 4444);
     }
 }

@@ -6,23 +6,24 @@
 
 use regex::Regex;
 
-use super::super::{
-    DetectError,
-    exclusion::Exclusion,
-    family::Families,
-    matcher::{ExeMatcher, effective_name, regex},
+use super::{
+    super::{
+        DetectError,
+        annotation::{Annotation, Table, effective_parent},
+        family::Families,
+        matcher::{ExeMatcher, effective_name, regex},
+    },
+    RuleCommon,
 };
 use crate::{
-    config::{ReconRuleConfig, Severity},
-    lineage::Image,
+    config::ReconRuleConfig,
+    lineage::{Image, Process},
 };
 
 pub struct ReconRule {
-    pub enabled: bool,
-    pub severity: Severity,
+    pub common: RuleCommon,
     tools: ExeMatcher,
     args: Vec<Option<Regex>>,
-    pub exclusions: Vec<Exclusion>,
 }
 
 const FIELD: &str = "rules.server_spawned_recon";
@@ -53,16 +54,33 @@ impl ReconRule {
             })
             .collect::<Result<_, _>>()?;
         Ok(Self {
-            enabled: config.enabled,
-            severity: config.severity,
-            tools: ExeMatcher::new_owned(&tools)?,
-            args,
-            exclusions: Exclusion::compile_all(
+            common: RuleCommon::new(
+                config.enabled,
+                config.severity,
                 &config.exclude,
-                &format!("{FIELD}.exclude"),
+                FIELD,
                 families,
             )?,
+            tools: ExeMatcher::new_owned(&tools)?,
+            args,
         })
+    }
+
+    /// A tool started by a server itself, or below a shell a server started; a shell below a
+    /// server is the shell rule's.
+    pub fn fires(
+        &self,
+        table: &Table,
+        p: &Process<Annotation>,
+        scratch: &mut Vec<usize>,
+        owners: &mut Vec<usize>,
+    ) -> bool {
+        if !self.common.enabled || p.annotation.shell_below_server {
+            return false;
+        }
+        let started_by_server =
+            effective_parent(table, p.id).is_some_and(|pp| pp.annotation.family.is_some());
+        (started_by_server || p.annotation.below_shell) && self.is_tool(&p.image, scratch, owners)
     }
 
     pub fn is_tool(

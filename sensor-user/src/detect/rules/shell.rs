@@ -4,24 +4,25 @@
 //! Server Spawned Shell", Tracee TRC-1016, Splunk linux_java_spawning_shell. Unlike Sigma and
 //! Tracee it looks at every ancestor, not the parent alone, so `apache2 -> sh -> bash` is seen.
 
-use super::super::{
-    DetectError,
-    exclusion::Exclusion,
-    family::Families,
-    matcher::{ExeMatcher, effective_name},
+use super::{
+    super::{
+        DetectError,
+        annotation::Annotation,
+        family::Families,
+        matcher::{ExeMatcher, effective_name},
+    },
+    RuleCommon,
 };
 use crate::{
-    config::{Severity, ShellRuleConfig},
-    lineage::Image,
+    config::ShellRuleConfig,
+    lineage::{Image, Process},
 };
 
 pub struct ShellRule {
-    pub enabled: bool,
-    pub severity: Severity,
+    pub common: RuleCommon,
     shells: ExeMatcher,
     interpreters: ExeMatcher,
     flags: Vec<Vec<String>>,
-    pub exclusions: Vec<Exclusion>,
 }
 
 const FIELD: &str = "rules.server_spawned_shell";
@@ -49,8 +50,13 @@ impl ShellRule {
             }
         }
         Ok(Self {
-            enabled: config.enabled,
-            severity: config.severity,
+            common: RuleCommon::new(
+                config.enabled,
+                config.severity,
+                &config.exclude,
+                FIELD,
+                families,
+            )?,
             shells: ExeMatcher::new(&config.shells, &format!("{FIELD}.shells"))?,
             interpreters: ExeMatcher::new_owned(&interps)?,
             flags: config
@@ -58,12 +64,13 @@ impl ShellRule {
                 .iter()
                 .map(|i| i.flags.clone())
                 .collect(),
-            exclusions: Exclusion::compile_all(
-                &config.exclude,
-                &format!("{FIELD}.exclude"),
-                families,
-            )?,
         })
+    }
+
+    /// A process below a server that annotation found to be a shell (by name, inline code or
+    /// content).
+    pub fn fires(&self, p: &Process<Annotation>) -> bool {
+        self.common.enabled && p.annotation.shell_below_server
     }
 
     /// Whether the file at `path` is a shell by name (interpreters need argv, so they are not).
@@ -120,6 +127,10 @@ fn has_flag(arg: &str, flags: &[String]) -> bool {
 mod tests {
     use super::*;
     use crate::config::DetectConfig;
+    use crate::{
+        config::Config,
+        detect::{Engine, HostInfo, test_support::*},
+    };
 
     use crate::lineage::test_image as image;
 
@@ -150,5 +161,30 @@ mod tests {
             "/usr/bin/node",
             &["node", "--enable-source-maps", "server.js"]
         ));
+    }
+
+    #[test]
+    fn a_shell_copied_under_another_name_is_a_shell() {
+        let host = FakeHost {
+            copies: vec![("/tmp/kworker", "/usr/bin/dash")],
+            ..FakeHost::default()
+        };
+        let mut engine = Engine::new(&Config::default(), HostInfo::default())
+            .expect("engine")
+            .with_host_facts(Box::new(host));
+        let mut alerts = Vec::new();
+        engine.process(exec(1, 10, 1, "/usr/sbin/nginx", &["nginx"]), &mut alerts);
+        engine.process(
+            exec(2, 20, 10, "/tmp/kworker", &["kworker", "-c", "x"]),
+            &mut alerts,
+        );
+        engine.process(exec(3, 21, 10, "/tmp/other", &["other"]), &mut alerts);
+        // Outside a server, a copy is nobody's business.
+        engine.process(exec(4, 30, 1, "/tmp/kworker", &["kworker"]), &mut alerts);
+        assert_eq!(alerts.len(), 1, "{alerts:#?}");
+        let v = serde_json::to_value(&alerts[0]).expect("json");
+        assert_eq!(v["rule"]["id"], "server-spawned-shell");
+        assert_eq!(v["process"]["executable"], "/tmp/kworker");
+        assert_eq!(v["lineage"]["shell_copy_of"], "/usr/bin/dash");
     }
 }

@@ -8,15 +8,19 @@
 
 use rustc_hash::FxHashSet;
 
-use super::super::{
-    DetectError,
-    exclusion::Exclusion,
-    family::Families,
-    matcher::{ExeMatcher, PathMatcher, single_exe},
+use super::{
+    super::{
+        DetectError,
+        annotation::{Annotation, Table, nearest_server, self_and_ancestors},
+        family::Families,
+        matcher::{ExeMatcher, PathMatcher, single_exe},
+    },
+    RuleCommon,
 };
 use crate::{
     config::{Severity, WebrootScriptWriteConfig},
-    lineage::Image,
+    lineage::{EntityId, Image, Process},
+    path_parts::extension,
 };
 
 const FIELD: &str = "rules.webroot_script_write";
@@ -27,13 +31,11 @@ struct Deployer {
 }
 
 pub struct WebrootRule {
-    pub enabled: bool,
-    pub severity: Severity,
+    pub common: RuleCommon,
     pub severity_outside_server: Severity,
     roots: PathMatcher,
     extensions: FxHashSet<String>,
     deployers: Vec<Deployer>,
-    pub exclusions: Vec<Exclusion>,
 }
 
 impl WebrootRule {
@@ -74,17 +76,17 @@ impl WebrootRule {
             })
             .collect::<Result<_, _>>()?;
         Ok(Self {
-            enabled: config.enabled,
-            severity: config.severity,
+            common: RuleCommon::new(
+                config.enabled,
+                config.severity,
+                &config.exclude,
+                FIELD,
+                families,
+            )?,
             severity_outside_server: config.severity_outside_server,
             roots: PathMatcher::new(&config.web_roots, &format!("{FIELD}.web_roots"))?,
             extensions,
             deployers,
-            exclusions: Exclusion::compile_all(
-                &config.exclude,
-                &format!("{FIELD}.exclude"),
-                families,
-            )?,
         })
     }
 
@@ -103,6 +105,21 @@ impl WebrootRule {
         })
     }
 
+    /// Critical below a server (an upload through the application), less so elsewhere.
+    pub fn severity_for(&self, writer: &Process<Annotation>) -> Severity {
+        if nearest_server(writer).is_some() {
+            self.common.severity
+        } else {
+            self.severity_outside_server
+        }
+    }
+
+    /// The writer `id` (of real uid `uid`) or an ancestor is a configured deployer.
+    pub fn is_deployer_chain(&self, table: &Table, id: EntityId, uid: u32) -> bool {
+        let chain: Vec<&Image> = self_and_ancestors(table, id).map(|p| &*p.image).collect();
+        self.is_deployer(uid, &chain)
+    }
+
     /// `chain` is the writer's image followed by its ancestors' images.
     pub fn is_deployer(&self, uid: u32, chain: &[&Image]) -> bool {
         self.deployers.iter().any(|d| {
@@ -116,30 +133,14 @@ impl WebrootRule {
     }
 }
 
-/// The last path component.
-pub fn file_name(path: &str) -> &str {
-    path.rsplit('/').next().unwrap_or(path)
-}
-
-/// Everything before the last `/` (`/` for a file at the root).
-pub fn directory(path: &str) -> &str {
-    match path.rfind('/') {
-        Some(0) => "/",
-        Some(i) => &path[..i],
-        None => "",
-    }
-}
-
-/// What follows the file name's last dot; none for dotfiles such as `.htaccess`.
-pub fn extension(path: &str) -> Option<&str> {
-    let (stem, ext) = file_name(path).rsplit_once('.')?;
-    (!stem.is_empty() && !ext.is_empty()).then_some(ext)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::{Deployer as DeployerConfig, DetectConfig};
+    use crate::{
+        config::Config,
+        detect::{Engine, HostInfo, test_support::*},
+    };
 
     fn rule(config: &WebrootScriptWriteConfig) -> WebrootRule {
         let families = Families::new(&DetectConfig::default()).expect("families");
@@ -227,12 +228,35 @@ mod tests {
     }
 
     #[test]
-    fn path_parts() {
-        assert_eq!(file_name("/var/www/html/x.php"), "x.php");
-        assert_eq!(directory("/var/www/html/x.php"), "/var/www/html");
-        assert_eq!(directory("/x.php"), "/");
-        assert_eq!(extension("/a/b.tar.gz"), Some("gz"));
-        assert_eq!(extension("/a/.htaccess"), None);
-        assert_eq!(extension("/a.b/c"), None);
+    fn file_alerts_carry_file_fields_and_optional_server() {
+        let mut engine = Engine::new(&Config::default(), HostInfo::default()).expect("engine");
+        let mut alerts = Vec::new();
+        engine.process(
+            exec(1, 10, 1, "/usr/sbin/php-fpm8.2", &["php-fpm"]),
+            &mut alerts,
+        );
+        engine.process(write(2, 10, "/var/www/html/up/x.PHP"), &mut alerts);
+        engine.process(exec(3, 20, 1, "/usr/sbin/cron", &["cron"]), &mut alerts);
+        engine.process(exec(4, 21, 20, "/bin/sh", &["sh", "-c", "x"]), &mut alerts);
+        engine.process(write(5, 21, "/var/www/html/y.php"), &mut alerts);
+        engine.process(write(6, 21, "/var/www/html/y.txt"), &mut alerts);
+        assert_eq!(alerts.len(), 2);
+        let v = |i: usize| serde_json::to_value(&alerts[i]).expect("json");
+        let (a, b) = (v(0), v(1));
+        assert_eq!(a["rule"]["id"], "webroot-script-write");
+        assert_eq!(a["file"]["path"], "/var/www/html/up/x.PHP");
+        assert_eq!(a["file"]["name"], "x.PHP");
+        assert_eq!(a["file"]["directory"], "/var/www/html/up");
+        assert_eq!(a["file"]["extension"], "PHP");
+        assert_eq!(a["event"]["action"], "creation");
+        assert_eq!(a["event"]["category"][0], "file");
+        assert_eq!(a["event"]["severity"], 99);
+        assert_eq!(a["lineage"]["server"]["executable"], "/usr/sbin/php-fpm8.2");
+        assert!(b["lineage"].get("server").is_none(), "{b}");
+        assert_eq!(b["event"]["severity"], 47);
+        assert_eq!(b["lineage"]["ancestry"][0]["executable"], "/usr/sbin/cron");
+        assert_eq!(b["lineage"]["ancestry"][1]["executable"], "/bin/sh");
+        assert_ne!(a["lineage"]["incident"], b["lineage"]["incident"]);
+        assert_eq!(engine.totals().alerts, [0, 0, 0, 2, 0, 0]);
     }
 }

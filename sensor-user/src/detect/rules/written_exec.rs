@@ -5,11 +5,17 @@
 
 use std::collections::VecDeque;
 
+use std::borrow::Cow;
+
 use rustc_hash::FxHashMap;
 
+use super::{
+    super::annotation::{Annotation, nearest_server},
+    Finding, RuleCommon, RuleId,
+};
 use crate::{
-    config::{Severity, WrittenExecConfig},
-    lineage::{EntityId, Image},
+    config::WrittenExecConfig,
+    lineage::{EntityId, Image, Process},
 };
 
 /// Who wrote a file.
@@ -21,8 +27,7 @@ pub struct Writer {
 }
 
 pub struct WrittenFiles {
-    pub enabled: bool,
-    pub severity: Severity,
+    pub common: RuleCommon,
     max: usize,
     files: FxHashMap<String, Writer>,
     order: VecDeque<String>,
@@ -31,8 +36,11 @@ pub struct WrittenFiles {
 impl WrittenFiles {
     pub fn new(config: &WrittenExecConfig) -> Self {
         Self {
-            enabled: config.enabled,
-            severity: config.severity,
+            common: RuleCommon {
+                enabled: config.enabled,
+                severity: config.severity,
+                exclusions: Vec::new(),
+            },
             max: config.max_tracked,
             files: FxHashMap::default(),
             order: VecDeque::new(),
@@ -40,7 +48,7 @@ impl WrittenFiles {
     }
 
     pub fn record(&mut self, path: &str, writer: Writer) {
-        if !self.enabled || self.max == 0 {
+        if !self.common.enabled || self.max == 0 {
             return;
         }
         if let Some(w) = self.files.get_mut(path) {
@@ -55,6 +63,30 @@ impl WrittenFiles {
         }
         self.files.insert(path.to_owned(), writer);
         self.order.push_back(path.to_owned());
+    }
+
+    /// A write under a web root: remembered when a server tree wrote it, forgotten otherwise.
+    pub fn on_write(&mut self, writer: &Process<Annotation>, path: &str) {
+        match nearest_server(writer) {
+            Some(s) => self.record(
+                path,
+                Writer {
+                    process: writer.id,
+                    root: s.root,
+                },
+            ),
+            None => self.forget(path),
+        }
+    }
+
+    /// An exec of a file a server tree wrote: alert in the writer's incident.
+    pub fn on_exec(&self, p: &Process<Annotation>, ts_ns: u64) -> Option<Finding<'static>> {
+        let (path, writer) = self.executed(&p.image)?;
+        Some(Finding {
+            file: Some(Cow::Owned(path.to_owned())),
+            root: Some(writer.root),
+            ..Finding::new(RuleId::ServerWrittenFileExecuted, p.id, ts_ns)
+        })
     }
 
     /// A later write by someone outside a server replaced the content.

@@ -5,12 +5,16 @@
 //! escapes quotes and control characters, so a crafted argv can neither end the line nor forge a
 //! field.
 
+mod build;
+
 use std::net::IpAddr;
 
 use serde::Serialize;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
 use crate::config::Severity;
+
+pub use build::{AlertInput, FileEvent};
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Alert {
@@ -89,41 +93,22 @@ pub struct User {
     pub id: String,
 }
 
+/// ECS `process.*`, also used for `process.parent` and each of `lineage.ancestry` (which leave
+/// out `name` and `command_line`).
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ProcessInfo {
     pub pid: u32,
     pub entity_id: String,
     pub executable: String,
-    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     pub args: Vec<String>,
-    pub command_line: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command_line: Option<String>,
     pub user: User,
     pub start: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub parent: Option<ParentInfo>,
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct ParentInfo {
-    pub pid: u32,
-    pub entity_id: String,
-    pub executable: String,
-    pub name: String,
-    pub args: Vec<String>,
-    pub command_line: String,
-    pub user: User,
-    pub start: String,
-}
-
-/// One process of the chain from the server down to the alerting process.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Ancestor {
-    pub pid: u32,
-    pub entity_id: String,
-    pub executable: String,
-    pub args: Vec<String>,
-    pub user: User,
-    pub start: String,
+    pub parent: Option<Box<ProcessInfo>>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -159,7 +144,7 @@ pub struct LineageInfo {
     pub server: Option<Server>,
     /// From the outermost server down to the process itself; with no server, from the process's
     /// top ancestor below init (pid 1).
-    pub ancestry: Vec<Ancestor>,
+    pub ancestry: Vec<ProcessInfo>,
     /// Identical alerts held back by rate limiting since the previous one was emitted.
     pub suppressed_count: u64,
     /// The process's argv was longer than the kernel keeps; `process.args` holds its start.

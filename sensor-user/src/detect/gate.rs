@@ -1,0 +1,197 @@
+//! The gate every finding passes on its way to becoming an alert: the rule's exclusions, the
+//! rate limit and the incident it joins. Counts what it lets through and what it holds back.
+
+use std::sync::Arc;
+
+use super::{
+    annotation::{Annotation, ServerRef, Table, effective_parent, nearest_server, top_below_init},
+    exclusion::{Subject, any_matches},
+    family::Families,
+    incident::Incidents,
+    rate_limit::{RateLimiter, Verdict},
+    rules::{Finding, RuleCommon, RuleId},
+};
+use crate::{
+    config::Severity,
+    lineage::{EntityId, Process},
+    metrics::Metrics,
+};
+
+/// A finding with the lineage it is about resolved.
+pub struct Sighting<'a> {
+    pub process: &'a Process<Annotation>,
+    /// Transparent launchers skipped.
+    pub parent: Option<&'a Process<Annotation>>,
+    pub server: Option<Arc<ServerRef>>,
+    /// Empty without a server.
+    pub family_name: &'a str,
+    pub command_line: String,
+    /// The connect's destination, or the file: part of the alert's identity and rate key.
+    pub destination: String,
+}
+
+impl<'a> Sighting<'a> {
+    /// None when the process is gone, or when the rule needs a server and there is none.
+    pub fn resolve(table: &'a Table, families: &'a Families, f: &Finding<'_>) -> Option<Self> {
+        let p = table.get(f.process)?;
+        let server = nearest_server(p);
+        if server.is_none() && !f.rule.server_optional() {
+            return None;
+        }
+        Some(Self {
+            process: p,
+            parent: effective_parent(table, f.process),
+            family_name: server.as_ref().map_or("", |s| families.name(s.family)),
+            server,
+            command_line: p.image.command_line(),
+            destination: match (f.connect, f.file.as_deref()) {
+                (Some(c), _) => format!("{}:{}", c.daddr, c.dport),
+                (None, Some(path)) => path.to_owned(),
+                (None, None) => String::new(),
+            },
+        })
+    }
+}
+
+/// What the gate decided for a finding it let through.
+pub struct Admitted {
+    pub severity: Severity,
+    pub incident: String,
+    /// Identical alerts held back since the previous one.
+    pub suppressed_before: u64,
+}
+
+/// Per rule, in [`RuleId::ALL`] order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GateCounts {
+    pub alerts: [u64; RuleId::ALL.len()],
+    pub suppressed: [u64; RuleId::ALL.len()],
+    pub excluded: [u64; RuleId::ALL.len()],
+}
+
+pub struct Gate {
+    pub incidents: Incidents,
+    rate: RateLimiter,
+    metrics: Option<Arc<Metrics>>,
+    pub counts: GateCounts,
+}
+
+impl Gate {
+    pub fn new(incidents: Incidents, rate: RateLimiter) -> Self {
+        Self {
+            incidents,
+            rate,
+            metrics: None,
+            counts: GateCounts::default(),
+        }
+    }
+
+    pub fn set_metrics(&mut self, metrics: Arc<Metrics>) {
+        self.metrics = Some(metrics);
+    }
+
+    pub fn admit(
+        &mut self,
+        rule: &RuleCommon,
+        f: &Finding<'_>,
+        s: &Sighting<'_>,
+        table: &Table,
+        hostname: &str,
+    ) -> Option<Admitted> {
+        let i = f.rule.index();
+        let p = s.process;
+        let subject = Subject {
+            family: s.server.as_ref().map(|sv| sv.family),
+            parent: s.parent.map(|pp| &*pp.image),
+            image: &p.image,
+            uid: p.uid,
+        };
+        if any_matches(&rule.exclusions, &subject) {
+            self.counts.excluded[i] += 1;
+            return None;
+        }
+        let key = RateLimiter::key(&[
+            f.rule.as_str(),
+            s.family_name,
+            s.parent.map_or("", |pp| pp.image.exe.as_str()),
+            &p.image.exe,
+            &s.command_line,
+            &s.destination,
+        ]);
+        let suppressed_before = match self.rate.check(key, f.ts_ns) {
+            Verdict::Emit { suppressed_before } => suppressed_before,
+            Verdict::Suppress => {
+                self.counts.suppressed[i] += 1;
+                if let Some(m) = &self.metrics {
+                    m.alert_suppressed(f.rule.as_str());
+                }
+                return None;
+            }
+        };
+        // Without a server, the writer's top ancestor below init roots the incident.
+        let root: EntityId = f
+            .root
+            .or(s.server.as_ref().map(|sv| sv.root))
+            .unwrap_or_else(|| top_below_init(table, p));
+        let incident = self.incidents.assign(hostname, root, f.ts_ns);
+        self.counts.alerts[i] += 1;
+        if let Some(m) = &self.metrics {
+            m.alert(f.rule.as_str());
+        }
+        Some(Admitted {
+            severity: f.severity.unwrap_or(rule.severity),
+            incident,
+            suppressed_before,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::event::{Event, Fork};
+    use crate::{
+        config::Config,
+        detect::{Engine, HostInfo, test_support::*},
+    };
+
+    #[test]
+    fn forks_of_a_server_tree_share_one_incident_root() {
+        let mut engine = Engine::new(&Config::default(), HostInfo::default()).expect("engine");
+        let mut alerts = Vec::new();
+        engine.process(
+            exec(1, 10, 1, "/usr/sbin/php-fpm8.2", &["php-fpm: master"]),
+            &mut alerts,
+        );
+        for (i, worker) in [(0u64, 11u32), (1, 12)] {
+            engine.process(
+                Event::Fork(Fork {
+                    ts_ns: 2 + i,
+                    pid: worker,
+                    tid: 10,
+                    ppid: 10,
+                    start_ns: 2 + i,
+                    uid: 33,
+                    gid: 33,
+                    comm: "php-fpm8.2".into(),
+                    cgroup_id: 0,
+                }),
+                &mut alerts,
+            );
+        }
+        engine.process(exec(5, 20, 11, "/bin/sh", &["sh", "-c", "a"]), &mut alerts);
+        engine.process(exec(6, 21, 12, "/bin/sh", &["sh", "-c", "b"]), &mut alerts);
+        assert_eq!(alerts.len(), 2);
+        assert_eq!(alerts[0].lineage.incident, alerts[1].lineage.incident);
+        let server = |i: usize| {
+            alerts[i]
+                .lineage
+                .server
+                .as_ref()
+                .map(|s| s.entity_id.clone())
+        };
+        assert!(server(0).is_some());
+        assert_ne!(server(0), server(1));
+        assert_ne!(alerts[0].event.id, alerts[1].event.id);
+        assert_eq!(engine.totals().alerts, [2, 0, 0, 0, 0, 0]);
+    }
+}

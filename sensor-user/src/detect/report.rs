@@ -1,0 +1,171 @@
+//! What the engine reports: its alerts (a finding that passed the gate, put into
+//! [`Alert::build`]'s terms) and its totals for the shutdown log.
+
+use std::fmt;
+
+use super::{
+    annotation::{Table, ancestry},
+    family::Families,
+    gate::{Admitted, GateCounts, Sighting},
+    incident::digest_hex,
+    rules::{Finding, RuleId},
+};
+use crate::{
+    alert::{Alert, AlertInput, FileEvent, RuleInfo, Server},
+    config::Technique,
+};
+
+/// Where the events come from: names the host in alerts and turns event times into wall time.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostInfo {
+    pub hostname: String,
+    /// Wall clock time of boot, ns since the epoch (a record header's `boot_wall_ns`).
+    pub boot_wall_ns: u64,
+}
+
+/// The alert for a finding the gate let through.
+pub fn alert(
+    f: &Finding<'_>,
+    s: &Sighting<'_>,
+    admitted: Admitted,
+    table: &Table,
+    families: &Families,
+    host: &HostInfo,
+) -> Alert {
+    let rule = f.rule;
+    let technique = match rule {
+        RuleId::ServerModuleChange => None,
+        RuleId::WebrootScriptWrite | RuleId::ServerWrittenFileExecuted => Some(Technique::WebShell),
+        _ => s.server.as_ref().map(|sv| families.technique(sv.family)),
+    };
+    let p = s.process;
+    Alert::build(AlertInput {
+        rule: RuleInfo {
+            id: rule.as_str(),
+            name: rule.name(),
+            description: rule.description(),
+        },
+        category: rule.category(),
+        event_type: rule.event_type(),
+        // Stable across replays and restarts: receivers de-duplicate on it.
+        event_id: digest_hex(&[
+            rule.as_str().as_bytes(),
+            f.process.to_string().as_bytes(),
+            &f.ts_ns.to_le_bytes(),
+            s.destination.as_bytes(),
+        ]),
+        ts_ns: f.ts_ns,
+        boot_wall_ns: host.boot_wall_ns,
+        hostname: &host.hostname,
+        severity: admitted.severity,
+        technique,
+        process: p,
+        parent: s.parent,
+        ancestry: ancestry(table, p, s.server.as_ref().map(|sv| sv.root)),
+        connect: f.connect,
+        file: f.file.as_deref().map(|path| FileEvent {
+            path,
+            action: f.action,
+        }),
+        server: s.server.as_ref().map(|sv| Server {
+            family: s.family_name.to_owned(),
+            pid: sv.id.pid,
+            entity_id: sv.id.to_string(),
+            executable: sv.image.exe.clone(),
+            listen_port: sv.listen_port,
+        }),
+        incident: admitted.incident,
+        suppressed_count: admitted.suppressed_before,
+        shell_copy_of: p.annotation.copy_of.as_deref().map(str::to_owned),
+    })
+}
+
+/// What the engine did, for the shutdown report.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EngineTotals {
+    pub events: u64,
+    pub alerts: [u64; RuleId::ALL.len()],
+    pub suppressed: [u64; RuleId::ALL.len()],
+    pub excluded: [u64; RuleId::ALL.len()],
+    pub processes: usize,
+    pub evicted: u64,
+}
+
+impl EngineTotals {
+    pub fn new(events: u64, counts: &GateCounts, table: &Table) -> Self {
+        let stats = table.stats();
+        Self {
+            events,
+            alerts: counts.alerts,
+            suppressed: counts.suppressed,
+            excluded: counts.excluded,
+            processes: table.len(),
+            evicted: stats.evicted_after_grace + stats.evicted_over_cap,
+        }
+    }
+}
+
+impl fmt::Display for EngineTotals {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "events: {}; alerts:", self.events)?;
+        for (i, rule) in RuleId::ALL.iter().enumerate() {
+            write!(
+                f,
+                " {}={} (suppressed {}, excluded {})",
+                rule.as_str(),
+                self.alerts[i],
+                self.suppressed[i],
+                self.excluded[i]
+            )?;
+        }
+        write!(
+            f,
+            "; processes tracked: {}; evicted: {}",
+            self.processes, self.evicted
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{
+        config::Config,
+        detect::{Engine, HostInfo, test_support::*},
+    };
+
+    #[test]
+    fn crafted_argv_cannot_break_the_line_or_forge_fields() {
+        let mut engine = Engine::new(
+            &Config::default(),
+            HostInfo {
+                hostname: "web\n01".into(),
+                boot_wall_ns: 1_700_000_000_000_000_000,
+            },
+        )
+        .expect("engine");
+        let mut alerts = Vec::new();
+        engine.process(exec(1, 10, 1, "/usr/sbin/nginx", &["nginx"]), &mut alerts);
+        let evil = "id\n{\"rule\":{\"id\":\"forged\"}}\r\u{1b}[31m\"\\xff\u{0}";
+        engine.process(exec(2, 11, 10, "/bin/sh", &["sh", "-c", evil]), &mut alerts);
+        assert_eq!(alerts.len(), 1);
+        let mut line = Vec::new();
+        alerts[0].to_line(&mut line).expect("serialise");
+        assert_eq!(line.iter().filter(|&&b| b == b'\n').count(), 1, "one line");
+        assert_eq!(line.last(), Some(&b'\n'));
+        assert!(!line.contains(&0x1b) && !line.contains(&b'\r') && !line.contains(&0));
+        let v: serde_json::Value = serde_json::from_slice(&line).expect("valid JSON");
+        assert_eq!(v["rule"]["id"], "server-spawned-shell");
+        assert_eq!(v["process"]["args"][2], evil, "argv kept verbatim");
+        assert_eq!(v["host"]["hostname"], "web\n01");
+        assert_eq!(v["event"]["kind"], "alert");
+        assert_eq!(v["threat"]["technique"]["subtechnique"]["id"], "T1505.003");
+        assert_eq!(v["lineage"]["ancestry"][0]["executable"], "/usr/sbin/nginx");
+        assert_eq!(v["process"]["parent"]["executable"], "/usr/sbin/nginx");
+        assert_eq!(v["process"]["user"]["id"], "33");
+        assert!(
+            v["@timestamp"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("2023-11-14T22:13:20"))
+        );
+    }
+}
