@@ -9,6 +9,7 @@ use clap::Parser as _;
 use lineage_sensor::{
     commands,
     config::{Config, ConfigError},
+    detect::HostInfo,
 };
 
 /// Exit code for a configuration that cannot be used.
@@ -53,6 +54,8 @@ fn dispatch(command: cli::Command) -> anyhow::Result<ExitCode> {
             metrics_listen,
         } => {
             let config = load_config(config_path.as_deref())?;
+            let engine =
+                commands::build_engine(&config, config_path.as_deref(), commands::run::host())?;
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -62,7 +65,7 @@ fn dispatch(command: cli::Command) -> anyhow::Result<ExitCode> {
                 metrics_listen,
             };
             let stop = stop_on_signal(&runtime)?;
-            let totals = runtime.block_on(commands::run::run(&config, &options, stop))?;
+            let totals = runtime.block_on(commands::run::run(&config, engine, &options, stop))?;
             log::info!("stopped; {totals}");
             Ok(ExitCode::SUCCESS)
         }
@@ -71,15 +74,20 @@ fn dispatch(command: cli::Command) -> anyhow::Result<ExitCode> {
             config,
             seed_proc,
         } => {
-            let config = load_config(config.as_deref())?;
+            let config_path = config;
+            let config = load_config(config_path.as_deref())?;
+            let engine =
+                commands::build_engine(&config, config_path.as_deref(), HostInfo::default())?;
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
-            let totals = commands::replay::replay_file(&config, &file, seed_proc, &mut out)?;
+            let totals =
+                commands::replay::replay_file(engine, &config, &file, seed_proc, &mut out)?;
             log::info!("replayed {}; {totals}", file.display());
             Ok(ExitCode::SUCCESS)
         }
         cli::Command::CheckConfig { file } => {
-            Config::load(&file)?;
+            let config = Config::load(&file)?;
+            commands::build_engine(&config, Some(&file), HostInfo::default())?;
             println!("{}: valid", file.display());
             Ok(ExitCode::SUCCESS)
         }

@@ -198,11 +198,9 @@ pub fn rfc3339(wall_ns: u64) -> String {
 }
 
 impl Alert {
-    /// The alert as one line of JSON, newline included.
-    pub fn to_line(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
-        serde_json::to_writer(&mut *out, self)?;
-        out.push(b'\n');
-        Ok(())
+    /// The alert as JSON on one line (no newline: each output frames it its own way).
+    pub fn write_json(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+        serde_json::to_writer(out, self)
     }
 }
 

@@ -38,8 +38,10 @@ pub enum ReplayError {
     Serialise(#[from] serde_json::Error),
 }
 
-/// Replays `path` (`-` for stdin), writing alerts as NDJSON to `out`.
+/// Replays `path` (`-` for stdin) through `engine` (built from `config`), writing alerts as
+/// NDJSON to `out`.
 pub fn replay_file(
+    engine: Engine,
     config: &Config,
     path: &Path,
     seed_proc: bool,
@@ -56,7 +58,7 @@ pub fn replay_file(
             })?,
         ))
     };
-    replay(config, input, seed_proc, out).map_err(|err| match err {
+    replay_with(engine, config, input, seed_proc, out).map_err(|err| match err {
         ReplayError::Record { source, .. } => ReplayError::Record {
             path: path.to_owned(),
             source,
@@ -72,7 +74,22 @@ pub fn replay(
     seed_proc: bool,
     out: &mut dyn Write,
 ) -> Result<EngineTotals, ReplayError> {
-    let mut engine = Engine::new(config, HostInfo::default())?;
+    replay_with(
+        Engine::new(config, HostInfo::default())?,
+        config,
+        input,
+        seed_proc,
+        out,
+    )
+}
+
+fn replay_with(
+    mut engine: Engine,
+    config: &Config,
+    input: impl BufRead,
+    seed_proc: bool,
+    out: &mut dyn Write,
+) -> Result<EngineTotals, ReplayError> {
     if seed_proc {
         engine.seed(read_proc(&config.lineage.proc_root, clock_ticks_per_sec())?);
     }
@@ -98,7 +115,8 @@ pub fn replay(
         engine.process(event, &mut alerts);
         for alert in alerts.drain(..) {
             line.clear();
-            alert.to_line(&mut line)?;
+            alert.write_json(&mut line)?;
+            line.push(b'\n');
             out.write_all(&line)?;
         }
     }

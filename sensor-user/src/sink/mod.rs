@@ -17,6 +17,7 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 use delivery::{Settings, Transport, Worker};
 
 use crate::{
+    alert::Alert,
     config::{OutputConfig, SinkConfig, SinkKind},
     metrics::Metrics,
 };
@@ -33,6 +34,8 @@ pub enum SinkError {
          output.spool_dir"
     )]
     SpoolBusy { path: PathBuf },
+    #[error("serialising an alert: {0}")]
+    Serialise(serde_json::Error),
     #[error("sink {sink}: starting its delivery thread: {source}")]
     Thread {
         sink: String,
@@ -58,11 +61,16 @@ impl Sinks {
         })
     }
 
-    /// Hands an alert (one JSON line, no newline) to every sink; never blocks.
-    pub fn send(&self, alert: Arc<[u8]>) {
+    /// Hands an alert to every sink (serialised once, as one JSON line without a newline);
+    /// never blocks.
+    pub fn send(&self, alert: &Alert) -> Result<(), SinkError> {
+        let mut line = Vec::with_capacity(4096);
+        alert.write_json(&mut line).map_err(SinkError::Serialise)?;
+        let line: Arc<[u8]> = Arc::from(line);
         for worker in &self.workers {
-            worker.push(alert.clone());
+            worker.push(line.clone());
         }
+        Ok(())
     }
 
     /// SIGHUP: the file sinks reopen their files; a changed `[output]` replaces the sinks (what
