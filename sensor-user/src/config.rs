@@ -8,18 +8,21 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-mod defaults;
 mod detection;
+mod detection_content;
+mod detection_entries;
 mod lineage;
 mod locate;
 mod output;
 mod ownership;
 
 pub use detection::{
-    AllowedDestination, Deployer, DetectConfig, Exclusion, FamilyConfig, IncidentConfig,
-    InlineInterpreter, OutboundRuleConfig, RateLimitConfig, ReconRuleConfig, ReconTool,
-    RulesConfig, ServerModuleChangeConfig, Severity, ShellRuleConfig, Technique,
-    WebrootScriptWriteConfig, WrittenExecConfig,
+    Deployer, DetectConfig, IncidentConfig, OutboundRuleConfig, RateLimitConfig, ReconRuleConfig,
+    RulesConfig, ServerModuleChangeConfig, Severity, ShellRuleConfig, WebrootScriptWriteConfig,
+    WrittenExecConfig,
+};
+pub use detection_entries::{
+    AllowedDestination, Exclusion, FamilyConfig, InlineInterpreter, ReconTool, Technique,
 };
 pub use lineage::LineageConfig;
 pub use output::{

@@ -73,9 +73,6 @@ impl Metrics {
             ),
             &["trigger"],
         )?;
-        for trigger in crate::kernel::reader::Trigger::ALL {
-            ring_reads.with_label_values(&[trigger.as_str()]);
-        }
         registry.register(Box::new(ring_reads.clone()))?;
         let alerts = IntCounterVec::new(
             Opts::new("alerts_total", "Alerts emitted, by rule."),
@@ -90,10 +87,6 @@ impl Metrics {
         )?;
         registry.register(Box::new(alerts.clone()))?;
         registry.register(Box::new(alerts_suppressed.clone()))?;
-        for rule in crate::detect::RuleId::ALL {
-            alerts.with_label_values(&[rule.as_str()]);
-            alerts_suppressed.with_label_values(&[rule.as_str()]);
-        }
         // Every label value is present from the start, so a zero is visible before the first event.
         for kind in EventKind::ALL {
             events.with_label_values(&[kind.as_str()]);
@@ -209,15 +202,30 @@ impl Metrics {
         self.decode_errors.inc();
     }
 
-    pub fn ring_read(&self, trigger: crate::kernel::reader::Trigger) {
-        self.ring_reads.with_label_values(&[trigger.as_str()]).inc();
+    /// Sets the `trigger` values of `ring_reads_total` to 0 (the reader knows them), so that a
+    /// rate() sees the first read of each.
+    pub fn preset_ring_triggers(&self, triggers: &[&str]) {
+        for trigger in triggers {
+            self.ring_reads.with_label_values(&[trigger]);
+        }
+    }
+
+    /// Sets the `rule` values of the alert counters to 0 (the engine knows its rules).
+    pub fn preset_rules(&self, rules: &[&str]) {
+        for rule in rules {
+            self.alerts.with_label_values(&[rule]);
+            self.alerts_suppressed.with_label_values(&[rule]);
+        }
+    }
+
+    pub fn ring_read(&self, trigger: &str) {
+        self.ring_reads.with_label_values(&[trigger]).inc();
     }
 
     pub fn decode_errors(&self) -> u64 {
         self.decode_errors.get()
     }
 
-    /// `rule` is one of [`crate::detect::RuleId::as_str`].
     pub fn alert(&self, rule: &str) {
         self.alerts.with_label_values(&[rule]).inc();
     }

@@ -14,7 +14,9 @@ mod nginx;
 mod proc_stat;
 mod replay;
 mod report;
+mod results;
 mod rss;
+mod stats;
 mod tar_tree;
 mod workload;
 

@@ -1,11 +1,17 @@
 //! `[detect]`, `[rules.*]`, `[incidents]` and `[rate_limit]`: what counts as a server and what the
-//! rules look for. Defaults live in [`super::defaults`].
+//! rules look for. The entries of their lists are in [`super::detection_entries`], the built-in
+//! lists in [`super::detection_content`].
 
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::defaults;
+use super::{
+    detection_content as content,
+    detection_entries::{
+        AllowedDestination, Exclusion, FamilyConfig, InlineInterpreter, ReconTool,
+    },
+};
 
 /// Which processes are servers.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -34,57 +40,13 @@ pub struct DetectConfig {
 impl Default for DetectConfig {
     fn default() -> Self {
         Self {
-            not_servers: defaults::not_servers(),
+            not_servers: content::not_servers(),
             transparent: vec!["jspawnhelper".into()],
-            families: defaults::families(),
+            families: content::families(),
             extra_families: Vec::new(),
-            package_managers: defaults::package_managers(),
+            package_managers: content::package_managers(),
         }
     }
-}
-
-/// The MITRE ATT&CK sub-technique a family's abuse falls under.
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
-pub enum Technique {
-    /// Web Shell.
-    #[default]
-    #[serde(rename = "T1505.003")]
-    WebShell,
-    /// SQL Stored Procedures (a database server running OS commands).
-    #[serde(rename = "T1505.001")]
-    SqlStoredProcedures,
-}
-
-/// One kind of server. A process is of this family when its executed file matches one of
-/// `executables`, or when it matches one of `interpreters` and its argv matches one of
-/// `argv_patterns`.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct FamilyConfig {
-    /// Shown in alerts (`lineage.server.family`) and used by exclusions and allowlists.
-    pub name: String,
-    /// `T1505.003` (web shell, the default) or `T1505.001` (database server).
-    #[serde(default)]
-    pub technique: Technique,
-    /// Globs on the executed file: with a `/`, on the whole path; without, on the file name.
-    #[serde(default)]
-    pub executables: Vec<String>,
-    /// Globs on the executed file of runtimes that host this server (java, python3.11, ruby):
-    /// these count only together with `argv_patterns`.
-    #[serde(default)]
-    pub interpreters: Vec<String>,
-    /// Regular expressions searched in the command line (argv joined by spaces) of an
-    /// `interpreters` match.
-    #[serde(default)]
-    pub argv_patterns: Vec<String>,
-    /// TCP ports: a process holding a listening socket on one of them is of this family whatever
-    /// its file is called (a renamed or relocated server binary). Checked in `run` only, and only
-    /// when a shell or recon tool starts, or a process connects, with no known server above it:
-    /// the sensor then reads the listening sockets of its ancestors (and, for a connect, its own)
-    /// from /proc, each process at most every 10 s (pid 1 is never one: socket activation makes
-    /// init hold ports). Empty by default.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub listen_ports: Vec<u16>,
 }
 
 /// Severity of a rule's alerts; `event.severity` carries the number in brackets.
@@ -110,27 +72,6 @@ impl Severity {
             Severity::Critical => 99,
         }
     }
-}
-
-/// An exception to a rule. Every field given must match (an exclusion with no field is refused);
-/// keep them narrow: `args` matches each argument in full, so an excluded
-/// `sh -c "/usr/sbin/sendmail -t -i"` does not let `sh -c "/usr/sbin/sendmail -t -i; id"` through.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct Exclusion {
-    /// Why this exclusion exists (kept for the reader; not matched).
-    pub comment: String,
-    /// The server family above the process (`detect.families[].name`).
-    pub family: Option<String>,
-    /// Glob on the parent's executable (jspawnhelper skipped).
-    pub parent: Option<String>,
-    /// Glob on the process's own executable.
-    pub child: Option<String>,
-    /// One regular expression per argument, each matching the whole argument (anchored), and as
-    /// many as there are arguments (argv[0] included).
-    pub args: Option<Vec<String>>,
-    /// Real uids; the exclusion applies to these users only.
-    pub users: Vec<u32>,
 }
 
 /// `[rules]`: each rule's switch, severity, tuning and exclusions.
@@ -193,8 +134,8 @@ impl Default for WebrootScriptWriteConfig {
             enabled: true,
             severity: Severity::Critical,
             severity_outside_server: Severity::Medium,
-            web_roots: defaults::web_roots(),
-            extensions: defaults::script_extensions(),
+            web_roots: content::web_roots(),
+            extensions: content::script_extensions(),
             deployers: Vec::new(),
             exclude: Vec::new(),
             hash_max_bytes: 1 << 20,
@@ -227,8 +168,8 @@ impl Default for ServerModuleChangeConfig {
         Self {
             enabled: true,
             severity: Severity::High,
-            paths: defaults::module_paths(),
-            tools: defaults::module_tools(),
+            paths: content::module_paths(),
+            tools: content::module_tools(),
             exclude: Vec::new(),
         }
     }
@@ -268,24 +209,14 @@ pub struct ShellRuleConfig {
     pub exclude: Vec<Exclusion>,
 }
 
-/// An interpreter and the flags that make it run code from its command line.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct InlineInterpreter {
-    /// Glob on the executed file.
-    pub executable: String,
-    /// Flags such as `-c`, `-e`; a single-letter flag also counts inside a cluster (`-ec`).
-    pub flags: Vec<String>,
-}
-
 impl Default for ShellRuleConfig {
     fn default() -> Self {
         Self {
             enabled: true,
             severity: Severity::High,
-            shells: defaults::shells(),
-            interpreters: defaults::inline_interpreters(),
-            exclude: defaults::shell_exclusions(),
+            shells: content::shells(),
+            interpreters: content::inline_interpreters(),
+            exclude: content::shell_exclusions(),
         }
     }
 }
@@ -301,24 +232,12 @@ pub struct ReconRuleConfig {
     pub exclude: Vec<Exclusion>,
 }
 
-/// A tool, optionally only with certain arguments (`cat` only on /etc/passwd and the like).
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct ReconTool {
-    /// Glob on the executed file (busybox counts under its applet name).
-    pub executable: String,
-    /// Regular expression searched in the arguments after argv[0], joined by spaces; absent:
-    /// any arguments.
-    #[serde(default)]
-    pub args_pattern: Option<String>,
-}
-
 impl Default for ReconRuleConfig {
     fn default() -> Self {
         Self {
             enabled: true,
             severity: Severity::Medium,
-            tools: defaults::recon_tools(),
+            tools: content::recon_tools(),
             exclude: Vec::new(),
         }
     }
@@ -351,36 +270,12 @@ pub struct OutboundRuleConfig {
     pub exclude: Vec<Exclusion>,
 }
 
-/// One allowlist entry.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct AllowedDestination {
-    /// Network in CIDR form (`10.0.0.0/8`, `2001:db8::/32`); a bare address means that address.
-    pub cidr: String,
-    /// Destination ports; empty: any port.
-    #[serde(default)]
-    pub ports: Vec<u16>,
-    /// Families the entry applies to; empty: every family.
-    #[serde(default)]
-    pub families: Vec<String>,
-}
-
-impl AllowedDestination {
-    pub(crate) fn any(cidr: &str) -> Self {
-        Self {
-            cidr: cidr.into(),
-            ports: Vec::new(),
-            families: Vec::new(),
-        }
-    }
-}
-
 impl Default for OutboundRuleConfig {
     fn default() -> Self {
         Self {
             enabled: true,
             severity: Severity::Medium,
-            allow: defaults::allowed_destinations(),
+            allow: content::allowed_destinations(),
             never_allow: vec!["169.254.169.254/32".into(), "fd00:ec2::254/128".into()],
             include_failed: true,
             learning_secs: 0,

@@ -61,6 +61,7 @@ impl Engine {
 
     /// Counts alerts in `lineage_sensor_alerts_total` and friends.
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        metrics.preset_rules(&super::RuleId::ALL.map(super::RuleId::as_str));
         self.gate.set_metrics(metrics);
         self
     }

@@ -55,6 +55,7 @@ impl Capture {
     /// Loads and attaches the programs. Must be called inside a tokio runtime.
     pub fn start(config: &CaptureConfig, metrics: Arc<Metrics>) -> Result<Self, CaptureError> {
         let loaded = loader::load(config)?;
+        metrics.preset_ring_triggers(&reader::Trigger::ALL.map(reader::Trigger::as_str));
         Ok(Self {
             ebpf: Some(loaded.ebpf),
             reader: reader::EventReader::new(
@@ -74,7 +75,7 @@ impl Capture {
     /// counted and logged, never passed on.
     pub async fn next_batch(&mut self, out: &mut Vec<Event>) -> std::io::Result<()> {
         let trigger = self.reader.read_batch(&mut self.decoded, BATCH_MAX).await?;
-        self.metrics.ring_read(trigger);
+        self.metrics.ring_read(trigger.as_str());
         for result in self.decoded.drain(..) {
             match result {
                 Ok(mut event) => {

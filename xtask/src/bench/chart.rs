@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use super::{monitor::MonitorKind, report::WorkloadResult};
+use super::{monitor::MonitorKind, results::WorkloadResult};
 
 const MONITORS: [(MonitorKind, &str); 3] = [
     (MonitorKind::Sensor, "#1b9e77"),

@@ -23,7 +23,7 @@ use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 use super::{
     build::Binaries,
     monitor::{self, MonitorKind, SensorConfig},
-    report::quantile,
+    stats::quantile,
 };
 
 /// How often the alert file is polled: the measurement's resolution.

@@ -9,7 +9,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-use super::report::Sample;
+use super::results::Sample;
 
 /// wrk's connections: a handful of keep-alive clients, as behind a reverse proxy.
 const CONNECTIONS: u32 = 8;

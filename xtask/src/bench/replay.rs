@@ -13,7 +13,7 @@ use std::{
 use anyhow::{Context as _, bail};
 use serde::Serialize;
 
-use super::{build::Binaries, report::median};
+use super::{build::Binaries, stats::median};
 
 const RUNS: usize = 3;
 const T0: u64 = 1_000_000_000_000;

@@ -10,7 +10,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-use super::{proc_stat, report::Sample};
+use super::{proc_stat, results::Sample};
 
 /// Bytes in each file: small, so the opens and not the copying dominate.
 pub const FILE_BYTES: usize = 512;

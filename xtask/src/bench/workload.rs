@@ -12,7 +12,7 @@ use super::{
     monitor::{self, MonitorKind},
     nginx::Nginx,
     proc_stat,
-    report::{Sample, WorkloadResult},
+    results::{Sample, WorkloadResult},
     tar_tree::{self, TarTree},
 };
 

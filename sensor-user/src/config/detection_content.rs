@@ -3,7 +3,7 @@
 //! falcosecurity/rules, aquasecurity/tracee, splunk/security_content); deploy/lineage-sensor.toml
 //! spells out the same values and a unit test keeps the two equal.
 
-use super::detection::{
+use super::detection_entries::{
     AllowedDestination, Exclusion, FamilyConfig, InlineInterpreter, ReconTool, Technique,
 };
 
