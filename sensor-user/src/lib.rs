@@ -17,5 +17,4 @@ pub mod path_parts;
 pub mod privileges;
 pub mod proc_facts;
 pub mod record;
-pub mod serve;
 pub mod sink;

@@ -64,6 +64,7 @@ pub enum Severity {
 }
 
 impl Severity {
+    /// `event.severity` in alerts: 21, 47, 73 or 99.
     pub fn score(self) -> u8 {
         match self {
             Severity::Low => 21,
@@ -78,11 +79,17 @@ impl Severity {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RulesConfig {
+    /// A shell or inline interpreter below a server.
     pub server_spawned_shell: ShellRuleConfig,
+    /// A recon, download or network tool below a server.
     pub server_spawned_recon: ReconRuleConfig,
+    /// A server or its descendant connecting outside the allowlist.
     pub server_outbound_unknown: OutboundRuleConfig,
+    /// A script or page file written into a web root.
     pub webroot_script_write: WebrootScriptWriteConfig,
+    /// A server module or configuration changed, or a module tool run.
     pub server_module_change: ServerModuleChangeConfig,
+    /// A file a server wrote under a web root, executed.
     pub server_written_file_executed: WrittenExecConfig,
 }
 
@@ -91,6 +98,7 @@ pub struct RulesConfig {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct WebrootScriptWriteConfig {
+    /// Whether the rule runs.
     pub enabled: bool,
     /// Severity when the writer is a server process or below one (an upload through the app).
     pub severity: Severity,
@@ -150,7 +158,9 @@ impl Default for WebrootScriptWriteConfig {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerModuleChangeConfig {
+    /// Whether the rule runs.
     pub enabled: bool,
+    /// Severity of its alerts.
     pub severity: Severity,
     /// Module and configuration locations, as absolute path globs: the match itself (a file such
     /// as php.ini) and anything below it (a directory) count. Watched by the kernel like
@@ -180,7 +190,9 @@ impl Default for ServerModuleChangeConfig {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct WrittenExecConfig {
+    /// Whether the rule runs (and server-written files are remembered).
     pub enabled: bool,
+    /// Severity of its alerts.
     pub severity: Severity,
     /// Paths written by servers remembered for this; past it the oldest are forgotten.
     pub max_tracked: usize,
@@ -200,12 +212,15 @@ impl Default for WrittenExecConfig {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ShellRuleConfig {
+    /// Whether the rule runs.
     pub enabled: bool,
+    /// Severity of its alerts.
     pub severity: Severity,
     /// Shells, as globs on the executed file (busybox counts under its applet name).
     pub shells: Vec<String>,
     /// Interpreters that count as a shell when run with an inline-code flag.
     pub interpreters: Vec<InlineInterpreter>,
+    /// Narrow exceptions; every field given must match (see docs/detection.md).
     pub exclude: Vec<Exclusion>,
 }
 
@@ -226,9 +241,13 @@ impl Default for ShellRuleConfig {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ReconRuleConfig {
+    /// Whether the rule runs.
     pub enabled: bool,
+    /// Severity of its alerts.
     pub severity: Severity,
+    /// The tools: an executable glob, and optionally a regex its arguments must match.
     pub tools: Vec<ReconTool>,
+    /// Narrow exceptions; every field given must match (see docs/detection.md).
     pub exclude: Vec<Exclusion>,
 }
 
@@ -248,7 +267,9 @@ impl Default for ReconRuleConfig {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct OutboundRuleConfig {
+    /// Whether the rule runs.
     pub enabled: bool,
+    /// Severity of its alerts.
     pub severity: Severity,
     /// Allowed destinations.
     pub allow: Vec<AllowedDestination>,
@@ -267,6 +288,7 @@ pub struct OutboundRuleConfig {
     pub state_file: Option<PathBuf>,
     /// At most this many learned destinations; past it, new ones are not learned.
     pub max_learned: usize,
+    /// Narrow exceptions, matched on the connecting process (see docs/detection.md).
     pub exclude: Vec<Exclusion>,
 }
 

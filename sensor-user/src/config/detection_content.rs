@@ -34,6 +34,7 @@ pub fn not_servers() -> Vec<String> {
     strings(&["/etc/init.d/*", "/etc/rc.d/init.d/*", "/etc/rc.d/*"])
 }
 
+/// The server families `[detect]` knows by default (docs/detection.md has the table).
 pub fn families() -> Vec<FamilyConfig> {
     use Technique::{SqlStoredProcedures as Sql, WebShell as Web};
     vec![
@@ -213,6 +214,7 @@ pub fn inline_interpreters() -> Vec<InlineInterpreter> {
 /// quotes or newlines, so a command line matched with it cannot chain a second command.
 const PLAIN: &str = r#"[^;&|$`<>(){}'"\\\n\r]*"#;
 
+/// What servers run through a shell in normal operation and is not an attack.
 pub fn shell_exclusions() -> Vec<Exclusion> {
     let sh = r"(/usr)?(/bin/)?(sh|dash|bash)";
     vec![

@@ -106,6 +106,7 @@ pub struct AllowedDestination {
 }
 
 impl AllowedDestination {
+    /// `cidr` on any port, for every family.
     pub(crate) fn any(cidr: &str) -> Self {
         Self {
             cidr: cidr.into(),

@@ -40,6 +40,7 @@ pub enum SinkKind {
 }
 
 impl SinkKind {
+    /// The name in `type`, and the default sink name.
     pub fn as_str(self) -> &'static str {
         match self {
             SinkKind::Stdout => "stdout",
@@ -130,15 +131,19 @@ pub struct SinkConfig {
 }
 
 mod defaults {
+    /// `batch_max_events`: most alerts per request or write.
     pub fn batch_max_events() -> usize {
         500
     }
+    /// `timeout_secs`: connect, send and response timeout.
     pub fn timeout_secs() -> u64 {
         10
     }
+    /// `queue_max_events`: the in-memory queue's bound.
     pub fn queue_max_events() -> usize {
         10_000
     }
+    /// `retry_max_secs`: the longest wait between attempts.
     pub fn retry_max_secs() -> u64 {
         30
     }
@@ -148,6 +153,7 @@ mod defaults {
 pub const DEFAULT_SPOOL_MAX_BYTES: u64 = 64 << 20;
 
 impl SinkConfig {
+    /// The default sink: alerts on stdout, no spool.
     pub fn stdout() -> Self {
         Self {
             kind: SinkKind::Stdout,
@@ -168,10 +174,12 @@ impl SinkConfig {
         }
     }
 
+    /// `name`, or the type's name when not given.
     pub fn name(&self) -> &str {
         self.name.as_deref().unwrap_or(self.kind.as_str())
     }
 
+    /// `spool_max_bytes`, or its default for the type (0 for stdout).
     pub fn spool_max_bytes(&self) -> u64 {
         self.spool_max_bytes.unwrap_or(match self.kind {
             SinkKind::Stdout => 0,
@@ -179,10 +187,12 @@ impl SinkConfig {
         })
     }
 
+    /// `facility`, or 10 (authpriv).
     pub fn facility(&self) -> u8 {
         self.facility.unwrap_or(10)
     }
 
+    /// `index`, or "lineage-sensor-alerts".
     pub fn index(&self) -> &str {
         self.index.as_deref().unwrap_or("lineage-sensor-alerts")
     }

@@ -17,8 +17,10 @@ use crate::{
     enrich::Enricher,
     event::Event,
     kernel::{Capture, CaptureError},
-    metrics::{Metrics, MetricsError},
-    serve::{self, Endpoint, ServeError},
+    metrics::{
+        Metrics, MetricsError,
+        endpoint::{self, Endpoint, EndpointError},
+    },
     sink::{SinkError, Sinks},
 };
 
@@ -42,7 +44,7 @@ pub enum RunError {
     #[error(transparent)]
     Sink(#[from] SinkError),
     #[error(transparent)]
-    Serve(#[from] ServeError),
+    Endpoint(#[from] EndpointError),
     #[error(transparent)]
     Privileges(#[from] crate::privileges::MissingCapability),
     #[error("watching for SIGHUP: {0}")]
@@ -182,10 +184,10 @@ async fn start_endpoint(
     config: &Config,
     options: &RunOptions,
     metrics: &Arc<Metrics>,
-) -> Result<Option<Endpoint>, ServeError> {
+) -> Result<Option<Endpoint>, EndpointError> {
     if !config.metrics.enabled {
         return Ok(None);
     }
     let addr = options.metrics_listen.unwrap_or(config.metrics.listen);
-    Ok(Some(serve::start(addr, metrics.clone()).await?))
+    Ok(Some(endpoint::start(addr, metrics.clone()).await?))
 }

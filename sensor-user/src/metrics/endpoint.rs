@@ -13,7 +13,7 @@ use crate::metrics::Metrics;
     "metrics endpoint: cannot listen on {addr}: {source} (set metrics.listen or \
      --metrics-listen to a free address)"
 )]
-pub struct ServeError {
+pub struct EndpointError {
     pub addr: SocketAddr,
     pub source: std::io::Error,
 }
@@ -31,13 +31,13 @@ impl Drop for Endpoint {
 }
 
 /// Binds `addr` and serves on the current runtime.
-pub async fn start(addr: SocketAddr, metrics: Arc<Metrics>) -> Result<Endpoint, ServeError> {
+pub async fn start(addr: SocketAddr, metrics: Arc<Metrics>) -> Result<Endpoint, EndpointError> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|source| ServeError { addr, source })?;
+        .map_err(|source| EndpointError { addr, source })?;
     let addr = listener
         .local_addr()
-        .map_err(|source| ServeError { addr, source })?;
+        .map_err(|source| EndpointError { addr, source })?;
     let app = Router::new()
         .route("/metrics", axum::routing::get(metrics_text))
         .route("/healthz", axum::routing::get(|| async { "ok\n" }))

@@ -1,5 +1,8 @@
 //! Every metric the sensor exposes, defined once. Names carry the `lineage_sensor_` prefix,
-//! counters end in `_total`, and labels take a handful of fixed values only.
+//! counters end in `_total`, and labels take a handful of fixed values only. [`endpoint`]
+//! serves them.
+
+pub mod endpoint;
 
 use prometheus::{
     Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,

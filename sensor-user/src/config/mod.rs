@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 mod detection;
 mod detection_content;
 mod detection_entries;
+#[cfg(test)]
+mod docs_check;
 mod lineage;
 mod locate;
 mod output;
