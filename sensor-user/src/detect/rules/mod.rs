@@ -22,7 +22,10 @@ use super::{
     matcher::ExeMatcher,
 };
 use crate::{
-    config::{Config, Exclusion as ExclusionConfig, Severity},
+    config::{
+        Config, Exclusion as ExclusionConfig, OutboundRuleConfig, ReconRuleConfig,
+        ServerModuleChangeConfig, Severity, ShellRuleConfig, WebrootScriptWriteConfig,
+    },
     event::{Connect, File, FileOp},
     lineage::{EntityId, Process},
 };
@@ -34,19 +37,52 @@ pub struct RuleCommon {
     pub exclusions: Vec<Exclusion>,
 }
 
+/// The settings every rule's config section has.
+pub trait RuleSection {
+    fn enabled(&self) -> bool;
+    fn severity(&self) -> Severity;
+    fn exclude(&self) -> &[ExclusionConfig];
+}
+
+macro_rules! rule_sections {
+    ($($section:ty),*) => {$(
+        impl RuleSection for $section {
+            fn enabled(&self) -> bool {
+                self.enabled
+            }
+            fn severity(&self) -> Severity {
+                self.severity
+            }
+            fn exclude(&self) -> &[ExclusionConfig] {
+                &self.exclude
+            }
+        }
+    )*};
+}
+
+rule_sections!(
+    ShellRuleConfig,
+    ReconRuleConfig,
+    OutboundRuleConfig,
+    WebrootScriptWriteConfig,
+    ServerModuleChangeConfig
+);
+
 impl RuleCommon {
     /// `field` is the rule's config section (`rules.server_spawned_shell`), for error messages.
-    pub fn new(
-        enabled: bool,
-        severity: Severity,
-        exclude: &[ExclusionConfig],
+    pub fn compile(
+        section: &impl RuleSection,
         field: &str,
         families: &Families,
     ) -> Result<Self, DetectError> {
         Ok(Self {
-            enabled,
-            severity,
-            exclusions: Exclusion::compile_all(exclude, &format!("{field}.exclude"), families)?,
+            enabled: section.enabled(),
+            severity: section.severity(),
+            exclusions: Exclusion::compile_all(
+                section.exclude(),
+                &format!("{field}.exclude"),
+                families,
+            )?,
         })
     }
 }

@@ -29,13 +29,7 @@ impl ModuleRule {
         families: &Families,
     ) -> Result<Self, DetectError> {
         Ok(Self {
-            common: RuleCommon::new(
-                config.enabled,
-                config.severity,
-                &config.exclude,
-                FIELD,
-                families,
-            )?,
+            common: RuleCommon::compile(config, FIELD, families)?,
             paths: PathMatcher::new(&config.paths, &format!("{FIELD}.paths"))?,
             tools: ExeMatcher::new(&config.tools, &format!("{FIELD}.tools"))?,
         })

@@ -78,13 +78,7 @@ impl OutboundRule {
             .map(|(i, c)| parse_net(c, &format!("{FIELD}.never_allow[{i}]")).map(|n| n.trunc()))
             .collect::<Result<_, _>>()?;
         Ok(Self {
-            common: RuleCommon::new(
-                config.enabled,
-                config.severity,
-                &config.exclude,
-                FIELD,
-                families,
-            )?,
+            common: RuleCommon::compile(config, FIELD, families)?,
             include_failed: config.include_failed,
             allow,
             never,

@@ -54,13 +54,7 @@ impl ReconRule {
             })
             .collect::<Result<_, _>>()?;
         Ok(Self {
-            common: RuleCommon::new(
-                config.enabled,
-                config.severity,
-                &config.exclude,
-                FIELD,
-                families,
-            )?,
+            common: RuleCommon::compile(config, FIELD, families)?,
             tools: ExeMatcher::new_owned(&tools)?,
             args,
         })

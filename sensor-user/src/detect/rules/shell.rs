@@ -50,13 +50,7 @@ impl ShellRule {
             }
         }
         Ok(Self {
-            common: RuleCommon::new(
-                config.enabled,
-                config.severity,
-                &config.exclude,
-                FIELD,
-                families,
-            )?,
+            common: RuleCommon::compile(config, FIELD, families)?,
             shells: ExeMatcher::new(&config.shells, &format!("{FIELD}.shells"))?,
             interpreters: ExeMatcher::new_owned(&interps)?,
             flags: config

@@ -76,13 +76,7 @@ impl WebrootRule {
             })
             .collect::<Result<_, _>>()?;
         Ok(Self {
-            common: RuleCommon::new(
-                config.enabled,
-                config.severity,
-                &config.exclude,
-                FIELD,
-                families,
-            )?,
+            common: RuleCommon::compile(config, FIELD, families)?,
             severity_outside_server: config.severity_outside_server,
             roots: PathMatcher::new(&config.web_roots, &format!("{FIELD}.web_roots"))?,
             extensions,
