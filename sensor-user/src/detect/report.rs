@@ -33,6 +33,7 @@ pub fn alert(
     host: &HostInfo,
 ) -> Alert {
     let rule = f.rule;
+    let meta = rule.meta();
     let technique = match rule {
         RuleId::ServerModuleChange => None,
         RuleId::WebrootScriptWrite | RuleId::ServerWrittenFileExecuted => Some(Technique::WebShell),
@@ -41,12 +42,12 @@ pub fn alert(
     let p = s.process;
     Alert::build(AlertInput {
         rule: RuleInfo {
-            id: rule.as_str(),
-            name: rule.name(),
-            description: rule.description(),
+            id: meta.id,
+            name: meta.name,
+            description: meta.description,
         },
-        category: rule.category(),
-        event_type: rule.event_type(),
+        category: meta.category,
+        event_type: meta.event_type,
         // Stable across replays and restarts: receivers de-duplicate on it.
         event_id: digest_hex(&[
             rule.as_str().as_bytes(),

@@ -12,7 +12,7 @@ pub mod written_exec;
 
 use std::borrow::Cow;
 
-pub use id::RuleId;
+pub use id::{RuleId, RuleMeta};
 
 use super::{
     DetectError,

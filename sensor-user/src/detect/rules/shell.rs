@@ -18,6 +18,19 @@ use crate::{
     lineage::{Image, Process},
 };
 
+/// What alerts and metrics say about this rule.
+pub const META: super::RuleMeta = super::RuleMeta {
+    id: "server-spawned-shell",
+    name: "Shell or inline interpreter started below a server process",
+    description: "A shell (sh, bash, dash, busybox sh, ...) or an interpreter running inline code \
+    (python -c, perl -e, php -r, ...) has a server process (web, application or \
+    database server) among its ancestors: the typical first step of a web shell or \
+    of command execution through a database server.",
+    category: &["process"],
+    event_type: &["start"],
+    server_optional: false,
+};
+
 pub struct ShellRule {
     pub common: RuleCommon,
     shells: ExeMatcher,

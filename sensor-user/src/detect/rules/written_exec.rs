@@ -18,6 +18,18 @@ use crate::{
     lineage::{EntityId, Image, Process},
 };
 
+/// What alerts and metrics say about this rule.
+pub const META: super::RuleMeta = super::RuleMeta {
+    id: "server-written-file-executed",
+    name: "File written by a server process into a web root was executed",
+    description: "A file that a server process (or a process below one) wrote under a web root \
+    was executed: a dropped tool or web shell put to use. The alert joins the \
+    incident of the server tree that wrote the file.",
+    category: &["process"],
+    event_type: &["start"],
+    server_optional: true,
+};
+
 /// Who wrote a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Writer {
