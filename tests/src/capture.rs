@@ -9,7 +9,7 @@ use std::{
 
 use lineage_sensor::{
     config::CaptureConfig,
-    event::{Event, EventKind},
+    event::Event,
     kernel::{Capture, connect_entry::ConnectEntry},
     metrics::Metrics,
 };
@@ -27,11 +27,6 @@ pub struct Collected {
     pub connect_entry: ConnectEntry,
 }
 
-impl Collected {
-    pub fn lost_metric(&self) -> u64 {
-        EventKind::ALL.iter().map(|&k| self.metrics.lost(k)).sum()
-    }
-}
 
 /// The sensor's capture running on a thread of its own.
 pub struct TestSensor {
