@@ -27,7 +27,6 @@ pub struct Collected {
     pub connect_entry: ConnectEntry,
 }
 
-
 /// The sensor's capture running on a thread of its own.
 pub struct TestSensor {
     stop: tokio::sync::oneshot::Sender<()>,

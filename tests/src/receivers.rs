@@ -261,4 +261,3 @@ pub fn has_marker(alerts: &[Value], marker: &str) -> bool {
         .iter()
         .any(|a| a["process"]["args"].to_string().contains(marker))
 }
-

@@ -299,7 +299,10 @@ impl RunningSensor {
     /// SIGTERM, requiring a clean exit; returns the whole log.
     pub fn stop_clean(self) -> Vec<String> {
         let (status, log) = self.stop();
-        assert!(status.success(), "clean exit on SIGTERM: {status}; {log:#?}");
+        assert!(
+            status.success(),
+            "clean exit on SIGTERM: {status}; {log:#?}"
+        );
         log
     }
 

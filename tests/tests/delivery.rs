@@ -186,4 +186,3 @@ retry_max_secs = 1
         );
     }
 }
-

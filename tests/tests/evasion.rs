@@ -105,7 +105,8 @@ fn launchers_argv0_and_double_forks_do_not_hide_a_server_spawned_shell() {
             .expect("run the fake server");
         assert!(status.success());
         let (found, _) = sensor.alert_until(WITHIN, |a| {
-            a.rule() == "server-spawned-shell" && a.args().first().map(String::as_str) == Some("[kworker/0:1]")
+            a.rule() == "server-spawned-shell"
+                && a.args().first().map(String::as_str) == Some("[kworker/0:1]")
         });
         if let Some(alert) = found {
             assert!(
@@ -222,8 +223,12 @@ fn a_renamed_server_is_recognised_by_its_listening_port() {
     });
     drop(running.stdin.take());
     let _ = running.wait();
-    let alert = found
-        .unwrap_or_else(|| panic!("no shell alert below the renamed server: {}", briefs(&before)));
+    let alert = found.unwrap_or_else(|| {
+        panic!(
+            "no shell alert below the renamed server: {}",
+            briefs(&before)
+        )
+    });
     assert!(
         before.is_empty(),
         "a server that listens on no listed port is not one: {}",

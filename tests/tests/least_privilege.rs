@@ -6,7 +6,7 @@ use std::path::Path;
 
 use integration_tests::{
     RunningSensor, fake_server, metric,
-    receivers::{read_ndjson, has_marker, wait_until},
+    receivers::{has_marker, read_ndjson, wait_until},
     require_root, scratch, server_shell,
 };
 
@@ -101,9 +101,10 @@ fn runs_with_only_the_units_capabilities_and_names_a_missing_one() {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
     }
 
-    let sensor = RunningSensor::start_with(&config, &setpriv(&caps)).unwrap_or_else(|(status, log)| {
-        panic!("the sensor works with the unit's capabilities ({status}): {log:#?}")
-    });
+    let sensor =
+        RunningSensor::start_with(&config, &setpriv(&caps)).unwrap_or_else(|(status, log)| {
+            panic!("the sensor works with the unit's capabilities ({status}): {log:#?}")
+        });
     make_alert(&server, "least-priv");
     wait_until("an alert from the unprivileged sensor", || {
         has_marker(&read_ndjson(&alerts), "least-priv")

@@ -171,4 +171,3 @@ fn promtool_check(text: &str) -> Result<(), String> {
         ))
     }
 }
-

@@ -97,4 +97,3 @@ fn sighup_reopens_files_refuses_bad_configs_and_applies_good_ones() {
         "{log:#?}"
     );
 }
-
