@@ -31,7 +31,12 @@ fn round_trips(event: &Event, path: &Path) {
                 path.display()
             )
         });
-    assert_eq!(back, std::slice::from_ref(event), "{}: round trip", path.display());
+    assert_eq!(
+        back,
+        std::slice::from_ref(event),
+        "{}: round trip",
+        path.display()
+    );
     assert_eq!(encode(&back[0]), line, "{}: re-encoding", path.display());
 }
 
