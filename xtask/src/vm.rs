@@ -398,9 +398,12 @@ fn boot(
     .stdin(Stdio::null())
     .stdout(Stdio::piped())
     .stderr(Stdio::piped());
-    let mut child = qemu
-        .spawn()
-        .map_err(|e| BootError::NoBoot(format!("cannot start qemu-system-x86_64: {e}")))?;
+    let mut child = qemu.spawn().map_err(|e| {
+        BootError::NoBoot(format!(
+            "cannot start qemu-system-x86_64 ({e}): install it with \
+                 `apt-get install qemu-system-x86` (cargo xtask test does, as root)"
+        ))
+    })?;
     let (tx, rx) = mpsc::channel::<String>();
     for stream in [
         child
