@@ -1,144 +1,21 @@
-//! Harness for the privileged tests: the real programs loaded in-process, their events collected
-//! on a background thread until the test asks for them.
+//! Harness for the privileged tests: the real programs loaded in-process ([`capture`]), the
+//! real `lineage-sensor run` as a child ([`sensor`]) whose alerts are judged only when they
+//! belong to the test's own process tree ([`tree`]), and the receivers it delivers to
+//! ([`receivers`]).
 
-use std::{
-    sync::{Arc, mpsc},
-    thread::JoinHandle,
-    time::Duration,
-};
+pub mod alert;
+pub mod capture;
+pub mod kernel_counters;
+pub mod receivers;
+pub mod sensor;
+pub mod tree;
 
-use lineage_sensor::{
-    config::CaptureConfig,
-    event::{Event, EventKind},
-    kernel::{Capture, connect_entry::ConnectEntry},
-    metrics::Metrics,
-};
+pub use alert::{Alert, briefs};
+pub use capture::{Collected, TestSensor, with_sensor};
+pub use sensor::RunningSensor;
+pub use tree::OwnTree;
 
-/// How long the ring must stay empty, after detaching, before collection ends.
-const DRAIN_QUIET: Duration = Duration::from_millis(200);
-
-/// What a session saw.
-pub struct Collected {
-    pub events: Vec<Event>,
-    /// Events the kernel could not hand over, as the `events_lost_total` metric reports them.
-    pub lost: u64,
-    pub metrics: Arc<Metrics>,
-    /// How connect() entry was observed.
-    pub connect_entry: ConnectEntry,
-}
-
-impl Collected {
-    pub fn lost_metric(&self) -> u64 {
-        EventKind::ALL.iter().map(|&k| self.metrics.lost(k)).sum()
-    }
-}
-
-/// The sensor's capture running on a thread of its own.
-pub struct TestSensor {
-    stop: tokio::sync::oneshot::Sender<()>,
-    thread: JoinHandle<Result<Collected, String>>,
-}
-
-impl TestSensor {
-    /// Loads and attaches the programs; returns once they are attached.
-    pub fn start(config: CaptureConfig) -> Result<TestSensor, String> {
-        Self::start_with(config, Reading::Live)
-    }
-
-    /// Like [`Self::start`], but nothing is read from the ring until [`Self::stop`]: a stalled
-    /// consumer, to fill the ring on purpose.
-    pub fn start_stalled(config: CaptureConfig) -> Result<TestSensor, String> {
-        Self::start_with(config, Reading::AtStop)
-    }
-
-    fn start_with(config: CaptureConfig, reading: Reading) -> Result<TestSensor, String> {
-        let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())?;
-            runtime.block_on(collect(config, reading, ready_tx, stop_rx))
-        });
-        match ready_rx.recv() {
-            Ok(Ok(())) => Ok(TestSensor {
-                stop: stop_tx,
-                thread,
-            }),
-            Ok(Err(err)) => Err(err),
-            Err(_) => Err(match thread.join() {
-                Ok(Err(err)) => err,
-                _ => "sensor thread ended before attaching".into(),
-            }),
-        }
-    }
-
-    /// Detaches, drains what is left in the ring and returns everything seen.
-    pub fn stop(self) -> Result<Collected, String> {
-        let _ = self.stop.send(());
-        self.thread
-            .join()
-            .map_err(|_| "sensor thread panicked".to_string())?
-    }
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Reading {
-    Live,
-    AtStop,
-}
-
-async fn collect(
-    config: CaptureConfig,
-    reading: Reading,
-    ready: mpsc::Sender<Result<(), String>>,
-    mut stop: tokio::sync::oneshot::Receiver<()>,
-) -> Result<Collected, String> {
-    let metrics = Arc::new(Metrics::new().map_err(|e| e.to_string())?);
-    let mut capture = match Capture::start(&config, metrics.clone()) {
-        Ok(capture) => capture,
-        Err(err) => {
-            let msg = format!("{err}");
-            let _ = ready.send(Err(msg.clone()));
-            return Err(msg);
-        }
-    };
-    let _ = ready.send(Ok(()));
-    let mut events = Vec::new();
-    match reading {
-        Reading::AtStop => {
-            let _ = (&mut stop).await;
-        }
-        Reading::Live => loop {
-            tokio::select! {
-                _ = &mut stop => break,
-                read = capture.next_batch(&mut events) => read.map_err(|e| e.to_string())?,
-            }
-        },
-    }
-    capture.detach();
-    while let Ok(read) = tokio::time::timeout(DRAIN_QUIET, capture.next_batch(&mut events)).await {
-        read.map_err(|e| e.to_string())?;
-    }
-    let lost = capture.sync_lost();
-    Ok(Collected {
-        events,
-        lost,
-        metrics,
-        connect_entry: capture.connect_entry().clone(),
-    })
-}
-
-/// Runs `f` with the sensor attached, and returns what it saw with `f`'s result.
-pub fn with_sensor<T>(
-    config: CaptureConfig,
-    f: impl FnOnce() -> T,
-) -> Result<(Collected, T), String> {
-    let sensor = TestSensor::start(config)?;
-    let value = f();
-    Ok((sensor.stop()?, value))
-}
+use lineage_sensor::event::Event;
 
 /// Fails clearly when the tests are not run as root (they load eBPF programs).
 pub fn require_root() {
@@ -227,184 +104,34 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// The real `lineage-sensor run` as a child process: stdout lines (alerts) and stderr lines (log)
-/// collected on threads of their own. Killed on drop, so a failing test leaves nothing behind.
-pub struct RunningSensor {
-    pub child: Option<std::process::Child>,
-    pub alerts: mpsc::Receiver<String>,
-    pub log: mpsc::Receiver<String>,
-    pub log_seen: Vec<String>,
-    pub metrics_port: u16,
+/// A scratch directory every user may enter (a least-privilege sensor runs as nobody), removed
+/// first if a previous run left it.
+pub fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("lineage-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
 }
 
-impl RunningSensor {
-    /// Starts `run --config CONFIG --metrics-listen 127.0.0.1:<free port>` and waits (up to a
-    /// minute) for "ready".
-    pub fn start(config: &std::path::Path) -> RunningSensor {
-        use std::io::BufRead as _;
-        let metrics_port = free_port();
-        let mut child = std::process::Command::new(sensor_binary())
-            .args(["run", "--config"])
-            .arg(config)
-            .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("start lineage-sensor run");
-        let (alert_tx, alerts) = mpsc::channel();
-        let stdout = child.stdout.take().expect("stdout");
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-            {
-                let _ = alert_tx.send(line);
-            }
-        });
-        let (log_tx, log) = mpsc::channel();
-        let stderr = child.stderr.take().expect("stderr");
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-            {
-                let _ = log_tx.send(line);
-            }
-        });
-        let mut sensor = RunningSensor {
-            child: Some(child),
-            alerts,
-            log,
-            log_seen: Vec::new(),
-            metrics_port,
-        };
-        let ready = sensor.wait_log(Duration::from_secs(60), |l| l.contains("ready"));
-        assert!(ready, "sensor never became ready: {:#?}", sensor.log_seen);
-        sensor
-    }
-
-    /// Whether a log line matching `want` arrives within `within` (lines seen are kept).
-    pub fn wait_log(&mut self, within: Duration, want: impl Fn(&str) -> bool) -> bool {
-        if self.log_seen.iter().any(|l| want(l)) {
-            return true;
-        }
-        let deadline = std::time::Instant::now() + within;
-        loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            match self.log.recv_timeout(left) {
-                Ok(line) => {
-                    let hit = want(&line);
-                    self.log_seen.push(line);
-                    if hit {
-                        return true;
-                    }
-                }
-                Err(_) => return false,
-            }
-        }
-    }
-
-    /// Every stdout line until one matches `want` or `within` passes; the match, if any, is the
-    /// last line returned.
-    pub fn lines_until(
-        &self,
-        within: Duration,
-        want: impl Fn(&str) -> bool,
-    ) -> (bool, Vec<String>) {
-        let deadline = std::time::Instant::now() + within;
-        let mut lines = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            match self.alerts.recv_timeout(left) {
-                Ok(line) => {
-                    let hit = want(&line);
-                    lines.push(line);
-                    if hit {
-                        return (true, lines);
-                    }
-                }
-                Err(_) => return (false, lines),
-            }
-        }
-    }
-
-    /// The first alert matching `want` that arrives within `within`, and the alerts before it.
-    /// Every stdout line must be a JSON object.
-    pub fn alert_until(
-        &self,
-        within: Duration,
-        want: impl Fn(&serde_json::Value) -> bool,
-    ) -> (Option<serde_json::Value>, Vec<serde_json::Value>) {
-        let deadline = std::time::Instant::now() + within;
-        let mut others = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let Ok(line) = self.alerts.recv_timeout(left) else {
-                return (None, others);
-            };
-            let alert: serde_json::Value = serde_json::from_str(&line)
-                .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"));
-            if want(&alert) {
-                return (Some(alert), others);
-            }
-            others.push(alert);
-        }
-    }
-
-    /// GET of a path on the metrics endpoint: status and body.
-    pub fn http_get(&self, path: &str) -> Result<(u16, String), String> {
-        use std::io::{Read as _, Write as _};
-        let mut stream =
-            std::net::TcpStream::connect((std::net::Ipv4Addr::LOCALHOST, self.metrics_port))
-                .map_err(|e| e.to_string())?;
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .map_err(|e| e.to_string())?;
-        write!(
-            stream,
-            "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-        )
-        .map_err(|e| e.to_string())?;
-        let mut response = String::new();
-        stream
-            .read_to_string(&mut response)
-            .map_err(|e| e.to_string())?;
-        let status = response
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| format!("no status line in {response:?}"))?;
-        let body = response
-            .split_once("\r\n\r\n")
-            .map_or(String::new(), |(_, b)| b.to_owned());
-        Ok((status, body))
-    }
-
-    /// SIGTERM, then the exit status and the rest of the log.
-    pub fn stop(mut self) -> (std::process::ExitStatus, Vec<String>) {
-        let mut child = self.child.take().expect("child present until stopped");
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        let status = child.wait().expect("wait for sensor");
-        let mut log = std::mem::take(&mut self.log_seen);
-        log.extend(self.log.try_iter());
-        (status, log)
-    }
-
-    /// SIGKILL: no drain, no shutdown, as an OOM killer or a hostile root would do it.
-    pub fn kill(mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
+/// A copy of the test workload named `name` (`nginx`...) in `dir`: families match the executed
+/// file's name, so what it spawns is a server's child.
+pub fn fake_server(workload: &str, dir: &std::path::Path, name: &str) -> std::path::PathBuf {
+    let server = dir.join(name);
+    std::fs::copy(workload, &server).unwrap_or_else(|e| panic!("copy workload as {name}: {e}"));
+    server
 }
 
-impl Drop for RunningSensor {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+/// The fake server runs `sh -c CMD` and exits: one server-spawned shell (with `cmd` as its
+/// marker). A server that fails is an error.
+pub fn server_shell(server: &std::path::Path, cmd: &str) -> Result<(), String> {
+    let status = std::process::Command::new(server)
+        .args(["shell", cmd])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .map_err(|e| format!("run {}: {e}", server.display()))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{} shell {cmd:?}: {status}", server.display()))
     }
 }

@@ -8,12 +8,11 @@ use std::{
     time::Duration,
 };
 
-use integration_tests::{RunningSensor, require_root};
-use serde_json::Value;
+use integration_tests::{Alert, RunningSensor, require_root, server_shell, temp_dir};
 
 const WORKLOAD: &str = env!("CARGO_BIN_EXE_workload");
-/// The bound from the action to the alert on stdout.
-const ALERT_WITHIN: Duration = Duration::from_secs(1);
+/// Generous: the latency is measured by `cargo xtask bench`, not asserted here.
+const ALERT_WITHIN: Duration = Duration::from_secs(30);
 
 fn run_as_server(server: &Path, args: &[&str]) -> u32 {
     let mut child = Command::new(server)
@@ -29,8 +28,8 @@ fn run_as_server(server: &Path, args: &[&str]) -> u32 {
 #[test]
 fn a_copied_server_spawning_a_shell_and_dialing_out_alerts_with_its_ancestry() {
     require_root();
-    let dir = std::env::temp_dir().join(format!("lineage-detect-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
+    let dir = temp_dir("lineage-detect-");
+    let dir = dir.path();
     // A program copied under a server's name: families match the executed file's name.
     let server = dir.join("nginx");
     std::fs::copy(WORKLOAD, &server).expect("copy workload as nginx");
@@ -52,7 +51,7 @@ fn a_copied_server_spawning_a_shell_and_dialing_out_alerts_with_its_ancestry() {
     let sensor = RunningSensor::start(&config);
 
     let server_pid = run_as_server(&server, &["shell", "id >/dev/null"]);
-    let is_shell = |a: &Value| a["rule"]["id"] == "server-spawned-shell";
+    let is_shell = |a: &Alert| a["rule"]["id"] == "server-spawned-shell";
     let (shell, _) = sensor.alert_until(ALERT_WITHIN, is_shell);
     let shell = shell.expect("server-spawned-shell alert within a second");
     assert_eq!(
@@ -109,12 +108,19 @@ fn a_copied_server_spawning_a_shell_and_dialing_out_alerts_with_its_ancestry() {
     assert_eq!(outbound["network"]["transport"], "tcp");
     assert_eq!(outbound["process"]["pid"], dialer);
 
-    // The allowlisted destination stays quiet.
+    // The allowlisted destination stays quiet: nothing of this tree alerts before the
+    // sentinel shell that follows it.
     run_as_server(&server, &["connect", &format!("127.0.0.1:{allowed_port}")]);
-    let (noise, _) = sensor.alert_until(Duration::from_millis(1500), |a| {
-        a["destination"]["port"] == allowed_port
-    });
-    assert!(noise.is_none(), "an allowlisted connect alerted: {noise:?}");
+    let noise = sensor
+        .quiet_until_sentinel(ALERT_WITHIN, |marker| {
+            server_shell(&server, &format!("true {marker}"))
+        })
+        .expect("the sentinel alert");
+    assert!(
+        noise.is_empty(),
+        "an allowlisted connect alerted: {}",
+        integration_tests::briefs(&noise)
+    );
 
     let (status, log) = sensor.stop();
     assert!(
@@ -125,5 +131,4 @@ fn a_copied_server_spawning_a_shell_and_dialing_out_alerts_with_its_ancestry() {
         log.iter().any(|l| l.contains("stopped")),
         "totals at shutdown: {log:#?}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

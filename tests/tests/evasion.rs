@@ -8,7 +8,7 @@ use std::{
     time::Duration,
 };
 
-use integration_tests::{RunningSensor, require_root, temp_dir};
+use integration_tests::{RunningSensor, briefs, require_root, temp_dir};
 use serde_json::Value;
 
 const WORKLOAD: &str = env!("CARGO_BIN_EXE_workload");
@@ -17,17 +17,24 @@ const WITHIN: Duration = Duration::from_secs(30);
 
 /// Waits for the shell alert whose command line carries `marker`.
 fn shell_alert(sensor: &RunningSensor, marker: &str) -> Result<Value, String> {
-    let (found, lines) = sensor.lines_until(WITHIN, |l| {
-        l.contains("\"server-spawned-shell\"") && l.contains(marker)
-    });
-    if !found {
-        return Err(format!(
-            "{marker}: no shell alert; saw {} other lines",
-            lines.len()
-        ));
-    }
-    serde_json::from_str(lines.last().map_or("", String::as_str)).map_err(|e| e.to_string())
+    sensor
+        .expect_alert(WITHIN, &format!("{marker} shell alert"), |a| {
+            a.rule() == "server-spawned-shell" && a.has_marker(marker)
+        })
+        .map(|(alert, _)| alert.doc)
 }
+
+/// The launchers every run tries, each by the path Debian installs it at; `cargo xtask test`
+/// installs busybox on the host as the guest has it.
+const LAUNCHERS: [(&str, &[&str]); 7] = [
+    ("env", &["/usr/bin/env"]),
+    ("nohup", &["/usr/bin/nohup"]),
+    ("setsid", &["/usr/bin/setsid"]),
+    ("timeout", &["/usr/bin/timeout", "30"]),
+    ("stdbuf", &["/usr/bin/stdbuf", "-o0"]),
+    ("nice", &["/usr/bin/nice", "-n", "5"]),
+    ("busybox", &["/bin/busybox", "sh", "-c"]),
+];
 
 #[test]
 fn launchers_argv0_and_double_forks_do_not_hide_a_server_spawned_shell() {
@@ -40,33 +47,30 @@ fn launchers_argv0_and_double_forks_do_not_hide_a_server_spawned_shell() {
     std::fs::write(&config, "").expect("write config");
     let sensor = RunningSensor::start(&config);
 
-    let mut cases: Vec<(String, Vec<String>)> = Vec::new();
     let marker = |name: &str| format!("true evasion-{name}");
-    let launchers: [(&str, &[&str]); 6] = [
-        ("env", &["/usr/bin/env"]),
-        ("nohup", &["/usr/bin/nohup"]),
-        ("setsid", &["/usr/bin/setsid"]),
-        ("timeout", &["/usr/bin/timeout", "30"]),
-        ("stdbuf", &["/usr/bin/stdbuf", "-o0"]),
-        ("nice", &["/usr/bin/nice", "-n", "5"]),
-    ];
-    for (name, launcher) in launchers {
-        if !std::path::Path::new(launcher[0]).exists() {
-            continue;
-        }
-        let mut argv: Vec<String> = launcher.iter().map(|s| s.to_string()).collect();
-        argv.extend(["/bin/sh".into(), "-c".into(), marker(name)]);
-        cases.push((name.into(), argv));
-    }
-    for busybox in ["/usr/bin/busybox", "/bin/busybox"] {
-        if std::path::Path::new(busybox).exists() {
-            cases.push((
-                "busybox".into(),
-                vec![busybox.into(), "sh".into(), "-c".into(), marker("busybox")],
-            ));
-            break;
-        }
-    }
+    let missing: Vec<&str> = LAUNCHERS
+        .iter()
+        .map(|(_, argv)| argv[0])
+        .chain(["/bin/bash"])
+        .filter(|p| !std::path::Path::new(p).exists())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "every case this test names must run; missing on this host: {missing:?} \
+         (`cargo xtask test` installs them)"
+    );
+    let cases: Vec<(String, Vec<String>)> = LAUNCHERS
+        .iter()
+        .map(|(name, launcher)| {
+            let mut argv: Vec<String> = launcher.iter().map(|s| s.to_string()).collect();
+            // busybox's own `sh -c` takes the command; the others launch /bin/sh -c.
+            if *name != "busybox" {
+                argv.extend(["/bin/sh".into(), "-c".into()]);
+            }
+            argv.push(marker(name));
+            ((*name).to_owned(), argv)
+        })
+        .collect();
     let mut failures = Vec::new();
     for (name, argv) in &cases {
         let status = Command::new(&server)
@@ -88,7 +92,7 @@ fn launchers_argv0_and_double_forks_do_not_hide_a_server_spawned_shell() {
     }
 
     // argv[0] rewritten: the executed file is still /bin/sh (bash's exec -a replaces bash).
-    if std::path::Path::new("/bin/bash").exists() {
+    {
         let status = Command::new(&server)
             .args([
                 "spawn",
@@ -100,12 +104,11 @@ fn launchers_argv0_and_double_forks_do_not_hide_a_server_spawned_shell() {
             .status()
             .expect("run the fake server");
         assert!(status.success());
-        let (found, lines) = sensor.lines_until(WITHIN, |l| {
-            l.contains("\"server-spawned-shell\"") && l.contains("\"args\":[\"[kworker/0:1]\"")
+        let (found, _) = sensor.alert_until(WITHIN, |a| {
+            a.rule() == "server-spawned-shell"
+                && a.args().first().map(String::as_str) == Some("[kworker/0:1]")
         });
-        if found {
-            let alert: Value =
-                serde_json::from_str(lines.last().map_or("", String::as_str)).expect("json");
+        if let Some(alert) = found {
             assert!(
                 alert["process"]["executable"]
                     .as_str()
@@ -213,17 +216,24 @@ fn a_renamed_server_is_recognised_by_its_listening_port() {
         .stdout(Stdio::null())
         .spawn()
         .expect("start the renamed server");
-    let (found, lines) = sensor.lines_until(WITHIN, |l| {
-        l.contains("\"server-spawned-shell\"") && l.contains("renamed-listening")
+    // The listening server's shell comes after the not-listening one's: it is the sentinel
+    // that ends the negative check (events are handled in order).
+    let (found, before) = sensor.alert_until(WITHIN, |a| {
+        a.rule() == "server-spawned-shell" && a.has_marker("renamed-listening")
     });
     drop(running.stdin.take());
     let _ = running.wait();
-    assert!(found, "no shell alert below the renamed server: {lines:#?}");
+    let alert = found.unwrap_or_else(|| {
+        panic!(
+            "no shell alert below the renamed server: {}",
+            briefs(&before)
+        )
+    });
     assert!(
-        lines.iter().all(|l| !l.contains("renamed-not-listening")),
-        "a server that listens on no listed port is not one: {lines:#?}"
+        before.is_empty(),
+        "a server that listens on no listed port is not one: {}",
+        briefs(&before)
     );
-    let alert: Value = serde_json::from_str(lines.last().map_or("", String::as_str)).expect("json");
     assert_eq!(alert["lineage"]["server"]["family"], "in-house", "{alert}");
     assert_eq!(alert["lineage"]["server"]["listen_port"], port);
     assert_eq!(

@@ -27,16 +27,16 @@ impl Drop for Reaped {
 }
 
 fn alert_where(sensor: &mut RunningSensor, want: impl Fn(&Value) -> bool) -> Value {
-    let (found, lines) = sensor.lines_until(WITHIN, |l| {
-        serde_json::from_str::<Value>(l).is_ok_and(|v| want(&v))
-    });
+    let (found, others) = sensor.alert_until(WITHIN, |a| want(&a.doc));
     sensor.wait_log(Duration::ZERO, |_| false);
-    assert!(
-        found,
-        "no such alert; got {lines:#?}; log {:#?}",
-        sensor.log_seen
-    );
-    serde_json::from_str(lines.last().expect("a line")).expect("json")
+    match found {
+        Some(alert) => alert.doc,
+        None => panic!(
+            "no such alert; got {}; log {:#?}",
+            integration_tests::briefs(&others),
+            sensor.log_seen
+        ),
+    }
 }
 
 #[test]

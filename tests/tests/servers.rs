@@ -22,8 +22,6 @@ mod nginx_php;
 mod postgres;
 #[path = "servers/report.rs"]
 mod report;
-#[path = "servers/sensor.rs"]
-mod sensor;
 #[path = "servers/tomcat.rs"]
 mod tomcat;
 

@@ -6,7 +6,9 @@ mod bench;
 mod churn;
 mod cmd;
 mod deploy_check;
+mod doc_figures;
 mod fuzz;
+mod guest_kernel;
 mod run;
 mod servers;
 mod setup;
@@ -45,10 +47,10 @@ enum Command {
         #[arg(long, default_value_t = 60)]
         seconds: u64,
     },
-    /// Boot other kernels in QEMU and run the capture tests inside (Debian's 6.1 kernel by
-    /// default; KVM when it works, software emulation otherwise).
+    /// Boot other kernels in QEMU and run the guest tests inside (the pinned Debian 6.1 kernel
+    /// by default; KVM when it works, software emulation otherwise).
     VmTest {
-        /// A vmlinuz path or a Debian kernel package name; repeatable.
+        /// A vmlinuz path, a Debian kernel package name, or `pinned`; repeatable.
         #[arg(long = "kernel")]
         kernels: Vec<String>,
     },

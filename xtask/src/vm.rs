@@ -19,23 +19,32 @@ use anyhow::{Context as _, bail};
 use crate::{
     apt,
     cmd::{self, cargo, cargo_executables, output, workspace_root},
-    setup,
+    guest_kernel, setup,
 };
 
-/// Debian's kernel of the 6.1 line: the cloud flavour is small and has BTF.
-pub const DEFAULT_KERNEL: &str = "linux-image-cloud-amd64";
+/// `--kernel` value meaning the pinned guest kernel (xtask/src/guest_kernel.rs).
+pub const PINNED: &str = "pinned";
 /// Integration test targets that run in the guest.
 const GUEST_TESTS: &[&str] = &["capture", "files", "detection"];
 /// Where the release sensor binary sits in the guest.
 const GUEST_SENSOR: &str = "/usr/bin/lineage-sensor";
-/// Host programs the tests start, copied with their libraries.
-const HOST_PROGRAMS: &[&str] = &["/usr/bin/dash", "/usr/bin/id", "/usr/bin/true"];
+/// Host programs the tests start, copied with their libraries (bpftool reads the kernel's
+/// lost-event counters for the capture tests).
+const HOST_PROGRAMS: &[&str] = &[
+    "/usr/bin/dash",
+    "/usr/bin/id",
+    "/usr/bin/true",
+    "/usr/sbin/bpftool",
+];
 const BOOT_MARKER: &str = "lineage-vm: init";
 const EXIT_MARKER: &str = "lineage-vm: exit=";
 
 pub fn vm_test(kernels: &[String]) -> anyhow::Result<()> {
     setup::setup()?;
-    apt::ensure(&["qemu-system-x86", "busybox-static", "cpio"])?;
+    apt::ensure(&["qemu-system-x86", "busybox-static", "cpio", "bpftool"]).context(
+        "the guest suite needs QEMU: `apt-get install qemu-system-x86 busybox-static cpio \
+         bpftool` (as root), then run again",
+    )?;
     let work = workspace_root().join("target/vm");
     let tests = build_guest_tests()?;
     cmd::run(cargo().args([
@@ -49,7 +58,7 @@ pub fn vm_test(kernels: &[String]) -> anyhow::Result<()> {
     let sensor = workspace_root().join("target/release/lineage-sensor");
     let initramfs = build_initramfs(&work, &tests, &sensor)?;
 
-    let default = [DEFAULT_KERNEL.to_owned()];
+    let default = [PINNED.to_owned()];
     let kernels = if kernels.is_empty() {
         &default[..]
     } else {
@@ -57,9 +66,19 @@ pub fn vm_test(kernels: &[String]) -> anyhow::Result<()> {
     };
     let mut results = Vec::new();
     for kernel in kernels {
-        let vmlinuz = resolve_kernel(&work, kernel)?;
+        let pinned = kernel == PINNED;
+        let vmlinuz = if pinned {
+            guest_kernel::vmlinuz(&work)?
+        } else {
+            resolve_kernel(&work, kernel)?
+        };
         let started = Instant::now();
-        let outcome = boot_and_test(&vmlinuz, &initramfs);
+        let outcome = boot_and_test(&vmlinuz, &initramfs).and_then(|(release, accel)| {
+            if pinned {
+                guest_kernel::check_release(&release)?;
+            }
+            Ok((release, accel))
+        });
         let secs = started.elapsed().as_secs();
         match &outcome {
             Ok((release, accel)) => {
@@ -70,6 +89,15 @@ pub fn vm_test(kernels: &[String]) -> anyhow::Result<()> {
                 eprintln!("vm-test: {kernel}: FAIL ({secs} s): {err:#}");
                 results.push((kernel.clone(), false));
             }
+        }
+        if pinned {
+            // The document says what this run booted and how it went, pass or fail.
+            let accel = outcome.as_ref().map_or("no result", |(_, a)| *a);
+            let result = match &outcome {
+                Ok(_) => format!("the {} guest tests pass", GUEST_TESTS.join(", ")),
+                Err(err) => format!("FAIL: {err:#}"),
+            };
+            guest_kernel::write_doc(&guest_kernel::row(accel, secs, &result, &today()))?;
         }
     }
     let failed: Vec<_> = results
@@ -171,7 +199,7 @@ fn build_initramfs(
         .collect();
     let init = format!(
         r#"#!/usr/bin/busybox sh
-export PATH=/usr/bin:/bin
+export PATH=/usr/sbin:/usr/bin:/bin
 export LINEAGE_SENSOR_BIN={GUEST_SENSOR}
 /usr/bin/busybox mount -t proc proc /proc
 /usr/bin/busybox mount -t sysfs sysfs /sys
@@ -245,7 +273,7 @@ fn resolve_kernel(work: &Path, kernel: &str) -> anyhow::Result<PathBuf> {
     }
     let package = exact_package(kernel)?;
     let dir = work.join("kernels").join(&package);
-    if let Some(found) = find_vmlinuz(&dir) {
+    if let Some(found) = guest_kernel::find_vmlinuz(&dir) {
         return Ok(found);
     }
     std::fs::create_dir_all(&dir)?;
@@ -275,7 +303,7 @@ fn resolve_kernel(work: &Path, kernel: &str) -> anyhow::Result<PathBuf> {
             .arg(dir.join("extracted")),
     )?;
     let _ = std::fs::remove_file(&deb);
-    find_vmlinuz(&dir).with_context(|| format!("no boot/vmlinuz-* in {package}"))
+    guest_kernel::find_vmlinuz(&dir).with_context(|| format!("no boot/vmlinuz-* in {package}"))
 }
 
 /// A metapackage such as linux-image-cloud-amd64 names the exact image it depends on; an exact
@@ -290,22 +318,10 @@ fn exact_package(name: &str) -> anyhow::Result<String> {
         .map_or_else(|| name.to_owned(), str::to_owned))
 }
 
-fn find_vmlinuz(dir: &Path) -> Option<PathBuf> {
-    std::fs::read_dir(dir.join("extracted/boot"))
-        .ok()?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("vmlinuz-"))
-        })
-}
-
 /// Boots with KVM when it works, else with TCG (KVM is present but unusable inside some VMs);
 /// returns the guest's kernel release and the accelerator used.
 fn boot_and_test(vmlinuz: &Path, initramfs: &Path) -> anyhow::Result<(String, &'static str)> {
-    if Path::new("/dev/kvm").exists() {
+    if kvm_device() {
         match boot(vmlinuz, initramfs, "kvm", Duration::from_secs(30)) {
             Ok(release) => return Ok((release, "kvm")),
             Err(BootError::NoBoot(why)) => {
@@ -320,6 +336,24 @@ fn boot_and_test(vmlinuz: &Path, initramfs: &Path) -> anyhow::Result<(String, &'
             BootError::NoBoot(why) => anyhow::anyhow!("the guest did not boot: {why}"),
             BootError::Failed(err) => err,
         })
+}
+
+/// Whether /dev/kvm is a character device (a run that hides it, e.g. by binding a plain file
+/// over it, gets TCG).
+fn kvm_device() -> bool {
+    use std::os::unix::fs::FileTypeExt as _;
+    std::fs::metadata("/dev/kvm").is_ok_and(|m| m.file_type().is_char_device())
+}
+
+/// Today's date (UTC), for the document.
+fn today() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    format!(
+        "{:04}-{:02}-{:02}",
+        now.year(),
+        u8::from(now.month()),
+        now.day()
+    )
 }
 
 enum BootError {
@@ -364,9 +398,12 @@ fn boot(
     .stdin(Stdio::null())
     .stdout(Stdio::piped())
     .stderr(Stdio::piped());
-    let mut child = qemu
-        .spawn()
-        .map_err(|e| BootError::NoBoot(format!("cannot start qemu-system-x86_64: {e}")))?;
+    let mut child = qemu.spawn().map_err(|e| {
+        BootError::NoBoot(format!(
+            "cannot start qemu-system-x86_64 ({e}): install it with \
+                 `apt-get install qemu-system-x86` (cargo xtask test does, as root)"
+        ))
+    })?;
     let (tx, rx) = mpsc::channel::<String>();
     for stream in [
         child

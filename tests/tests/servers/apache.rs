@@ -2,13 +2,14 @@
 
 use std::{path::Path, process::Command, time::Duration};
 
+use integration_tests::RunningSensor;
+
 use super::{
     PLANTED, PLANTED_EXPECTED,
     check::{self, Target},
     daemon::{Daemon, free_ports, run as run_cmd, user, workdir},
     http, php_web_root, planted_php_shell,
     report::Report,
-    sensor::Sensor,
     sensor_config,
 };
 
@@ -67,7 +68,7 @@ pub fn run() {
     let config = sensor_config(d);
     let mut report = Report::new("apache2 + mod_php");
 
-    let sensor = Sensor::start(&config);
+    let sensor = RunningSensor::start(&config);
     let mut apache = Daemon::spawn(
         "apache2",
         Command::new("/usr/sbin/apache2")
@@ -79,34 +80,36 @@ pub fn run() {
     );
     apache.wait_port(port, Duration::from_secs(30));
     let (www_uid, _) = user("www-data");
+    let base = format!("http://127.0.0.1:{port}");
+    let shell = |cmd: &str, via: &str| {
+        http::get_ok(&format!("{base}/shell.php"), &[("cmd", cmd), ("via", via)])
+    };
+    let sentinel_shell = |cmd: &str| shell(cmd, "system");
     let t = Target {
         sensor: &sensor,
         family: "apache",
         technique: "T1505.003",
         root: apache.pid(),
         worker_uid: Some(www_uid),
-    };
-    let base = format!("http://127.0.0.1:{port}");
-    let shell = |cmd: &str, via: &str| {
-        http::get_ok(&format!("{base}/shell.php"), &[("cmd", cmd), ("via", via)])
+        shell: &sentinel_shell,
     };
 
     report.record(
         "start-up of apache2 (root parent, prefork children)",
         "no alert",
-        check::benign(&t, &[], || Ok(())),
+        check::benign(&t, || Ok(())),
     );
     report.record(
         "static page GET /index.html",
         "no alert",
-        check::benign(&t, &[], || {
+        check::benign(&t, || {
             http::get_ok(&format!("{base}/index.html"), &[]).map(drop)
         }),
     );
     report.record(
         "PHP mail(): sh -c '/usr/sbin/sendmail -t -i' -> sendmail",
         "no alert",
-        check::benign(&t, &[], || {
+        check::benign(&t, || {
             http::get_ok(&format!("{base}/mail.php"), &[]).map(drop)
         }),
     );
@@ -137,7 +140,7 @@ pub fn run() {
     report.record(
         "graceful restart (apache2 -k graceful, as logrotate's postrotate does)",
         "no alert",
-        check::benign(&t, &[], || {
+        check::benign(&t, || {
             run_cmd(
                 Command::new("/usr/sbin/apache2")
                     .arg("-f")

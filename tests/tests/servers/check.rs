@@ -3,19 +3,19 @@
 
 use std::time::{Duration, Instant};
 
-use super::sensor::{Alert, Sensor};
+use integration_tests::{Alert, RunningSensor, briefs};
 
 /// How long an expected alert may take before the scenario fails (generous: a JSP may compile,
 /// CI machines are slow; the measured latency is reported separately).
 const WITHIN: Duration = Duration::from_secs(20);
-/// After the expected alerts, how long a duplicate or an extra alert is waited for.
+/// After the expected alerts, how long a duplicate or an extra alert is waited for. (A
+/// duplicate arriving later still fails the run: the next scenario's alerts, or its sentinel,
+/// would come after it and it would be judged there.)
 const QUIET: Duration = Duration::from_secs(1);
-/// How long benign traffic is watched.
-const BENIGN_WATCH: Duration = Duration::from_secs(2);
 
 /// The server tree a scenario runs against.
 pub struct Target<'a> {
-    pub sensor: &'a Sensor,
+    pub sensor: &'a RunningSensor,
     /// `lineage.server.family`.
     pub family: &'a str,
     /// `threat.technique.subtechnique.id`: T1505.003 for web servers, T1505.001 for databases.
@@ -25,6 +25,9 @@ pub struct Target<'a> {
     /// The uid of the worker that serves requests, when it is a fork of the root (php-fpm pool,
     /// apache2 child, gunicorn worker, postgres backend); `None` when the root serves itself (java).
     pub worker_uid: Option<u32>,
+    /// Runs `sh -c CMD` through the server's own attack path (a web shell, COPY FROM PROGRAM):
+    /// the sentinel that ends a negative check.
+    pub shell: &'a dyn Fn(&str) -> Result<String, String>,
 }
 
 /// A web shell request running `cmd` through `sh -c`: exactly one shell alert and one recon alert
@@ -43,7 +46,7 @@ pub fn web_shell(
             "the web shell did not run {cmd:?} (no {output_marker:?} in the response): {body}"
         ));
     }
-    let alerts = t.sensor.collect(&[t.root], WITHIN, QUIET, |got| {
+    let alerts = t.sensor.collect(WITHIN, QUIET, |got| {
         count(got, "server-spawned-shell") >= 1 && count(got, "server-spawned-recon") >= 1
     });
     let latency = alerts.first().map(|a| a.at.duration_since(start));
@@ -88,7 +91,7 @@ pub fn planted_shell(
         return Err(format!("the upload was not saved: {body}"));
     }
     // The write's alert first, so that it is known to come from the upload and not the request.
-    let mut alerts = t.sensor.collect(&[t.root], WITHIN, Duration::ZERO, |got| {
+    let mut alerts = t.sensor.collect(WITHIN, Duration::ZERO, |got| {
         count(got, "webroot-script-write") >= 1
     });
     let latency = alerts
@@ -102,7 +105,7 @@ pub fn planted_shell(
             planted.cmd, planted.output_marker
         ));
     }
-    alerts.extend(t.sensor.collect(&[t.root], WITHIN, QUIET, |got| {
+    alerts.extend(t.sensor.collect(WITHIN, QUIET, |got| {
         count(got, "server-spawned-shell") >= 1 && count(got, "server-spawned-recon") >= 1
     }));
     let writes = by_rule(&alerts, "webroot-script-write");
@@ -236,7 +239,7 @@ pub fn outbound(
     if !body.contains("hello") {
         return Err(format!("the connection did not reach the listener: {body}"));
     }
-    let alerts = t.sensor.collect(&[t.root], WITHIN, QUIET, |got| {
+    let alerts = t.sensor.collect(WITHIN, QUIET, |got| {
         count(got, "server-outbound-unknown") >= 1
     });
     let latency = alerts.first().map(|a| a.at.duration_since(start));
@@ -258,18 +261,17 @@ pub fn outbound(
     Ok(latency)
 }
 
-/// Traffic that must raise nothing from the server's tree.
+/// Traffic that must raise nothing from the test's tree (the servers, the clients the test ran,
+/// anything else it started): ended by a sentinel shell through the server, whose alert comes
+/// after any the benign traffic caused.
 pub fn benign(
     t: &Target,
-    roots: &[u32],
     action: impl FnOnce() -> Result<(), String>,
 ) -> Result<Option<Duration>, String> {
     action()?;
-    let mut all = roots.to_vec();
-    all.push(t.root);
-    let alerts = t
-        .sensor
-        .collect(&all, BENIGN_WATCH, Duration::ZERO, |_| false);
+    let alerts = t.sensor.quiet_until_sentinel(WITHIN, |marker| {
+        (t.shell)(&format!("true {marker}")).map(drop)
+    })?;
     if alerts.is_empty() {
         Ok(None)
     } else {
@@ -332,15 +334,4 @@ fn count(alerts: &[Alert], rule: &str) -> usize {
 
 fn by_rule<'a>(alerts: &'a [Alert], rule: &str) -> Vec<&'a Alert> {
     alerts.iter().filter(|a| a.rule() == rule).collect()
-}
-
-fn briefs(alerts: &[Alert]) -> String {
-    if alerts.is_empty() {
-        return "no alert".into();
-    }
-    alerts
-        .iter()
-        .map(Alert::brief)
-        .collect::<Vec<_>>()
-        .join("; ")
 }

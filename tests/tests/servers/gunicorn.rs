@@ -3,6 +3,8 @@
 
 use std::{process::Command, time::Duration};
 
+use integration_tests::RunningSensor;
+
 use super::{
     check::{self, Target},
     copy_fixtures,
@@ -11,7 +13,6 @@ use super::{
     netns::{self, Netns},
     nginx_php::signal,
     report::Report,
-    sensor::Sensor,
     sensor_config,
 };
 
@@ -25,7 +26,7 @@ pub fn run() {
     let mut report = Report::new("gunicorn");
 
     let ns = Netns::create();
-    let sensor = Sensor::start(&config);
+    let sensor = RunningSensor::start(&config);
     let mut server = Daemon::spawn(
         "gunicorn",
         Command::new("/usr/bin/gunicorn")
@@ -40,15 +41,16 @@ pub fn run() {
     );
     server.wait_port(port, Duration::from_secs(30));
     let (www_uid, _) = user("www-data");
+    let base = format!("http://127.0.0.1:{port}");
+    let shell = |cmd: &str| http::get_ok(&format!("{base}/run"), &[("cmd", cmd)]);
     let t = Target {
         sensor: &sensor,
         family: "python-web",
         technique: "T1505.003",
         root: server.pid(),
         worker_uid: Some(www_uid),
+        shell: &shell,
     };
-    let base = format!("http://127.0.0.1:{port}");
-    let shell = |cmd: &str| http::get_ok(&format!("{base}/run"), &[("cmd", cmd)]);
     let connect = |host: &str, port: u16| {
         http::get_ok(
             &format!("{base}/connect"),
@@ -59,18 +61,18 @@ pub fn run() {
     report.record(
         "start-up of gunicorn (root master, www-data worker)",
         "no alert",
-        check::benign(&t, &[], || Ok(())),
+        check::benign(&t, || Ok(())),
     );
     report.record(
         "static response GET /",
         "no alert",
-        check::benign(&t, &[], || http::get_ok(&format!("{base}/"), &[]).map(drop)),
+        check::benign(&t, || http::get_ok(&format!("{base}/"), &[]).map(drop)),
     );
     report.record(
         "Python socket to the allowlisted upstream 203.0.113.20:80",
         "no alert",
         match &ns {
-            Ok(_) => check::benign(&t, &[], || {
+            Ok(_) => check::benign(&t, || {
                 connect(netns::UPSTREAM, netns::UPSTREAM_PORT).and_then(|b| {
                     b.contains("hello")
                         .then_some(())
@@ -110,7 +112,7 @@ pub fn run() {
     report.record(
         "graceful reload (HUP: new workers)",
         "no alert",
-        check::benign(&t, &[], || {
+        check::benign(&t, || {
             signal(server.pid(), libc::SIGHUP)?;
             std::thread::sleep(Duration::from_millis(1000));
             http::get_ok(&format!("{base}/"), &[]).map(drop)

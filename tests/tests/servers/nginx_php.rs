@@ -2,6 +2,8 @@
 
 use std::{path::Path, process::Command};
 
+use integration_tests::RunningSensor;
+
 use super::{
     PLANTED, PLANTED_EXPECTED,
     check::{self, Target},
@@ -10,7 +12,6 @@ use super::{
     netns::{self, Netns},
     php_web_root, planted_php_shell,
     report::Report,
-    sensor::Sensor,
     sensor_config,
 };
 
@@ -84,7 +85,7 @@ pub fn run() {
     let mut report = Report::new("nginx + php-fpm");
 
     let ns = Netns::create();
-    let sensor = Sensor::start(&config);
+    let sensor = RunningSensor::start(&config);
     let mut fpm = Daemon::spawn(
         "php-fpm",
         Command::new(php_fpm_binary())
@@ -106,17 +107,18 @@ pub fn run() {
     );
     nginx.wait_port(port, std::time::Duration::from_secs(30));
     let (www_uid, _) = user("www-data");
+    let base = format!("http://127.0.0.1:{port}");
+    let shell = |cmd: &str, via: &str| {
+        http::get_ok(&format!("{base}/shell.php"), &[("cmd", cmd), ("via", via)])
+    };
+    let sentinel_shell = |cmd: &str| shell(cmd, "system");
     let php = Target {
         sensor: &sensor,
         family: "php",
         technique: "T1505.003",
         root: fpm.pid(),
         worker_uid: Some(www_uid),
-    };
-    let both = [nginx.pid()];
-    let base = format!("http://127.0.0.1:{port}");
-    let shell = |cmd: &str, via: &str| {
-        http::get_ok(&format!("{base}/shell.php"), &[("cmd", cmd), ("via", via)])
+        shell: &sentinel_shell,
     };
     let connect = |host: &str, port: u16| {
         http::get_ok(
@@ -137,19 +139,19 @@ pub fn run() {
     report.record(
         "start-up of nginx (master, worker) and php-fpm (master, static pool of 2)",
         "no alert",
-        check::benign(&php, &both, || Ok(())),
+        check::benign(&php, || Ok(())),
     );
     report.record(
         "static page GET /index.html",
         "no alert",
-        check::benign(&php, &both, || {
+        check::benign(&php, || {
             http::get_ok(&format!("{base}/index.html"), &[]).map(drop)
         }),
     );
     report.record(
         "PHP mail(): sh -c '/usr/sbin/sendmail -t -i' -> sendmail",
         "no alert",
-        check::benign(&php, &both, || {
+        check::benign(&php, || {
             http::get_ok(&format!("{base}/mail.php"), &[]).map(drop)
         }),
     );
@@ -157,7 +159,7 @@ pub fn run() {
         Ok(_) => report.record(
             "PHP fsockopen to the allowlisted upstream 203.0.113.20:80",
             "no alert",
-            check::benign(&php, &both, || {
+            check::benign(&php, || {
                 connect(netns::UPSTREAM, netns::UPSTREAM_PORT).and_then(|b| {
                     b.contains("hello")
                         .then_some(())
@@ -208,22 +210,22 @@ pub fn run() {
     report.record(
         "nginx reload (nginx -s reload: new workers)",
         "no alert",
-        check::benign(&php, &both, || nginx_signal("reload")),
+        check::benign(&php, || nginx_signal("reload")),
     );
     report.record(
         "nginx log reopen (nginx -s reopen, USR1 as logrotate sends it)",
         "no alert",
-        check::benign(&php, &both, || nginx_signal("reopen")),
+        check::benign(&php, || nginx_signal("reopen")),
     );
     report.record(
         "php-fpm log reopen (USR1 as logrotate sends it)",
         "no alert",
-        check::benign(&php, &both, || signal(fpm.pid(), libc::SIGUSR1)),
+        check::benign(&php, || signal(fpm.pid(), libc::SIGUSR1)),
     );
     report.record(
         "php-fpm graceful reload (USR2: the master re-executes itself)",
         "no alert",
-        check::benign(&php, &both, || {
+        check::benign(&php, || {
             signal(fpm.pid(), libc::SIGUSR2)?;
             // The re-executed master forks a new pool before it serves again.
             std::thread::sleep(std::time::Duration::from_millis(500));

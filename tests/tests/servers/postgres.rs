@@ -3,11 +3,12 @@
 
 use std::{os::unix::process::CommandExt as _, path::PathBuf, process::Command, time::Duration};
 
+use integration_tests::RunningSensor;
+
 use super::{
     check::{self, Target},
     daemon::{Daemon, chown_r, free_ports, run as run_cmd, user, workdir},
     report::Report,
-    sensor::Sensor,
     sensor_config,
 };
 
@@ -48,7 +49,7 @@ pub fn run() {
             .gid(gid),
     )
     .unwrap_or_else(|e| panic!("initdb: {e}"));
-    let sensor = Sensor::start(&config);
+    let sensor = RunningSensor::start(&config);
     let mut server = Daemon::spawn(
         "postgres",
         Command::new(bin.join("postgres"))
@@ -70,13 +71,6 @@ pub fn run() {
         libc::SIGINT,
     );
     server.wait_port(port, Duration::from_secs(60));
-    let t = Target {
-        sensor: &sensor,
-        family: "database",
-        technique: "T1505.001",
-        root: server.pid(),
-        worker_uid: Some(uid),
-    };
     let sql = |statement: &str| {
         run_cmd(
             Command::new(bin.join("psql"))
@@ -94,16 +88,24 @@ pub fn run() {
              SELECT string_agg(line, E'\\n') FROM out;"
         ))
     };
+    let t = Target {
+        sensor: &sensor,
+        family: "database",
+        technique: "T1505.001",
+        root: server.pid(),
+        worker_uid: Some(uid),
+        shell: &copy,
+    };
 
     report.record(
         "start-up (postmaster, checkpointer, walwriter, autovacuum...)",
         "no alert",
-        check::benign(&t, &[], || Ok(())),
+        check::benign(&t, || Ok(())),
     );
     report.record(
         "ordinary queries by a SQL client",
         "no alert",
-        check::benign(&t, &[], || {
+        check::benign(&t, || {
             sql("CREATE TABLE notes (body text); INSERT INTO notes VALUES ('hi'); SELECT count(*) FROM notes;")
                 .map(drop)
         }),

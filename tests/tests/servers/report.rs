@@ -176,7 +176,39 @@ fn write(server: &str, mine: Vec<String>) -> std::io::Result<()> {
         kernel.trim(),
         rows.join("\n")
     );
-    std::fs::write(path(), text)
+    std::fs::write(path(), &text)?;
+    write_readme_range(&text)
+}
+
+const README_BEGIN: &str = "<!-- latency: written by tests/tests/servers.rs -->";
+const README_END: &str = "<!-- end of latency -->";
+
+/// The README quotes the range of the web shell latencies in the table: rewritten from it here,
+/// so the two cannot drift (an xtask test checks the README against the table).
+fn write_readme_range(table: &str) -> std::io::Result<()> {
+    let latencies: Vec<u64> = table
+        .lines()
+        .filter_map(|l| {
+            let cells: Vec<&str> = l.split(" | ").collect();
+            let (expected, result, latency) = (cells.get(2)?, cells.get(3)?, cells.get(4)?);
+            (expected.starts_with("shell + recon") && *result == "pass")
+                .then(|| latency.strip_suffix(" ms")?.parse().ok())?
+        })
+        .collect();
+    let (Some(min), Some(max)) = (latencies.iter().min(), latencies.iter().max()) else {
+        return Ok(());
+    };
+    let readme = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../README.md");
+    let text = std::fs::read_to_string(&readme)?;
+    let (Some(begin), Some(end)) = (text.find(README_BEGIN), text.find(README_END)) else {
+        return Ok(());
+    };
+    let updated = format!(
+        "{}{README_BEGIN}{min}-{max} ms{}",
+        &text[..begin],
+        &text[end..]
+    );
+    std::fs::write(readme, updated)
 }
 
 const HEADER: &str = "# Validation on real servers
@@ -197,7 +229,7 @@ server worker and then the command itself. The engine raises one `server-spawned
 the shell and, when X is a recon tool (`id`, `uname -a`, `cat /etc/passwd`), one
 `server-spawned-recon` alert for the tool, both with the same `lineage.incident.id`: that pair is
 the request's one correlated alert. A scenario passes when exactly that set arrives (no
-duplicate, nothing else rooted at the server) with the right rule, the server's master process
+duplicate, nothing else from the test's process tree) with the right rule, the server's master process
 as `lineage.ancestry[0]`, the worker that served the request as `lineage.server`, the shell and
 the command line. Requests less than `incidents.span_secs` (300 s) apart on one server share
 their incident too, as one attack session does.
@@ -213,6 +245,14 @@ the file's hash.
 
 **Latency** is from just before the request is sent to the arrival on the sensor's stdout of the
 first alert of the scenario (reported, not asserted); it includes curl's start, the server's own
-work (a JSP's first compilation is warmed up before) and the sensor's pipeline. Benign scenarios
-pass when no alert rooted at the server arrives within two seconds of the action.
+work (a JSP's first compilation is warmed up before) and the sensor's pipeline. The README's
+latency range is written from the web shell rows of this table by the same run.
+
+**Benign scenarios** end with a sentinel: after the benign action the test sends one more web
+shell request through the same server, `sh -c 'true lineage-sentinel-N'`, and waits for its
+alert. The sensor handles events in order, so any alert the benign action caused has arrived by
+then; the scenario passes when nothing of the test's process tree (the servers, and every
+client and helper the test ran) alerted before the sentinel. A duplicate or extra alert that
+comes later still fails the run: it arrives before the next scenario's alerts or sentinel and is
+judged there.
 ";

@@ -4,13 +4,14 @@
 
 use std::{os::unix::process::CommandExt as _, process::Command, time::Duration};
 
+use integration_tests::RunningSensor;
+
 use super::{
     check::{self, Target},
     copy_fixtures,
     daemon::{Daemon, chown_r, free_ports, user, workdir},
     http,
     report::Report,
-    sensor::Sensor,
     sensor_config,
 };
 
@@ -52,7 +53,7 @@ pub fn run() {
     let config = sensor_config(base);
     let mut report = Report::new("tomcat10");
 
-    let sensor = Sensor::start(&config);
+    let sensor = RunningSensor::start(&config);
     let b = base.display();
     let mut server = Daemon::spawn(
         "tomcat10",
@@ -83,32 +84,33 @@ pub fn run() {
         libc::SIGTERM,
     );
     server.wait_port(port, Duration::from_secs(120));
+    let url = format!("http://127.0.0.1:{port}");
+    let shell = |cmd: &str| http::get_ok(&format!("{url}/shell.jsp"), &[("cmd", cmd)]);
     let t = Target {
         sensor: &sensor,
         family: "java-appserver",
         technique: "T1505.003",
         root: server.pid(),
         worker_uid: None,
+        shell: &shell,
     };
-    let url = format!("http://127.0.0.1:{port}");
-    let shell = |cmd: &str| http::get_ok(&format!("{url}/shell.jsp"), &[("cmd", cmd)]);
 
     report.record(
         "start-up of Tomcat (java, catalina Bootstrap)",
         "no alert",
-        check::benign(&t, &[], || Ok(())),
+        check::benign(&t, || Ok(())),
     );
     report.record(
         "static page GET /index.html",
         "no alert",
-        check::benign(&t, &[], || {
+        check::benign(&t, || {
             http::get_ok(&format!("{url}/index.html"), &[]).map(drop)
         }),
     );
     report.record(
         "first request to a JSP (Jasper compiles it in-process)",
         "no alert",
-        check::benign(&t, &[], || {
+        check::benign(&t, || {
             http::get_ok(&format!("{url}/shell.jsp"), &[]).map(drop)
         }),
     );
