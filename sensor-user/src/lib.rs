@@ -6,6 +6,7 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod detect;
+pub mod enrich;
 pub mod escape;
 pub mod event;
 pub mod kernel;

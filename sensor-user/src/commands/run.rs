@@ -13,6 +13,7 @@ use crate::{
     alert::Alert,
     config::{Config, ConfigError},
     detect::{DetectError, Engine, EngineTotals, HostInfo},
+    enrich::{self, Hashing},
     event::Event,
     kernel::{Capture, CaptureError},
     lineage::{CgroupIndex, clock_ticks_per_sec, read_proc},
@@ -108,7 +109,8 @@ pub async fn run(
     let mut batch: Vec<Event> = Vec::new();
     let mut alerts: Vec<Alert> = Vec::new();
     let mut line = Vec::with_capacity(4096);
-    let (hash_tx, mut hash_rx) = tokio::sync::mpsc::unbounded_channel::<Alert>();
+    let (hash_tx, mut hash_rx) = tokio::sync::mpsc::unbounded_channel::<enrich::Line>();
+    let hashing = start_hashing(hash_tx, &config);
     let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
     let mut trim = crate::memory::TrimAfterShrink::default();
     tokio::pin!(stop);
@@ -117,11 +119,10 @@ pub async fn run(
             () = &mut stop => break,
             read = capture.next_batch(&mut batch) => {
                 read?;
-                let hashing = Hashing::new(&config, &hash_tx);
                 handle(&mut engine, &mut batch, &mut alerts, &mut line, &sinks, &metrics, &hashing, &config)?;
                 capture.add_to_server_tree(engine.take_server_pids());
             }
-            Some(alert) = hash_rx.recv() => send_alert(&alert, &mut line, &sinks)?,
+            Some(hashed) = hash_rx.recv() => sinks.send(hashed),
             _ = hangup.recv() => {
                 reload(&mut config, options, &mut engine, &mut sinks, &mut endpoint, &metrics).await;
                 capture.add_to_server_tree(engine.take_server_pids());
@@ -150,9 +151,11 @@ pub async fn run(
     }
 
     metrics.set_ready(false);
+    // Alerts waiting for their hash are hashed now: shutdown waits for no delay, and for no
+    // file longer than enrich::HASH_DEADLINE.
+    hashing.hurry();
     capture
         .detach_and_drain(&mut batch, |batch| {
-            let hashing = Hashing::new(&config, &hash_tx);
             handle(
                 &mut engine,
                 batch,
@@ -167,9 +170,9 @@ pub async fn run(
         .await?;
     // Alerts waiting for their file hash are still delivered: each task holds a sender, so this
     // ends when the last has finished.
-    drop(hash_tx);
-    while let Some(alert) = hash_rx.recv().await {
-        send_alert(&alert, &mut line, &sinks)?;
+    drop(hashing);
+    while let Some(hashed) = hash_rx.recv().await {
+        sinks.send(hashed);
     }
     // Joining the delivery threads blocks: off the runtime's thread.
     let _ = tokio::task::spawn_blocking(move || sinks.stop()).await;
@@ -184,6 +187,27 @@ pub async fn run(
         engine: engine.totals(),
         lost: capture.sync_lost(),
     })
+}
+
+/// The hashing of file alerts, sending again first what a SIGKILLed run left waiting.
+fn start_hashing(tx: tokio::sync::mpsc::UnboundedSender<enrich::Line>, config: &Config) -> Hashing {
+    let path = enrich::pending_path(&config.incidents.state_file);
+    let hashing = Hashing::new(tx, path.clone());
+    if let Some(path) = path {
+        match enrich::pending::load(&path) {
+            Ok(entries) if entries.is_empty() => {}
+            Ok(entries) => {
+                log::info!(
+                    "sending {} file alerts a previous run left waiting for their hash",
+                    entries.len()
+                );
+                let max_bytes = config.rules.webroot_script_write.hash_max_bytes;
+                hashing.restore(entries, max_bytes);
+            }
+            Err(err) => log::warn!("{err}; alerts it held are lost"),
+        }
+    }
+    hashing
 }
 
 async fn start_endpoint(
@@ -340,7 +364,7 @@ fn handle(
     line: &mut Vec<u8>,
     sinks: &Sinks,
     metrics: &Metrics,
-    hashing: &Hashing<'_>,
+    hashing: &Hashing,
     config: &Config,
 ) -> Result<(), RunError> {
     for event in batch.drain(..) {
@@ -359,9 +383,10 @@ fn handle(
     if let Err(err) = state_files::save_incidents(engine, config) {
         log::warn!("{err}");
     }
+    let rule = &config.rules.webroot_script_write;
     for alert in alerts.drain(..) {
-        if hashing.max_bytes > 0 && alert.file.is_some() {
-            hashing.later(alert);
+        if Hashing::wants(&alert, rule) {
+            hashing.later(alert, rule);
         } else {
             send_alert(&alert, line, sinks)?;
         }
@@ -377,85 +402,4 @@ fn send_alert(alert: &Alert, line: &mut Vec<u8>, sinks: &Sinks) -> Result<(), Ru
     }
     sinks.send(Arc::from(&line[..]));
     Ok(())
-}
-
-/// `file.hash.sha256` for alerts naming a file. The engine does no I/O (replay stays
-/// deterministic), so `run` adds the hash here, off the event loop: a task waits `hash_delay_ms`
-/// for the writer to finish (the kernel side does not see close(), so this is the content
-/// shortly after the write), hashes on the blocking pool and hands the alert back to the loop.
-struct Hashing<'a> {
-    tx: &'a tokio::sync::mpsc::UnboundedSender<Alert>,
-    max_bytes: u64,
-    delay: Duration,
-}
-
-impl<'a> Hashing<'a> {
-    fn new(config: &Config, tx: &'a tokio::sync::mpsc::UnboundedSender<Alert>) -> Self {
-        let rule = &config.rules.webroot_script_write;
-        Self {
-            tx,
-            max_bytes: rule.hash_max_bytes,
-            delay: Duration::from_millis(rule.hash_delay_ms),
-        }
-    }
-
-    fn later(&self, mut alert: Alert) {
-        let tx = self.tx.clone();
-        let (max_bytes, delay) = (self.max_bytes, self.delay);
-        tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            if let Some(file) = alert.file.as_mut() {
-                let path = file.path.clone();
-                let hash = tokio::task::spawn_blocking(move || sha256_file(&path, max_bytes))
-                    .await
-                    .ok()
-                    .flatten();
-                file.hash = hash.map(|sha256| crate::alert::FileHash { sha256 });
-            }
-            // The loop is gone only at the very end of shutdown, after draining this channel.
-            let _ = tx.send(alert);
-        });
-    }
-}
-
-/// The file's SHA-256 in hex, if it is still a regular file of at most `max_bytes`.
-fn sha256_file(escaped_path: &str, max_bytes: u64) -> Option<String> {
-    use sha2::{Digest as _, Sha256};
-    use std::{io::Read as _, os::unix::ffi::OsStrExt as _};
-    let raw = crate::escape::unescape(escaped_path).ok()?;
-    let file = std::fs::File::open(std::ffi::OsStr::from_bytes(&raw)).ok()?;
-    let meta = file.metadata().ok()?;
-    if !meta.is_file() || meta.len() > max_bytes {
-        return None;
-    }
-    // The file may grow between metadata and read: never hash more than the limit.
-    let mut content = Vec::new();
-    file.take(max_bytes.saturating_add(1))
-        .read_to_end(&mut content)
-        .ok()?;
-    if content.len() as u64 > max_bytes {
-        return None;
-    }
-    let digest = Sha256::digest(&content);
-    Some(digest.iter().map(|b| format!("{b:02x}")).collect())
-}
-
-#[cfg(test)]
-mod hash_tests {
-    use super::sha256_file;
-
-    #[test]
-    fn hashes_small_regular_files_only() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("x.php");
-        std::fs::write(&path, b"abc").expect("write");
-        let text = path.to_str().expect("utf-8 temp path");
-        assert_eq!(
-            sha256_file(text, 3).as_deref(),
-            Some("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
-        );
-        assert_eq!(sha256_file(text, 2), None, "over the limit");
-        assert_eq!(sha256_file(dir.path().to_str().expect("utf-8"), 10), None);
-        assert_eq!(sha256_file(&format!("{text}.gone"), 10), None);
-    }
 }

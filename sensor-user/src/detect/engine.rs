@@ -805,7 +805,7 @@ impl Engine {
                 name: file_name(path).to_owned(),
                 directory: directory(path).to_owned(),
                 extension: extension(path).map(str::to_owned),
-                hash: None,
+                ..alert::FileInfo::default()
             }),
             destination: connect.map(|c| alert::Destination {
                 ip: c.daddr,
@@ -839,6 +839,7 @@ impl Engine {
                 suppressed_count: suppressed_before,
                 args_truncated: p.image.argv_truncated,
                 shell_copy_of: p.annotation.copy_of.as_deref().map(str::to_owned),
+                file_hash_missing: None,
             },
         };
         self.totals.alerts[i] += 1;

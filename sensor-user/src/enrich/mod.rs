@@ -1,0 +1,180 @@
+//! What `run` adds to an alert after the engine made it, from the host: the engine does no I/O,
+//! so that `replay` stays deterministic.
+//!
+//! Today that is the hash of the file a file rule names. The kernel side does not see close(),
+//! so the file is read `hash_delay_ms` after the write: the content shortly after, not at close.
+//! The alert waits beside the alert path (a task per alert), is written to disk before the wait
+//! ([`pending`]), and comes back to the loop as a finished line through a channel.
+
+pub mod hash;
+pub mod pending;
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use tokio::sync::{mpsc, watch};
+
+use crate::{alert::Alert, config::WebrootScriptWriteConfig};
+
+/// Longest time one file's inspection may take (open, stat, read, hash). The alert goes without
+/// its hash after that.
+pub const HASH_DEADLINE: Duration = Duration::from_secs(1);
+
+/// A finished alert line (JSON, no newline) for the sinks.
+pub type Line = Arc<[u8]>;
+
+/// Where the alerts waiting for their hash are kept: beside the incident state file.
+pub fn pending_path(incidents_state_file: &Path) -> Option<PathBuf> {
+    if incidents_state_file.as_os_str().is_empty() {
+        return None;
+    }
+    let mut path = PathBuf::from(incidents_state_file);
+    path.as_mut_os_string().push(".pending-hashes");
+    Some(path)
+}
+
+/// Hands file alerts to waiting tasks and gets them back hashed.
+pub struct Hashing {
+    tx: mpsc::UnboundedSender<Line>,
+    hurry: watch::Sender<bool>,
+    pending: Arc<Mutex<pending::Pending>>,
+}
+
+impl Hashing {
+    /// `tx` receives each alert once it is ready; `pending_file` keeps waiting alerts on disk.
+    pub fn new(tx: mpsc::UnboundedSender<Line>, pending_file: Option<PathBuf>) -> Hashing {
+        Hashing {
+            tx,
+            hurry: watch::channel(false).0,
+            pending: Arc::new(Mutex::new(pending::Pending::new(pending_file))),
+        }
+    }
+
+    /// Whether `alert` waits for a hash under `rule`'s settings.
+    pub fn wants(alert: &Alert, rule: &WebrootScriptWriteConfig) -> bool {
+        rule.hash_max_bytes > 0 && alert.file.is_some()
+    }
+
+    /// Waits `hash_delay_ms` (cut short by [`Hashing::hurry`]) beside the loop, then inspects the
+    /// file and sends the finished line. The alert is on disk before the wait.
+    pub fn later(&self, mut alert: Alert, rule: &WebrootScriptWriteConfig) {
+        let Some(path) = alert.file.as_ref().map(|f| f.path.clone()) else {
+            return;
+        };
+        let Ok(line) = serde_json::to_string(&alert) else {
+            return;
+        };
+        let key = self.lock().add(pending::Entry {
+            path: path.clone(),
+            line,
+        });
+        let (tx, pending) = (self.tx.clone(), self.pending.clone());
+        let mut hurry = self.hurry.subscribe();
+        let (max_bytes, delay) = (
+            rule.hash_max_bytes,
+            Duration::from_millis(rule.hash_delay_ms),
+        );
+        tokio::spawn(async move {
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                _ = hurry.wait_for(|h| *h) => {}
+            }
+            let inspection = inspect_escaped(&path, max_bytes).await;
+            if let Some(file) = alert.file.as_mut() {
+                file.hash = inspection
+                    .sha256
+                    .clone()
+                    .map(|sha256| crate::alert::FileHash { sha256 });
+                file.file_type = inspection.kind.map(hash::Kind::as_ecs);
+                file.target_path = inspection
+                    .target
+                    .as_deref()
+                    .map(crate::escape::escape_bytes);
+            }
+            alert.lineage.file_hash_missing = inspection.missing.map(hash::Missing::as_str);
+            if let Ok(line) = serde_json::to_vec(&alert) {
+                // The loop is gone only at the very end of shutdown, after draining this.
+                let _ = tx.send(Line::from(line));
+            }
+            lock(&pending).remove(key);
+        });
+    }
+
+    /// Sends again what a previous run left waiting (SIGKILL during the delay): each is hashed
+    /// now if its file is still there, and says `gone` if not.
+    pub fn restore(&self, entries: Vec<pending::Entry>, max_bytes: u64) {
+        for entry in entries {
+            let Ok(mut value) = serde_json::from_str::<serde_json::Value>(&entry.line) else {
+                log::warn!("a pending file alert that is not JSON was skipped");
+                continue;
+            };
+            let key = self.lock().add(entry.clone());
+            let (tx, pending) = (self.tx.clone(), self.pending.clone());
+            tokio::spawn(async move {
+                let inspection = inspect_escaped(&entry.path, max_bytes).await;
+                patch(&mut value, &inspection);
+                if let Ok(line) = serde_json::to_vec(&value) {
+                    let _ = tx.send(Line::from(line));
+                }
+                lock(&pending).remove(key);
+            });
+        }
+    }
+
+    /// Shutdown: every waiting alert is hashed now instead of after its delay.
+    pub fn hurry(&self) {
+        let _ = self.hurry.send(true);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, pending::Pending> {
+        lock(&self.pending)
+    }
+}
+
+fn lock(pending: &Mutex<pending::Pending>) -> std::sync::MutexGuard<'_, pending::Pending> {
+    // The set stays consistent if a holder panicked: keep going.
+    pending
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+async fn inspect_escaped(path: &str, max_bytes: u64) -> hash::Inspection {
+    match crate::escape::unescape(path) {
+        Ok(raw) => hash::inspect_within(raw, max_bytes, HASH_DEADLINE).await,
+        Err(_) => hash::Inspection {
+            kind: None,
+            target: None,
+            sha256: None,
+            missing: Some(hash::Missing::Unreadable),
+        },
+    }
+}
+
+/// The restored alert (as JSON) with what the inspection found.
+fn patch(value: &mut serde_json::Value, inspection: &hash::Inspection) {
+    use serde_json::{Value, json};
+    if let Some(Value::Object(file)) = value.get_mut("file") {
+        if let Some(sha256) = &inspection.sha256 {
+            file.insert("hash".into(), json!({ "sha256": sha256 }));
+        }
+        if let Some(kind) = inspection.kind {
+            file.insert("type".into(), Value::from(kind.as_ecs()));
+        }
+        if let Some(target) = &inspection.target {
+            file.insert(
+                "target_path".into(),
+                Value::from(crate::escape::escape_bytes(target)),
+            );
+        }
+    }
+    if let Some(Value::Object(lineage)) = value.get_mut("lineage") {
+        if let Some(missing) = inspection.missing {
+            lineage.insert("file_hash_missing".into(), Value::from(missing.as_str()));
+        }
+        // The hash is of the content at the restart, not shortly after the write.
+        lineage.insert("file_hash_after_restart".into(), Value::Bool(true));
+    }
+}
