@@ -6,6 +6,7 @@
 
 pub mod delivery;
 pub mod file;
+pub mod frame;
 pub mod http;
 pub mod queue;
 pub mod spool;
