@@ -129,7 +129,7 @@ pub enum ConfigError {
     Unsafe { path: PathBuf, message: String },
 }
 
-pub use ownership::check_not_writable_by_others;
+pub use ownership::{check_chain, check_not_writable_by_others, check_state_locations};
 
 /// The part of a path glob before its first glob character. The kernel matches byte prefixes,
 /// so there is no need to cut back to a `/`: `/var/lib/tomcat*/webapps` watches

@@ -79,7 +79,9 @@ fn dispatch(command: cli::Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         cli::Command::CheckConfig { file } => {
-            Config::load(&file)?;
+            let config = Config::load(&file)?;
+            // As `run` would refuse them: state below a directory others can write.
+            lineage_sensor::config::check_state_locations(&config)?;
             println!("{}: valid", file.display());
             Ok(ExitCode::SUCCESS)
         }
