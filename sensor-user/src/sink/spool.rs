@@ -155,7 +155,12 @@ impl Spool {
                 offset: 0,
             };
         }
-        if !legacy.is_empty() {
+        if spool.ack != ack {
+            // The file must say where reading really starts: records appended at a position it
+            // puts behind them would be skipped at the next start.
+            spool.save_ack();
+        }
+        if let Some(legacy) = legacy {
             spool.append(&legacy)?;
             remove_legacy(dir)?;
         }
@@ -417,11 +422,12 @@ fn segment_seqs(dir: &Path, suffix: &str) -> Result<Vec<u64>, SinkError> {
 }
 
 /// The undelivered whole lines of an unframed spool of an earlier version (the `ack` file then
-/// named a line boundary in the same way), oldest first. The `ack` file is reset with them.
-fn take_legacy(dir: &Path) -> Result<Vec<std::sync::Arc<[u8]>>, SinkError> {
+/// named a line boundary in the same way), oldest first; `None` when there is none. The `ack`
+/// file is reset with them; the caller removes the old segments once they are taken over.
+fn take_legacy(dir: &Path) -> Result<Option<Vec<std::sync::Arc<[u8]>>>, SinkError> {
     let mut seqs = segment_seqs(dir, LEGACY_SUFFIX)?;
     if seqs.is_empty() {
-        return Ok(Vec::new());
+        return Ok(None);
     }
     seqs.sort_unstable();
     let ack_path = dir.join("ack");
@@ -447,7 +453,7 @@ fn take_legacy(dir: &Path) -> Result<Vec<std::sync::Arc<[u8]>>, SinkError> {
     }
     match std::fs::remove_file(&ack_path) {
         Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(io_err(&ack_path, err)),
-        _ => Ok(records),
+        _ => Ok(Some(records)),
     }
 }
 
