@@ -64,12 +64,12 @@ impl Hashing {
         let Some(path) = alert.file.as_ref().map(|f| f.path.clone()) else {
             return;
         };
-        let Ok(line) = serde_json::to_string(&alert) else {
-            return;
-        };
-        let key = self.lock().add(pending::Entry {
-            path: path.clone(),
-            line,
+        // Serialising cannot fail for an Alert; were it to, the alert still goes, unpersisted.
+        let key = serde_json::to_string(&alert).ok().map(|line| {
+            self.lock().add(pending::Entry {
+                path: path.clone(),
+                line,
+            })
         });
         let (tx, pending) = (self.tx.clone(), self.pending.clone());
         let mut hurry = self.hurry.subscribe();
@@ -99,7 +99,9 @@ impl Hashing {
                 // The loop is gone only at the very end of shutdown, after draining this.
                 let _ = tx.send(Line::from(line));
             }
-            lock(&pending).remove(key);
+            if let Some(key) = key {
+                lock(&pending).remove(key);
+            }
         });
     }
 
