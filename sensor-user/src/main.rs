@@ -88,6 +88,8 @@ fn dispatch(command: cli::Command) -> anyhow::Result<ExitCode> {
         cli::Command::CheckConfig { file } => {
             let config = Config::load(&file)?;
             commands::build_engine(&config, Some(&file), HostInfo::default())?;
+            // As `run` would refuse them: state below a directory others can write.
+            lineage_sensor::config::check_state_locations(&config)?;
             println!("{}: valid", file.display());
             Ok(ExitCode::SUCCESS)
         }

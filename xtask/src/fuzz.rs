@@ -16,7 +16,7 @@ use crate::{
     setup,
 };
 
-pub const TARGETS: [&str; 3] = ["decode", "record", "config"];
+pub const TARGETS: [&str; 5] = ["decode", "record", "config", "spool", "state"];
 const CARGO_FUZZ_VERSION: &str = "0.13.2";
 
 pub fn fuzz(targets: &[String], seconds: u64) -> anyhow::Result<()> {

@@ -131,7 +131,7 @@ impl Alert {
                 name: file_name(f.path).to_owned(),
                 directory: directory(f.path).to_owned(),
                 extension: extension(f.path).map(str::to_owned),
-                hash: None,
+                ..FileInfo::default()
             }),
             destination: connect.map(|c| Destination {
                 ip: c.daddr,
@@ -163,6 +163,7 @@ impl Alert {
                 suppressed_count: input.suppressed_count,
                 args_truncated: p.image.argv_truncated,
                 shell_copy_of: input.shell_copy_of,
+                file_hash_missing: None,
             },
         }
     }

@@ -152,20 +152,32 @@ pub struct LineageInfo {
     /// The process is a shell by content: its file is a copy of this shell (`run` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shell_copy_of: Option<String>,
+    /// `run` only: why a file alert has no `file.hash` (`too_large`, `not_regular`,
+    /// `symlink_in_path`, `gone`, `unreadable`, `deadline`, `busy`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file_hash_missing: Option<&'static str>,
 }
 
 /// ECS `file.*`. The path is as the kernel resolved it, in the escaped form of
 /// [`crate::escape`].
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct FileInfo {
     pub path: String,
     pub name: String,
     pub directory: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub extension: Option<String>,
-    /// Only `run` fills this, shortly after the write (see `hash_delay_ms`).
+    /// Only `run` fills this, shortly after the write (see `hash_delay_ms`), and only for a
+    /// regular file reached without any symbolic link.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hash: Option<FileHash>,
+    /// ECS `file.type` as `run` found it when hashing: `file`, `dir`, `symlink`, and beyond ECS's
+    /// list `fifo`, `socket`, `char_device`, `block_device`. Absent in `replay`.
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub file_type: Option<&'static str>,
+    /// ECS `file.target_path`: where a symbolic link points (escaped); the target is never read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_path: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]

@@ -13,6 +13,7 @@ mod detection_content;
 mod detection_entries;
 #[cfg(test)]
 mod docs_check;
+mod limits;
 mod lineage;
 mod locate;
 mod output;
@@ -133,7 +134,7 @@ pub enum ConfigError {
     Unsafe { path: PathBuf, message: String },
 }
 
-pub use ownership::check_not_writable_by_others;
+pub use ownership::{check_chain, check_not_writable_by_others, check_state_locations};
 
 /// The part of a path glob before its first glob character. The kernel matches byte prefixes,
 /// so there is no need to cut back to a `/`: `/var/lib/tomcat*/webapps` watches
@@ -172,15 +173,40 @@ impl Config {
     /// Reads, parses and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         check_not_writable_by_others(path)?;
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let read = |source| ConfigError::Read {
             path: path.to_owned(),
             source,
-        })?;
+        };
+        // Bounded before reading: a config of gigabytes must not be read (or parsed) at all.
+        let file = std::fs::File::open(path).map_err(read)?;
+        let size = file.metadata().map_err(read)?.len();
+        if size > limits::MAX_CONFIG_BYTES {
+            return Err(ConfigError::Read {
+                path: path.to_owned(),
+                source: std::io::Error::other(format!(
+                    "{size} bytes; a config file may have at most {} bytes",
+                    limits::MAX_CONFIG_BYTES
+                )),
+            });
+        }
+        let mut text = String::new();
+        std::io::Read::read_to_string(
+            &mut std::io::Read::take(file, limits::MAX_CONFIG_BYTES + 1),
+            &mut text,
+        )
+        .map_err(read)?;
         Config::parse(&text, path)
     }
 
     /// Parses and validates config text; `path` is used in error messages only.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        // Lists and strings are bounded before anything is built from them.
+        limits::check_shape(text).map_err(|(field, offset, message)| ConfigError::Invalid {
+            path: path.to_owned(),
+            line: line_column(text, offset).0,
+            field,
+            message,
+        })?;
         let config: Config = toml::from_str(text).map_err(|err| {
             let start = err.span().map(|span| span.start);
             let (line, column) = start.map_or((1, 1), |start| line_column(text, start));
@@ -208,6 +234,7 @@ impl Config {
 
     /// Checks what the types cannot express. Returns the dotted field name and the problem.
     fn validate(&self) -> Result<(), (String, String)> {
+        limits::check_ranges(self)?;
         let ring = self.capture.ring_buffer_bytes;
         if !ring.is_power_of_two() || ring < 4096 {
             return Err((

@@ -41,34 +41,103 @@ pub struct Settings {
 
 /// Alerts accepted but not delivered: on disk, or (spool off) in memory up to the queue bound.
 enum Backlog {
-    Spool(Spool),
+    /// `memory` holds, in order after the spooled ones, what the spool could not take (a full
+    /// or failing disk): delivery never waits on the disk, and the spool takes them back once it
+    /// can be written again.
+    Spool {
+        spool: Spool,
+        memory: VecDeque<Arc<[u8]>>,
+        max: usize,
+        /// The spool failed and the episode was logged; cleared by the next write that succeeds.
+        failing: bool,
+    },
     Memory {
         items: VecDeque<Arc<[u8]>>,
         max: usize,
     },
 }
 
+/// What an append gave up on to stay within bounds.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Dropped {
+    /// The oldest, past `spool_max_bytes` or the memory bound of a sink without spool.
+    full: u64,
+    /// Kept in memory only because the spool could not be written, and past the memory bound.
+    spool_error: u64,
+}
+
 impl Backlog {
     fn pending(&self) -> u64 {
         match self {
-            Backlog::Spool(spool) => spool.pending(),
+            Backlog::Spool { spool, memory, .. } => spool.pending() + memory.len() as u64,
             Backlog::Memory { items, .. } => items.len() as u64,
         }
     }
 
-    /// Returns how many of the oldest were dropped to stay within the bound.
-    fn append(&mut self, records: &[Arc<[u8]>]) -> Result<u64, SinkError> {
+    fn append(&mut self, name: &str, records: &[Arc<[u8]>]) -> Dropped {
         match self {
-            Backlog::Spool(spool) => {
-                let dropped = spool.append(records)?;
+            Backlog::Spool {
+                spool,
+                memory,
+                max,
+                failing,
+            } => {
+                // Order is kept: while anything waits in memory, new alerts queue behind it, and
+                // go to disk together, as far as the disk takes them (record by record once a
+                // whole batch did not fit).
+                memory.extend(records.iter().cloned());
+                let mut dropped = Dropped::default();
+                let mut error = None;
+                let mut one_by_one = false;
+                while !memory.is_empty() {
+                    let n = if one_by_one { 1 } else { memory.len() };
+                    let chunk: Vec<Arc<[u8]>> = memory.iter().take(n).cloned().collect();
+                    match spool.append(&chunk) {
+                        Ok(full) => {
+                            memory.drain(..n);
+                            dropped.full += full;
+                        }
+                        Err(err) if n > 1 => {
+                            one_by_one = true;
+                            error = Some(err);
+                        }
+                        Err(err) => {
+                            error = Some(err);
+                            break;
+                        }
+                    }
+                }
                 spool.sync();
-                Ok(dropped)
+                match error.filter(|_| !memory.is_empty()) {
+                    None => {
+                        if *failing {
+                            log::info!("sink {name}: spool writable again");
+                        }
+                        *failing = false;
+                    }
+                    Some(err) => {
+                        if !*failing {
+                            log::error!(
+                                "sink {name}: {err}; delivering from memory (up to {max} alerts) \
+                                 until the spool can be written again"
+                            );
+                        }
+                        *failing = true;
+                        let over = memory.len().saturating_sub(*max);
+                        memory.drain(..over);
+                        dropped.spool_error = over as u64;
+                    }
+                }
+                dropped
             }
             Backlog::Memory { items, max } => {
                 items.extend(records.iter().cloned());
                 let over = items.len().saturating_sub(*max);
                 items.drain(..over);
-                Ok(over as u64)
+                Dropped {
+                    full: over as u64,
+                    spool_error: 0,
+                }
             }
         }
     }
@@ -102,7 +171,12 @@ impl Worker {
                         spool.pending()
                     );
                 }
-                Backlog::Spool(spool)
+                Backlog::Spool {
+                    spool,
+                    memory: VecDeque::new(),
+                    max: queue_max,
+                    failing: false,
+                }
             }
             None => Backlog::Memory {
                 items: VecDeque::new(),
@@ -240,31 +314,40 @@ impl Delivery {
         if taken.is_empty() {
             return;
         }
-        match self.backlog.append(taken) {
-            Ok(0) => {}
-            Ok(dropped) => {
-                self.metrics
-                    .sink_dropped(&self.settings.name, "backlog_full", dropped);
-                log::warn!(
-                    "sink {}: backlog full, dropped the {dropped} oldest alerts",
-                    self.name()
-                );
-            }
-            Err(err) => {
-                // Disk trouble must not stop the delivery of what is spooled already; these
-                // alerts are lost, and counted.
-                log::error!("sink {}: {err}; alerts dropped", self.name());
-                self.metrics
-                    .sink_dropped(&self.settings.name, "spool_error", taken.len() as u64);
-            }
+        let dropped = self.backlog.append(&self.settings.name, taken);
+        if dropped.full > 0 {
+            self.metrics
+                .sink_dropped(&self.settings.name, "backlog_full", dropped.full);
+            log::warn!(
+                "sink {}: backlog full, dropped the {} oldest alerts",
+                self.name(),
+                dropped.full
+            );
+        }
+        if dropped.spool_error > 0 {
+            // Logged once per episode by the backlog; counted every time.
+            self.metrics
+                .sink_dropped(&self.settings.name, "spool_error", dropped.spool_error);
         }
         taken.clear();
+        self.count_damaged();
         self.update_gauges();
+    }
+
+    /// Torn or garbled spool records found (at open or when read): lost, and counted.
+    fn count_damaged(&mut self) {
+        if let Backlog::Spool { spool, .. } = &mut self.backlog {
+            let damaged = spool.take_damaged();
+            if damaged > 0 {
+                self.metrics
+                    .sink_dropped(&self.settings.name, "spool_damaged", damaged);
+            }
+        }
     }
 
     fn update_gauges(&self) {
         let bytes = match &self.backlog {
-            Backlog::Spool(spool) => spool.bytes(),
+            Backlog::Spool { spool, .. } => spool.bytes(),
             Backlog::Memory { .. } => 0,
         };
         self.metrics
@@ -276,15 +359,25 @@ impl Delivery {
         let batch_max = self.settings.batch_max;
         loop {
             let result = match &mut self.backlog {
-                Backlog::Spool(spool) => {
+                Backlog::Spool { spool, memory, .. } => {
                     let batch = spool.read(batch_max).map_err(|e| e.to_string())?;
                     if batch.records.is_empty() {
-                        return Ok(());
+                        // Nothing (more) on disk: what the disk could not take goes from memory.
+                        if memory.is_empty() {
+                            return Ok(());
+                        }
+                        let n = memory.len().min(batch_max);
+                        let batch: Vec<Vec<u8>> =
+                            memory.iter().take(n).map(|r| r.to_vec()).collect();
+                        let delivered = self.transport.send(&batch)?;
+                        memory.drain(..n);
+                        (n as u64, delivered)
+                    } else {
+                        let delivered = self.transport.send(&batch.records)?;
+                        let n = batch.records.len() as u64;
+                        spool.ack(batch.end, n);
+                        (n, delivered)
                     }
-                    let delivered = self.transport.send(&batch.records)?;
-                    let n = batch.records.len() as u64;
-                    spool.ack(batch.end, n).map_err(|e| e.to_string())?;
-                    (n, delivered)
                 }
                 Backlog::Memory { items, .. } => {
                     if items.is_empty() {
@@ -321,23 +414,44 @@ impl Delivery {
                 .take(usize::MAX, Some(Duration::ZERO), &mut taken);
             self.accept(&mut taken);
         }
+        if let Backlog::Spool { memory, .. } = &self.backlog
+            && !memory.is_empty()
+        {
+            // A last attempt to keep what the disk refused so far for the next start.
+            let dropped = self.backlog.append(&self.settings.name, &[]);
+            self.metrics
+                .sink_dropped(&self.settings.name, "backlog_full", dropped.full);
+        }
         let deadline = Instant::now() + SHUTDOWN_GRACE;
         while self.backlog.pending() > 0 && Instant::now() < deadline {
             if self.deliver_all().is_err() {
-                if matches!(self.backlog, Backlog::Spool(_)) {
+                if matches!(self.backlog, Backlog::Spool { .. }) {
                     break;
                 }
                 std::thread::sleep(RETRY_INITIAL);
             }
         }
         match &mut self.backlog {
-            Backlog::Spool(spool) => {
+            Backlog::Spool { spool, memory, .. } => {
                 spool.sync();
                 if spool.pending() > 0 {
                     log::info!(
                         "sink {}: {} alerts stay spooled for the next start",
                         self.settings.name,
                         spool.pending()
+                    );
+                }
+                if !memory.is_empty() {
+                    log::error!(
+                        "sink {}: {} alerts undelivered at shutdown (the spool could not take \
+                         them)",
+                        self.settings.name,
+                        memory.len()
+                    );
+                    self.metrics.sink_dropped(
+                        &self.settings.name,
+                        "spool_error",
+                        memory.len() as u64,
                     );
                 }
             }

@@ -6,6 +6,7 @@
 
 pub mod delivery;
 pub mod file;
+pub mod frame;
 pub mod http;
 pub mod queue;
 pub mod spool;
@@ -66,11 +67,15 @@ impl Sinks {
     pub fn send(&self, alert: &Alert) -> Result<(), SinkError> {
         let mut line = Vec::with_capacity(4096);
         alert.write_json(&mut line).map_err(SinkError::Serialise)?;
-        let line: Arc<[u8]> = Arc::from(line);
+        self.send_line(Arc::from(line));
+        Ok(())
+    }
+
+    /// Hands a finished alert line (JSON, no newline) to every sink; never blocks.
+    pub fn send_line(&self, line: Arc<[u8]>) {
         for worker in &self.workers {
             worker.push(line.clone());
         }
-        Ok(())
     }
 
     /// SIGHUP: the file sinks reopen their files; a changed `[output]` replaces the sinks (what

@@ -2,25 +2,37 @@
 //!
 //! Every alert is appended before it is sent and acknowledged once the receiver took it, so what
 //! was in flight survives an outage, a restart and a SIGKILL. The log is a run of segment files
-//! (`<seq>.ndjson`, one alert per line) and an `ack` file naming the first undelivered byte;
-//! dropping the oldest when the bound is hit deletes whole segments, which keeps the bound cheap
-//! to enforce and every drop countable.
+//! (`<seq>.rec`, framed records: length and checksum each, see [`super::frame`]) and an `ack`
+//! file naming the first undelivered byte; dropping the oldest when the bound is hit deletes
+//! whole segments, which keeps the bound cheap to enforce and every drop countable.
+//!
+//! The disk may fail (ENOSPC, EIO, a read-only remount). A failed append leaves nothing behind:
+//! the segment is cut back to its last whole record, and the next write goes at that offset, so
+//! no record is ever torn into another. A failed acknowledgement only delays the `ack` file: the
+//! position is kept in memory and written again with the next one (a crash meanwhile resends
+//! some alerts, which receivers de-duplicate on `event.id`).
 
 use std::{
     collections::VecDeque,
     fs::{File, OpenOptions},
-    io::{BufRead, BufReader, Read, Seek, SeekFrom, Write},
+    io::{Read, Seek, SeekFrom, Write},
     os::{
         fd::AsRawFd,
-        unix::fs::{DirBuilderExt, OpenOptionsExt},
+        unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt},
     },
     path::{Path, PathBuf},
 };
 
-use super::SinkError;
+use super::{
+    SinkError,
+    frame::{self, Decoded},
+};
 
 /// Bytes of one segment, relative to the bound: small enough that dropping one loses little.
 const SEGMENTS_PER_BOUND: u64 = 8;
+const SEGMENT_SUFFIX: &str = ".rec";
+/// Segments of the unframed format of earlier versions (one alert per line), taken over once.
+const LEGACY_SUFFIX: &str = ".ndjson";
 
 /// A place in the log: segment sequence number and byte offset within it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -32,6 +44,7 @@ pub struct Position {
 #[derive(Debug)]
 struct Segment {
     seq: u64,
+    /// Bytes of whole records: the next record is written here.
     bytes: u64,
     /// Records in the segment at or after the ack position.
     pending: u64,
@@ -44,6 +57,10 @@ pub struct Spool {
     segments: VecDeque<Segment>,
     writer: Option<File>,
     ack: Position,
+    /// The `ack` file is behind `ack` (its last write failed).
+    ack_unsaved: bool,
+    /// Damaged records found (cut at open, skipped when read) and not yet reported.
+    damaged: u64,
     /// Held for the spool's lifetime: a second sensor on the same directory would interleave.
     _lock: File,
 }
@@ -61,8 +78,17 @@ fn io_err(path: &Path, source: std::io::Error) -> SinkError {
     }
 }
 
+/// Opens a file of the spool without following a link planted in its place.
+fn open_options() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    options
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
+    options
+}
+
 impl Spool {
-    /// Opens (creating it if needed) the spool in `dir`, recovering from a torn last line.
+    /// Opens (creating it if needed) the spool in `dir`, cutting torn or garbled records off.
     pub fn open(dir: &Path, max_bytes: u64) -> Result<Spool, SinkError> {
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -70,11 +96,10 @@ impl Spool {
             .create(dir)
             .map_err(|e| io_err(dir, e))?;
         let lock_path = dir.join("lock");
-        let lock = OpenOptions::new()
+        let lock = open_options()
             .create(true)
             .truncate(false)
             .write(true)
-            .mode(0o600)
             .open(&lock_path)
             .map_err(|e| io_err(&lock_path, e))?;
         // SAFETY: a valid, open descriptor.
@@ -83,15 +108,9 @@ impl Spool {
                 path: dir.to_owned(),
             });
         }
-        let mut seqs: Vec<u64> = std::fs::read_dir(dir)
-            .map_err(|e| io_err(dir, e))?
-            .filter_map(Result::ok)
-            .filter_map(|entry| {
-                let name = entry.file_name();
-                name.to_str()?.strip_suffix(".ndjson")?.parse().ok()
-            })
-            .collect();
+        let mut seqs = segment_seqs(dir, SEGMENT_SUFFIX)?;
         seqs.sort_unstable();
+        let legacy = take_legacy(dir)?;
         let ack = read_ack(&dir.join("ack")).unwrap_or(Position {
             seq: seqs.first().copied().unwrap_or(0),
             offset: 0,
@@ -103,6 +122,8 @@ impl Spool {
             segments: VecDeque::new(),
             writer: None,
             ack,
+            ack_unsaved: false,
+            damaged: 0,
             _lock: lock,
         };
         for seq in seqs {
@@ -112,25 +133,42 @@ impl Spool {
                 continue;
             }
             let from = if seq == ack.seq { ack.offset } else { 0 };
-            let (bytes, pending) = recover_segment(&path, from)?;
+            let recovered = recover_segment(&path, from)?;
+            spool.damaged += recovered.damaged;
+            if seq == ack.seq {
+                spool.ack.offset = recovered.from;
+            }
             spool.segments.push_back(Segment {
                 seq,
-                bytes,
-                pending,
+                bytes: recovered.bytes,
+                pending: recovered.pending,
             });
         }
-        if spool.segments.front().is_none_or(|s| s.seq != ack.seq) {
+        if spool
+            .segments
+            .front()
+            .is_none_or(|s| s.seq != spool.ack.seq)
+        {
             // The acknowledged segment is gone (fully delivered and removed): start at the next.
             spool.ack = Position {
                 seq: spool.segments.front().map_or(ack.seq, |s| s.seq),
                 offset: 0,
             };
         }
+        if spool.ack != ack {
+            // The file must say where reading really starts: records appended at a position it
+            // puts behind them would be skipped at the next start.
+            spool.save_ack();
+        }
+        if let Some(legacy) = legacy {
+            spool.append(&legacy)?;
+            remove_legacy(dir)?;
+        }
         Ok(spool)
     }
 
     fn segment_path(&self, seq: u64) -> PathBuf {
-        self.dir.join(format!("{seq:020}.ndjson"))
+        self.dir.join(format!("{seq:020}{SEGMENT_SUFFIX}"))
     }
 
     /// Alerts not delivered yet.
@@ -143,16 +181,21 @@ impl Spool {
         self.segments.iter().map(|s| s.bytes).sum()
     }
 
+    /// Damaged records found since the last call (each a torn or garbled record cut off, with
+    /// whatever followed it in its segment).
+    pub fn take_damaged(&mut self) -> u64 {
+        std::mem::take(&mut self.damaged)
+    }
+
     /// Appends records; returns how many of the oldest undelivered ones were dropped to stay
-    /// within the bound.
+    /// within the bound. On error nothing of `records` is kept and the spool is as before.
     pub fn append(&mut self, records: &[std::sync::Arc<[u8]>]) -> Result<u64, SinkError> {
         if records.is_empty() {
             return Ok(0);
         }
         let mut buf = Vec::new();
         for record in records {
-            buf.extend_from_slice(record);
-            buf.push(b'\n');
+            frame::encode(record, &mut buf);
         }
         let full = self
             .segments
@@ -165,10 +208,10 @@ impl Spool {
                 self.segments.back().map_or(self.ack.seq, |s| s.seq)
             };
             let path = self.segment_path(seq);
-            let file = OpenOptions::new()
+            let file = open_options()
                 .create(true)
-                .append(true)
-                .mode(0o600)
+                .truncate(false)
+                .write(true)
                 .open(&path)
                 .map_err(|e| io_err(&path, e))?;
             self.writer = Some(file);
@@ -183,8 +226,14 @@ impl Spool {
         let (Some(writer), Some(last)) = (self.writer.as_mut(), self.segments.back_mut()) else {
             return Ok(0);
         };
-        let path = self.dir.join(format!("{:020}.ndjson", last.seq));
-        writer.write_all(&buf).map_err(|e| io_err(&path, e))?;
+        let path = self.dir.join(format!("{:020}{SEGMENT_SUFFIX}", last.seq));
+        // At the known end, not O_APPEND: after a failed write the next one overwrites its
+        // remains instead of following them.
+        if let Err(err) = writer.write_all_at(&buf, last.bytes) {
+            // Best effort (shrinking needs no space); what remains is overwritten or cut anyway.
+            let _ = writer.set_len(last.bytes);
+            return Err(io_err(&path, err));
+        }
         last.bytes += buf.len() as u64;
         last.pending += records.len() as u64;
         Ok(self.enforce_bound())
@@ -205,16 +254,19 @@ impl Spool {
             };
         }
         if dropped > 0 {
-            let _ = self.write_ack();
+            self.save_ack();
         }
         dropped
     }
 
-    /// Reads up to `max` undelivered records, oldest first, without consuming them.
-    pub fn read(&self, max: usize) -> Result<Batch, SinkError> {
+    /// Reads up to `max` undelivered records, oldest first, without consuming them. A damaged
+    /// record (the disk changed under the sensor) ends its segment's part of the batch: the rest
+    /// of that segment is skipped and counted.
+    pub fn read(&mut self, max: usize) -> Result<Batch, SinkError> {
         let mut records = Vec::new();
         let mut end = self.ack;
-        for segment in &self.segments {
+        let mut damaged = 0;
+        for segment in &mut self.segments {
             if records.len() >= max {
                 break;
             }
@@ -226,36 +278,58 @@ impl Spool {
             if start >= segment.bytes {
                 continue;
             }
-            let path = self.segment_path(segment.seq);
-            let mut file = File::open(&path).map_err(|e| io_err(&path, e))?;
+            let path = self
+                .dir
+                .join(format!("{:020}{SEGMENT_SUFFIX}", segment.seq));
+            let mut file = open_options()
+                .read(true)
+                .open(&path)
+                .map_err(|e| io_err(&path, e))?;
             file.seek(SeekFrom::Start(start))
                 .map_err(|e| io_err(&path, e))?;
-            let mut reader = BufReader::new(file.take(segment.bytes - start));
-            let mut offset = start;
+            let mut data = Vec::new();
+            file.take(segment.bytes - start)
+                .read_to_end(&mut data)
+                .map_err(|e| io_err(&path, e))?;
+            let mut at = 0;
+            let mut here = 0;
             while records.len() < max {
-                let mut line = Vec::new();
-                let n = reader
-                    .read_until(b'\n', &mut line)
-                    .map_err(|e| io_err(&path, e))?;
-                if n == 0 || line.last() != Some(&b'\n') {
-                    break;
+                match frame::decode(&data, at) {
+                    Decoded::Record(payload, next) => {
+                        records.push(payload.to_vec());
+                        at = next;
+                        here += 1;
+                    }
+                    Decoded::End => break,
+                    Decoded::Bad => {
+                        log::error!(
+                            "{}: damaged record at byte {}; skipping the rest of the segment",
+                            path.display(),
+                            start + at as u64
+                        );
+                        damaged += 1;
+                        // Whatever is left cannot be told apart: the segment ends here.
+                        segment.bytes = start + at as u64;
+                        segment.pending = here;
+                        break;
+                    }
                 }
-                offset += n as u64;
-                line.pop();
-                records.push(line);
             }
             end = Position {
                 seq: segment.seq,
-                offset,
+                offset: start + at as u64,
             };
         }
+        self.damaged += damaged;
         Ok(Batch { records, end })
     }
 
     /// Marks everything before `end` (a [`Batch::end`]) delivered, removing finished segments.
-    pub fn ack(&mut self, end: Position, delivered: u64) -> Result<(), SinkError> {
+    /// Never fails: a segment that cannot be removed is removed at the next start, an `ack` file
+    /// that cannot be written is written with the next acknowledgement.
+    pub fn ack(&mut self, end: Position, delivered: u64) {
         if end <= self.ack {
-            return Ok(());
+            return;
         }
         let mut left = delivered;
         while let Some(front) = self.segments.front_mut() {
@@ -264,7 +338,9 @@ impl Spool {
                 let seq = front.seq;
                 self.segments.pop_front();
                 let path = self.segment_path(seq);
-                std::fs::remove_file(&path).map_err(|e| io_err(&path, e))?;
+                if let Err(err) = std::fs::remove_file(&path) {
+                    log::warn!("{}: {err}; removed at the next start", path.display());
+                }
                 if self.segments.is_empty() {
                     self.writer = None;
                 }
@@ -277,27 +353,127 @@ impl Spool {
         }
         self.ack = end;
         // The segment being written stays; a fully delivered older one is gone already.
-        self.write_ack()
+        self.save_ack();
+    }
+
+    /// Whether the `ack` file is behind (its last write failed).
+    pub fn ack_unsaved(&self) -> bool {
+        self.ack_unsaved
+    }
+
+    /// Writes the `ack` file; a failure is logged once per episode and retried with the next
+    /// acknowledgement or [`Spool::sync`].
+    fn save_ack(&mut self) {
+        match self.write_ack() {
+            Ok(()) => {
+                if self.ack_unsaved {
+                    log::info!("spool {}: ack file written again", self.dir.display());
+                }
+                self.ack_unsaved = false;
+            }
+            Err(err) => {
+                if !self.ack_unsaved {
+                    log::error!(
+                        "{err}; delivery goes on, the position is kept in memory and written \
+                         again with the next acknowledgement"
+                    );
+                }
+                self.ack_unsaved = true;
+            }
+        }
     }
 
     fn write_ack(&self) -> Result<(), SinkError> {
         let path = self.dir.join("ack");
         let tmp = self.dir.join("ack.tmp");
-        std::fs::write(&tmp, format!("{} {}\n", self.ack.seq, self.ack.offset))
+        let mut file = open_options()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .open(&tmp)
             .map_err(|e| io_err(&tmp, e))?;
+        file.write_all(format!("{} {}\n", self.ack.seq, self.ack.offset).as_bytes())
+            .map_err(|e| io_err(&tmp, e))?;
+        drop(file);
         std::fs::rename(&tmp, &path).map_err(|e| io_err(&path, e))
     }
 
-    /// Makes appended records durable (on shutdown and after each batch written).
+    /// Makes appended records durable (on shutdown and after each batch written), and retries an
+    /// `ack` file that could not be written.
     pub fn sync(&mut self) {
         if let Some(writer) = &self.writer {
             let _ = writer.sync_data();
         }
+        if self.ack_unsaved {
+            self.save_ack();
+        }
     }
 }
 
+fn segment_seqs(dir: &Path, suffix: &str) -> Result<Vec<u64>, SinkError> {
+    Ok(std::fs::read_dir(dir)
+        .map_err(|e| io_err(dir, e))?
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let name = entry.file_name();
+            name.to_str()?.strip_suffix(suffix)?.parse().ok()
+        })
+        .collect())
+}
+
+/// The undelivered whole lines of an unframed spool of an earlier version (the `ack` file then
+/// named a line boundary in the same way), oldest first; `None` when there is none. The `ack`
+/// file is reset with them; the caller removes the old segments once they are taken over.
+fn take_legacy(dir: &Path) -> Result<Option<Vec<std::sync::Arc<[u8]>>>, SinkError> {
+    let mut seqs = segment_seqs(dir, LEGACY_SUFFIX)?;
+    if seqs.is_empty() {
+        return Ok(None);
+    }
+    seqs.sort_unstable();
+    let ack_path = dir.join("ack");
+    let ack = read_ack(&ack_path).unwrap_or(Position { seq: 0, offset: 0 });
+    let mut records = Vec::new();
+    for seq in seqs.into_iter().filter(|&s| s >= ack.seq) {
+        let path = dir.join(format!("{seq:020}{LEGACY_SUFFIX}"));
+        let data = std::fs::read(&path).map_err(|e| io_err(&path, e))?;
+        let from = if seq == ack.seq {
+            ack.offset as usize
+        } else {
+            0
+        };
+        let complete = data.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        if let Some(lines) = data.get(from..complete) {
+            records.extend(
+                lines
+                    .split(|&b| b == b'\n')
+                    .filter(|l| !l.is_empty())
+                    .map(std::sync::Arc::from),
+            );
+        }
+    }
+    match std::fs::remove_file(&ack_path) {
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(io_err(&ack_path, err)),
+        _ => Ok(Some(records)),
+    }
+}
+
+fn remove_legacy(dir: &Path) -> Result<(), SinkError> {
+    for seq in segment_seqs(dir, LEGACY_SUFFIX)? {
+        let path = dir.join(format!("{seq:020}{LEGACY_SUFFIX}"));
+        std::fs::remove_file(&path).map_err(|e| io_err(&path, e))?;
+    }
+    Ok(())
+}
+
 fn read_ack(path: &Path) -> Option<Position> {
-    let text = std::fs::read_to_string(path).ok()?;
+    let mut text = String::new();
+    open_options()
+        .read(true)
+        .open(path)
+        .ok()?
+        .take(64)
+        .read_to_string(&mut text)
+        .ok()?;
     let (seq, offset) = text.trim().split_once(' ')?;
     Some(Position {
         seq: seq.parse().ok()?,
@@ -305,26 +481,53 @@ fn read_ack(path: &Path) -> Option<Position> {
     })
 }
 
-/// Size of a segment and the complete records from `from` on; a torn last line (a write cut
-/// by a crash) is cut off.
-fn recover_segment(path: &Path, from: u64) -> Result<(u64, u64), SinkError> {
+/// A segment as found at start.
+struct Recovered {
+    /// Bytes of whole records (the file is cut to this).
+    bytes: u64,
+    /// Whole records from `from` on.
+    pending: u64,
+    /// The acknowledged offset moved to the record boundary at or after it (a garbled `ack`
+    /// file must not make the reader start mid-record).
+    from: u64,
+    /// 1 when a torn or garbled record was cut off.
+    damaged: u64,
+}
+
+/// Scans a segment; a torn or garbled record (a write cut by a crash or a full disk, or a
+/// damaged disk) is cut off with everything after it, logged and counted.
+fn recover_segment(path: &Path, from: u64) -> Result<Recovered, SinkError> {
     let data = std::fs::read(path).map_err(|e| io_err(path, e))?;
-    let complete = data.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-    if complete < data.len() {
+    let scan = frame::scan(&data);
+    let mut damaged = 0;
+    if scan.good_len < data.len() {
         log::warn!(
-            "{}: cutting a torn last record ({} bytes)",
+            "{}: cutting a torn or garbled record ({} bytes from byte {})",
             path.display(),
-            data.len() - complete
+            data.len() - scan.good_len,
+            scan.good_len
         );
-        let file = OpenOptions::new()
+        damaged = 1;
+        let file = open_options()
             .write(true)
             .open(path)
             .map_err(|e| io_err(path, e))?;
-        file.set_len(complete as u64).map_err(|e| io_err(path, e))?;
+        file.set_len(scan.good_len as u64)
+            .map_err(|e| io_err(path, e))?;
     }
-    let from = (from as usize).min(complete);
-    let pending = data[from..complete].iter().filter(|&&b| b == b'\n').count() as u64;
-    Ok((complete as u64, pending))
+    let from = scan
+        .starts
+        .iter()
+        .map(|&s| s as u64)
+        .find(|&s| s >= from)
+        .unwrap_or(scan.good_len as u64);
+    let pending = scan.starts.iter().filter(|&&s| s as u64 >= from).count() as u64;
+    Ok(Recovered {
+        bytes: scan.good_len as u64,
+        pending,
+        from,
+        damaged,
+    })
 }
 
 #[cfg(test)]
@@ -355,7 +558,7 @@ mod tests {
         let first = spool.read(2).expect("read");
         assert_eq!(texts(&first), ["a", "b"]);
         assert_eq!(texts(&spool.read(10).expect("read")), ["a", "b", "c"]);
-        spool.ack(first.end, 2).expect("ack");
+        spool.ack(first.end, 2);
         assert_eq!(spool.pending(), 1);
         assert_eq!(texts(&spool.read(10).expect("read")), ["c"]);
     }
@@ -367,10 +570,10 @@ mod tests {
             let mut spool = Spool::open(dir.path(), 1 << 20).expect("open");
             spool.append(&[rec("a"), rec("b")]).expect("append");
             let batch = spool.read(1).expect("read");
-            spool.ack(batch.end, 1).expect("ack");
+            spool.ack(batch.end, 1);
             spool.append(&[rec("c")]).expect("append");
         }
-        let spool = Spool::open(dir.path(), 1 << 20).expect("reopen");
+        let mut spool = Spool::open(dir.path(), 1 << 20).expect("reopen");
         assert_eq!(spool.pending(), 2);
         assert_eq!(texts(&spool.read(10).expect("read")), ["b", "c"]);
     }
@@ -385,24 +588,72 @@ mod tests {
         ));
     }
 
+    fn segment(dir: &Path, seq: u64) -> PathBuf {
+        dir.join(format!("{seq:020}{SEGMENT_SUFFIX}"))
+    }
+
     #[test]
-    fn a_torn_last_record_is_cut_off() {
+    fn a_torn_last_record_is_cut_off_and_counted() {
         let dir = tempfile::tempdir().expect("tempdir");
         {
             let mut spool = Spool::open(dir.path(), 1 << 20).expect("open");
             spool.append(&[rec("a")]).expect("append");
         }
-        let segment = dir.path().join(format!("{:020}.ndjson", 0));
+        // Half a record, as a write cut by a full disk or a crash leaves it.
+        let mut half = Vec::new();
+        frame::encode(b"{\"half\":1}", &mut half);
+        half.truncate(half.len() - 3);
         let mut file = OpenOptions::new()
             .append(true)
-            .open(&segment)
+            .open(segment(dir.path(), 0))
             .expect("segment");
-        file.write_all(b"{\"half").expect("torn write");
+        file.write_all(&half).expect("torn write");
         drop(file);
         let mut spool = Spool::open(dir.path(), 1 << 20).expect("reopen");
+        assert_eq!(spool.take_damaged(), 1);
         assert_eq!(texts(&spool.read(10).expect("read")), ["a"]);
         spool.append(&[rec("b")]).expect("append");
         assert_eq!(texts(&spool.read(10).expect("read")), ["a", "b"]);
+        assert_eq!(spool.take_damaged(), 0);
+    }
+
+    #[test]
+    fn a_garbled_record_ends_its_segment_and_a_garbled_ack_is_realigned() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let mut spool = Spool::open(dir.path(), 1 << 20).expect("open");
+            spool
+                .append(&[rec("first"), rec("second"), rec("third")])
+                .expect("append");
+        }
+        let path = segment(dir.path(), 0);
+        let mut data = std::fs::read(&path).expect("read");
+        let second = frame::scan(&data).starts[1];
+        data[second + frame::HEADER] ^= 1;
+        std::fs::write(&path, &data).expect("garble");
+        // An ack pointing into the middle of the first record.
+        std::fs::write(dir.path().join("ack"), "0 3\n").expect("ack");
+        let mut spool = Spool::open(dir.path(), 1 << 20).expect("reopen");
+        assert_eq!(spool.take_damaged(), 1);
+        assert_eq!(spool.pending(), 0, "only whole records after the ack");
+        spool.append(&[rec("fourth")]).expect("append");
+        assert_eq!(texts(&spool.read(10).expect("read")), ["fourth"]);
+    }
+
+    #[test]
+    fn an_unframed_spool_of_an_earlier_version_is_taken_over() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join(format!("{:020}{LEGACY_SUFFIX}", 3)),
+            b"{\"a\":1}\n{\"b\":2}\n{\"torn",
+        )
+        .expect("legacy");
+        std::fs::write(dir.path().join("ack"), "3 8\n").expect("ack");
+        let mut spool = Spool::open(dir.path(), 1 << 20).expect("open");
+        assert_eq!(texts(&spool.read(10).expect("read")), ["{\"b\":2}"]);
+        drop(spool);
+        let mut spool = Spool::open(dir.path(), 1 << 20).expect("reopen");
+        assert_eq!(texts(&spool.read(10).expect("read")), ["{\"b\":2}"]);
     }
 
     #[test]

@@ -130,7 +130,7 @@ pub async fn run(
                 detector.hand_over_server_pids(&mut capture);
                 deliver(&mut alerts, &enricher, &sinks)?;
             }
-            Some(alert) = enricher.next_ready() => sinks.send(&alert)?,
+            Some(line) = enricher.next_ready() => sinks.send_line(line),
             _ = hangup.recv() => {
                 let stages = reload::Stages {
                     detector: &mut detector,
@@ -150,6 +150,9 @@ pub async fn run(
     }
 
     metrics.set_ready(false);
+    // Alerts waiting for their hash are hashed now: shutdown waits for no delay, and for no
+    // file longer than enrich::HASH_DEADLINE.
+    enricher.hurry();
     // What is still in the ring goes through the same stages (no server pids handed over: the
     // programs are detached).
     capture
@@ -159,7 +162,7 @@ pub async fn run(
         })
         .await?;
     // Alerts waiting for their file hash are still delivered.
-    enricher.finish(|alert| sinks.send(&alert)).await?;
+    enricher.finish(|line| sinks.send_line(line)).await;
     // Joining the delivery threads blocks: off the runtime's thread.
     let _ = tokio::task::spawn_blocking(move || sinks.stop()).await;
     drop(endpoint);

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::{
-    config::{Config, ConfigError, check_not_writable_by_others},
+    config::{Config, ConfigError, check_state_locations},
     detect::Engine,
 };
 
@@ -26,23 +26,7 @@ pub enum StateError {
 /// Refuses state locations that users other than root or the sensor's own can write: whoever
 /// can write them can plant alerts-to-come (a spool replayed at start) or retire incidents.
 pub fn check_locations(config: &Config) -> Result<(), ConfigError> {
-    let mut paths: Vec<&Path> = Vec::new();
-    if config.output.sinks.iter().any(|s| s.spool_max_bytes() != 0) {
-        paths.push(&config.output.spool_dir);
-    }
-    for file in [
-        config.rules.server_outbound_unknown.state_file.as_deref(),
-        incidents_path(config),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        paths.push(file);
-        if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
-            paths.push(dir);
-        }
-    }
-    paths.into_iter().try_for_each(check_not_writable_by_others)
+    check_state_locations(config)
 }
 
 fn incidents_path(config: &Config) -> Option<&Path> {
@@ -56,7 +40,7 @@ pub fn restore_incidents(engine: &mut Engine, config: &Config) {
     let Some(path) = incidents_path(config) else {
         return;
     };
-    let text = match std::fs::read(path) {
+    let text = match read_no_follow(path) {
         Ok(text) => text,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return,
         Err(source) => {
@@ -107,6 +91,30 @@ pub fn save_incidents(engine: &mut Engine, config: &Config) -> Result<(), StateE
     }
     let mut tmp = PathBuf::from(path);
     tmp.as_mut_os_string().push(".tmp");
-    std::fs::write(&tmp, json).map_err(io)?;
+    {
+        use std::{io::Write as _, os::unix::fs::OpenOptionsExt as _};
+        // A link planted in place of the temporary file is not followed.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)
+            .and_then(|mut file| file.write_all(&json))
+            .map_err(io)?;
+    }
     std::fs::rename(&tmp, path).map_err(io)
+}
+
+/// The state file's bytes, refusing a symbolic link (ELOOP) in its place.
+fn read_no_follow(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::{io::Read as _, os::unix::fs::OpenOptionsExt as _};
+    let mut text = Vec::new();
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?
+        .read_to_end(&mut text)?;
+    Ok(text)
 }

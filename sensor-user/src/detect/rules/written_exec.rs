@@ -108,24 +108,130 @@ impl WrittenFiles {
         }
     }
 
-    /// The tracked file an exec runs: the executed file itself (binaries and `#!` scripts), or
-    /// an absolute script path given to an interpreter (`php /var/www/html/up/x.php`). Costs
-    /// nothing while no file is tracked, the common case.
-    pub fn executed<'a>(&self, image: &'a Image) -> Option<(&'a str, Writer)> {
+    /// The tracked file an exec runs: the executed file itself (a binary, or a `#!` script,
+    /// whose path the kernel reports as the executed file), or the script an interpreter is
+    /// given (`php /var/www/html/up/x.php`, `sh x.sh`). Any other program naming the file
+    /// (`ls -l`, `stat`, `cat`, `chmod +x`, `rm`) does not execute it. A relative path (`./x`,
+    /// `php x.php` in the file's directory) matches a tracked path ending in it. Costs nothing
+    /// while no file is tracked, the common case.
+    pub fn executed<'a>(&'a self, image: &Image) -> Option<(&'a str, Writer)> {
         if self.files.is_empty() {
             return None;
         }
-        std::iter::once(&image.exe)
-            .chain(
-                image
-                    .argv
-                    .iter()
-                    .skip(1)
-                    .take(2)
-                    .filter(|a| a.starts_with('/')),
-            )
-            .find_map(|p| self.files.get(p.as_str()).map(|w| (p.as_str(), *w)))
+        self.lookup(&image.exe).or_else(|| {
+            let script = interpreter_script(image)?;
+            self.lookup(script)
+        })
     }
+
+    fn lookup(&self, path: &str) -> Option<(&str, Writer)> {
+        if path.starts_with('/') {
+            return self
+                .files
+                .get_key_value(path)
+                .map(|(p, w)| (p.as_str(), *w));
+        }
+        let tail = path.trim_start_matches("./");
+        if tail.is_empty() || tail.split('/').any(|c| c == "..") {
+            return None;
+        }
+        self.files
+            .iter()
+            .find(|(p, _)| p.strip_suffix(tail).is_some_and(|head| head.ends_with('/')))
+            .map(|(p, w)| (p.as_str(), *w))
+    }
+}
+
+/// How an interpreter's command line names the code it runs.
+struct Syntax {
+    /// The code comes from the command line (`sh -c`, `php -r`): no script file.
+    command: &'static [&'static str],
+    /// Options whose value is the next argument (`php -d x=1`).
+    value: &'static [&'static str],
+    /// Options whose value is the script file (`php -f x.php`).
+    file: &'static [&'static str],
+}
+
+/// The interpreter family of an executable's file name (`php8.2` is php), if any.
+fn syntax(name: &str) -> Option<Syntax> {
+    // Versioned names: php8.2, python3.11, perl5.36, lua5.4.
+    let base = name.trim_end_matches(|c: char| c.is_ascii_digit() || c == '.');
+    let shell = Syntax {
+        command: &["-c"],
+        value: &["-o", "+o"],
+        file: &[],
+    };
+    Some(match base {
+        "sh" | "bash" | "dash" | "ash" | "zsh" | "ksh" | "mksh" | "csh" | "tcsh" | "fish" => shell,
+        "php" | "php-cgi" => Syntax {
+            command: &["-r", "-R", "-B", "-E"],
+            value: &["-d", "-c", "-z", "-t"],
+            file: &["-f"],
+        },
+        "python" => Syntax {
+            command: &["-c", "-m"],
+            value: &["-W", "-X", "-Q"],
+            file: &[],
+        },
+        "perl" => Syntax {
+            command: &["-e", "-E"],
+            value: &["-I"],
+            file: &[],
+        },
+        "ruby" => Syntax {
+            command: &["-e"],
+            value: &["-I", "-r", "-C"],
+            file: &[],
+        },
+        "node" | "nodejs" => Syntax {
+            command: &["-e", "--eval", "-p", "--print"],
+            value: &["-r", "--require"],
+            file: &[],
+        },
+        "lua" => Syntax {
+            command: &["-e"],
+            value: &["-l"],
+            file: &[],
+        },
+        _ => return None,
+    })
+}
+
+/// The script operand of an interpreter's command line: the first argument that is not an
+/// option (or the value of a script-file option), unless an option says the code comes from the
+/// command line. `busybox sh x` counts.
+fn interpreter_script(image: &Image) -> Option<&str> {
+    let name = image.exe.rsplit('/').next().unwrap_or(&image.exe);
+    let mut args = image.argv.iter().skip(1).map(String::as_str).peekable();
+    let syntax = if name == "busybox" {
+        let applet = args.next()?;
+        syntax(applet)?
+    } else {
+        syntax(name)?
+    };
+    let shell = syntax.command == ["-c"];
+    while let Some(arg) = args.next() {
+        // A shell's -c may come in a cluster (-xc, -ec).
+        let clustered_c =
+            shell && arg.starts_with('-') && !arg.starts_with("--") && arg.contains('c');
+        if syntax.command.contains(&arg) || clustered_c {
+            return None;
+        }
+        if syntax.file.contains(&arg) {
+            return args.next();
+        }
+        if syntax.value.contains(&arg) {
+            args.next();
+            continue;
+        }
+        if arg == "--" {
+            return args.next();
+        }
+        if !arg.starts_with('-') && !arg.starts_with('+') {
+            return Some(arg);
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -163,5 +269,47 @@ mod tests {
         );
         w.forget("/var/www/html/c");
         assert_eq!(w.executed(&image("/var/www/html/c", &["./c"])), None);
+    }
+
+    #[test]
+    fn only_executing_the_file_counts_not_naming_it() {
+        let mut w = WrittenFiles::new(&WrittenExecConfig::default());
+        let writer = Writer {
+            process: EntityId::new(11, 2),
+            root: EntityId::new(10, 1),
+        };
+        let file = "/var/www/html/up/x.php";
+        w.record(file, writer);
+        for (exe, argv) in [
+            ("/usr/bin/ls", &["ls", "-l", file][..]),
+            ("/usr/bin/stat", &["stat", file]),
+            ("/usr/bin/cat", &["cat", file]),
+            ("/usr/bin/chmod", &["chmod", "+x", file]),
+            ("/usr/bin/rm", &["rm", "-f", file]),
+            ("/usr/bin/php8.2", &["php", "-r", "echo 1;", file]),
+            ("/bin/sh", &["sh", "-c", "cat x.php", file]),
+            ("/bin/bash", &["bash", "-xc", "ls", file]),
+        ] {
+            assert_eq!(w.executed(&image(exe, argv)), None, "{argv:?}");
+        }
+        for (exe, argv) in [
+            ("/usr/bin/php8.2", &["php", file][..]),
+            ("/usr/bin/php8.2", &["php", "-d", "x=1", file]),
+            ("/bin/sh", &["sh", file]),
+            ("/bin/dash", &["sh", "-x", "x.php"]),
+            ("/usr/bin/python3.11", &["python3", "up/x.php"]),
+            ("/usr/bin/php", &["php", "-f", file]),
+            ("/bin/busybox", &["sh", "sh", file]),
+            ("./x.php", &["/bin/sh", "./x.php"]),
+            (file, &["/bin/sh", file]),
+        ] {
+            assert_eq!(
+                w.executed(&image(exe, argv)).map(|(p, _)| p),
+                Some(file),
+                "{exe} {argv:?}"
+            );
+        }
+        assert_eq!(w.executed(&image("/bin/sh", &["sh", "../x.php"])), None);
+        assert_eq!(w.executed(&image("/bin/sh", &["sh", "y/x.php"])), None);
     }
 }
