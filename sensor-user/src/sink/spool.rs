@@ -28,6 +28,10 @@ use super::{
     frame::{self, Decoded},
 };
 
+mod repair;
+
+use repair::{recover_segment, remove_legacy, take_legacy};
+
 /// Bytes of one segment, relative to the bound: small enough that dropping one loses little.
 const SEGMENTS_PER_BOUND: u64 = 8;
 const SEGMENT_SUFFIX: &str = ".rec";
@@ -421,50 +425,6 @@ fn segment_seqs(dir: &Path, suffix: &str) -> Result<Vec<u64>, SinkError> {
         .collect())
 }
 
-/// The undelivered whole lines of an unframed spool of an earlier version (the `ack` file then
-/// named a line boundary in the same way), oldest first; `None` when there is none. The `ack`
-/// file is reset with them; the caller removes the old segments once they are taken over.
-fn take_legacy(dir: &Path) -> Result<Option<Vec<std::sync::Arc<[u8]>>>, SinkError> {
-    let mut seqs = segment_seqs(dir, LEGACY_SUFFIX)?;
-    if seqs.is_empty() {
-        return Ok(None);
-    }
-    seqs.sort_unstable();
-    let ack_path = dir.join("ack");
-    let ack = read_ack(&ack_path).unwrap_or(Position { seq: 0, offset: 0 });
-    let mut records = Vec::new();
-    for seq in seqs.into_iter().filter(|&s| s >= ack.seq) {
-        let path = dir.join(format!("{seq:020}{LEGACY_SUFFIX}"));
-        let data = std::fs::read(&path).map_err(|e| io_err(&path, e))?;
-        let from = if seq == ack.seq {
-            ack.offset as usize
-        } else {
-            0
-        };
-        let complete = data.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-        if let Some(lines) = data.get(from..complete) {
-            records.extend(
-                lines
-                    .split(|&b| b == b'\n')
-                    .filter(|l| !l.is_empty())
-                    .map(std::sync::Arc::from),
-            );
-        }
-    }
-    match std::fs::remove_file(&ack_path) {
-        Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(io_err(&ack_path, err)),
-        _ => Ok(Some(records)),
-    }
-}
-
-fn remove_legacy(dir: &Path) -> Result<(), SinkError> {
-    for seq in segment_seqs(dir, LEGACY_SUFFIX)? {
-        let path = dir.join(format!("{seq:020}{LEGACY_SUFFIX}"));
-        std::fs::remove_file(&path).map_err(|e| io_err(&path, e))?;
-    }
-    Ok(())
-}
-
 fn read_ack(path: &Path) -> Option<Position> {
     let mut text = String::new();
     open_options()
@@ -478,55 +438,6 @@ fn read_ack(path: &Path) -> Option<Position> {
     Some(Position {
         seq: seq.parse().ok()?,
         offset: offset.parse().ok()?,
-    })
-}
-
-/// A segment as found at start.
-struct Recovered {
-    /// Bytes of whole records (the file is cut to this).
-    bytes: u64,
-    /// Whole records from `from` on.
-    pending: u64,
-    /// The acknowledged offset moved to the record boundary at or after it (a garbled `ack`
-    /// file must not make the reader start mid-record).
-    from: u64,
-    /// 1 when a torn or garbled record was cut off.
-    damaged: u64,
-}
-
-/// Scans a segment; a torn or garbled record (a write cut by a crash or a full disk, or a
-/// damaged disk) is cut off with everything after it, logged and counted.
-fn recover_segment(path: &Path, from: u64) -> Result<Recovered, SinkError> {
-    let data = std::fs::read(path).map_err(|e| io_err(path, e))?;
-    let scan = frame::scan(&data);
-    let mut damaged = 0;
-    if scan.good_len < data.len() {
-        log::warn!(
-            "{}: cutting a torn or garbled record ({} bytes from byte {})",
-            path.display(),
-            data.len() - scan.good_len,
-            scan.good_len
-        );
-        damaged = 1;
-        let file = open_options()
-            .write(true)
-            .open(path)
-            .map_err(|e| io_err(path, e))?;
-        file.set_len(scan.good_len as u64)
-            .map_err(|e| io_err(path, e))?;
-    }
-    let from = scan
-        .starts
-        .iter()
-        .map(|&s| s as u64)
-        .find(|&s| s >= from)
-        .unwrap_or(scan.good_len as u64);
-    let pending = scan.starts.iter().filter(|&&s| s as u64 >= from).count() as u64;
-    Ok(Recovered {
-        bytes: scan.good_len as u64,
-        pending,
-        from,
-        damaged,
     })
 }
 
