@@ -76,6 +76,20 @@ pub struct CaptureConfig {
     /// (socket load balancing) and the address the caller asked for is the one wanted. The
     /// start-up log says which is in use.
     pub connect_entry: ConnectEntryMode,
+    /// Whose connects and UDP sends the kernel reports in `run`. `server-trees`: only those of
+    /// server processes, their descendants and processes that listen on a TCP port (the kernel's
+    /// server tree), the only ones a rule reads; every other process's connect is dropped by one
+    /// map lookup in the kernel. `everyone`: all of them (`record` always uses this).
+    pub connects_from: ConnectScope,
+}
+
+/// See [`CaptureConfig::connects_from`].
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConnectScope {
+    #[default]
+    ServerTrees,
+    Everyone,
 }
 
 /// See [`CaptureConfig::connect_entry`].
@@ -94,6 +108,7 @@ impl Default for CaptureConfig {
             watch_paths: Vec::new(),
             flush_interval_ms: 10,
             connect_entry: ConnectEntryMode::Auto,
+            connects_from: ConnectScope::ServerTrees,
         }
     }
 }

@@ -311,6 +311,8 @@ impl Engine {
             }
             Event::Connect(c) => self.on_connect(&c, out),
             Event::File(f) => self.on_file(&f, out),
+            // Listeners are known to the kernel (its server tree); no rule reads them yet.
+            Event::Listen(_) => {}
         }
     }
 
@@ -1377,6 +1379,7 @@ mod tests {
                 dport: 4444,
                 proto: crate::event::Proto::Tcp,
                 ret: 0,
+                call: crate::event::ConnectCall::Connect,
             })
         };
         engine.process(

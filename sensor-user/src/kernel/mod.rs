@@ -4,6 +4,7 @@
 pub mod connect_entry;
 pub mod decode;
 pub mod features;
+pub mod hooks;
 pub mod loader;
 pub mod offsets;
 pub mod reader;
@@ -34,6 +35,7 @@ pub struct Capture {
     /// wakeup policy): userspace adds the servers, the kernel follows their forks and exits.
     server_tree: HashMap<MapData, u32, u32>,
     connect_entry: connect_entry::ConnectEntry,
+    hooks: hooks::Hooks,
     metrics: Arc<Metrics>,
     decoded: Vec<Result<Event, decode::DecodeError>>,
     /// The lost total last logged by [`Capture::warn_lost`].
@@ -55,6 +57,9 @@ impl Capture {
     /// Loads and attaches the programs. Must be called inside a tokio runtime.
     pub fn start(config: &CaptureConfig, metrics: Arc<Metrics>) -> Result<Self, CaptureError> {
         let loaded = loader::load(config)?;
+        if let Err(err) = loaded.hooks.register(metrics.registry()) {
+            log::warn!("registering the hook metrics: {err}");
+        }
         Ok(Self {
             ebpf: Some(loaded.ebpf),
             reader: reader::EventReader::new(
@@ -64,6 +69,7 @@ impl Capture {
             lost: loaded.lost,
             server_tree: loaded.server_tree,
             connect_entry: loaded.connect_entry,
+            hooks: loaded.hooks,
             metrics,
             decoded: Vec::with_capacity(BATCH_MAX),
             lost_logged: 0,
@@ -96,6 +102,11 @@ impl Capture {
     /// How connect() entry is observed in this session.
     pub fn connect_entry(&self) -> &connect_entry::ConnectEntry {
         &self.connect_entry
+    }
+
+    /// The mechanism of every hook family in this session.
+    pub fn hooks(&self) -> &hooks::Hooks {
+        &self.hooks
     }
 
     /// Puts processes the engine found to be servers (or below one) into the kernel's server
@@ -152,6 +163,10 @@ impl Capture {
             let n = key_count::<sensor_ebpf::ConnectEvent>(map);
             self.metrics.set_kernel_map_entries("pending_connect", n);
         }
+        if let Some(map) = ebpf.map(maps::CONNECTING) {
+            let n = key_count::<sensor_ebpf::ConnectEvent>(map);
+            self.metrics.set_kernel_map_entries("connecting", n);
+        }
         if let Some(map) = ebpf.map(maps::PENDING_FILE) {
             let n = key_count::<[u8; sensor_ebpf::PENDING_FILE_BYTES]>(map);
             self.metrics.set_kernel_map_entries("pending_file", n);
@@ -169,6 +184,7 @@ impl Capture {
             (EventKind::Exit, kind::EXIT),
             (EventKind::Connect, kind::CONNECT),
             (EventKind::File, kind::FILE),
+            (EventKind::Listen, kind::LISTEN),
         ] {
             match self.lost.get(&index, 0) {
                 Ok(per_cpu) => {
