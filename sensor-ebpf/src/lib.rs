@@ -22,6 +22,11 @@ pub mod maps {
     pub const PENDING_CONNECT: &str = "PENDING_CONNECT";
     /// TCP connects whose SYN is out, keyed by the socket's address, until the handshake ends.
     pub const CONNECTING: &str = "CONNECTING";
+    /// LRU hash `u32` tgid -> `u64` exec time: processes that exec'd outside the server tree,
+    /// kept only when connects outside it are dropped. Userspace learns that a new image is a
+    /// server only once it has read the exec; until then ([`KernelOffsets::recent_exec_ms`])
+    /// its connects are kept.
+    pub const RECENT_EXEC: &str = "RECENT_EXEC";
     /// Unconnected UDP destinations already reported, per socket ([`crate::UdpSeenKey`]).
     pub const UDP_SEEN: &str = "UDP_SEEN";
     /// File writes, renames and links between syscall entry and exit, keyed by pid_tgid.
@@ -339,6 +344,9 @@ pub struct KernelOffsets {
     pub tp_sk_daddr_v6: u32,
     /// `struct sock` member `sk_err`: the error a failed handshake leaves.
     pub sock_sk_err: u32,
+    /// How long after its exec a process outside the server tree still has its connects
+    /// reported (userspace may not yet have found it to be a server), in milliseconds.
+    pub recent_exec_ms: u32,
 }
 
 #[cfg(feature = "user")]
@@ -366,7 +374,7 @@ const _: () = assert!(
 const _: () = assert!(core::mem::size_of::<ForkEvent>() == 24 + 16 + 16 + COMM_LEN);
 const _: () = assert!(core::mem::size_of::<ExitEvent>() == 24 + 8 + 8);
 const _: () = assert!(core::mem::size_of::<ConnectEvent>() == 24 + 24 + 16);
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 50 * 4);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 51 * 4);
 const _: () = assert!(core::mem::size_of::<ListenEvent>() == 24 + 16 + 16);
 const _: () = assert!(core::mem::size_of::<UdpSeenKey>() == 32);
 const _: () = assert!(core::mem::size_of::<FileEvent>() == 24 + 8 * 4 + SOURCE_MAX + PATH_MAX);

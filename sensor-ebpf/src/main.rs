@@ -51,6 +51,11 @@ static PENDING_CONNECT: LruHashMap<u64, ConnectEvent> = LruHashMap::with_max_ent
 #[map]
 static CONNECTING: LruHashMap<u64, ConnectEvent> = LruHashMap::with_max_entries(16_384, 0);
 
+/// See [`sensor_ebpf::maps::RECENT_EXEC`].
+#[cfg(target_arch = "bpf")]
+#[map]
+static RECENT_EXEC: LruHashMap<u32, u64> = LruHashMap::with_max_entries(8192, 0);
+
 /// See [`sensor_ebpf::maps::UDP_SEEN`].
 #[cfg(target_arch = "bpf")]
 #[map]

@@ -15,7 +15,7 @@
 use aya_ebpf::{
     helpers::{
         bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_get_socket_cookie,
-        bpf_probe_read_user,
+        bpf_ktime_get_boot_ns, bpf_probe_read_user,
     },
     macros::{cgroup_sock_addr, tracepoint},
     programs::{SockAddrContext, TracePointContext},
@@ -23,7 +23,7 @@ use aya_ebpf::{
 use sensor_ebpf::{ConnectEvent, UdpSeenKey, capture_flags, connect_call, kind, proto};
 
 use crate::{
-    EVENTS, PENDING_CONNECT, SERVER_TREE, UDP_SEEN, count_lost,
+    EVENTS, PENDING_CONNECT, RECENT_EXEC, SERVER_TREE, UDP_SEEN, count_lost,
     kernel::{fd_file, header, offset, read},
     wake_later,
 };
@@ -78,7 +78,19 @@ fn wanted() -> bool {
     }
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     // SAFETY: the value is not read, only whether there is one.
-    unsafe { SERVER_TREE.get(&tgid) }.is_some()
+    if unsafe { SERVER_TREE.get(&tgid) }.is_some() {
+        return true;
+    }
+    // A process that exec'd a moment ago may be a server userspace has not classified yet.
+    // SAFETY: a plain u64 copied out of the map.
+    match unsafe { RECENT_EXEC.get(&tgid) } {
+        Some(&exec_ns) => {
+            // SAFETY: helper without arguments.
+            let now = unsafe { bpf_ktime_get_boot_ns() };
+            now.wrapping_sub(exec_ns) < offset!(recent_exec_ms) as u64 * 1_000_000
+        }
+        None => false,
+    }
 }
 
 fn on_cgroup_connect(ctx: &SockAddrContext, family: u16) -> Result<(), i32> {

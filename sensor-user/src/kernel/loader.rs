@@ -136,6 +136,10 @@ pub fn load(config: &CaptureConfig) -> Result<Loaded, LoadError> {
     let mut offsets = kernel_offsets(std::path::Path::new(VMLINUX_BTF), &tracefs)?;
     if config.connects_from == ConnectScope::ServerTrees {
         offsets.capture_flags |= capture_flags::SERVER_TREE_CONNECTS;
+        // Userspace reads an exec within a flush interval, classifies it and puts a server in
+        // the tree; until then a new image's connects are kept. Generous: a miss here is a
+        // server's first connects lost, a surplus only a few events read for nothing.
+        offsets.recent_exec_ms = config.flush_interval_ms.saturating_mul(10).max(200);
     }
     log::debug!("kernel offsets: {offsets:?}");
 

@@ -132,6 +132,7 @@ pub fn kernel_offsets(btf_path: &Path, tracefs: &Path) -> Result<KernelOffsets, 
         tp_sk_daddr: field(&state_fields, &state, "daddr")?,
         tp_sk_daddr_v6: field(&state_fields, &state, "daddr_v6")?,
         sock_sk_err: m("sock", "sk_err")?,
+        recent_exec_ms: 0,
     };
     check_dentry_layout(&offsets)?;
     Ok(offsets)
