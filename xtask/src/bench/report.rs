@@ -344,6 +344,21 @@ impl Report {
                 w.operation,
                 w.load_1m_at_start
             );
+            if let Some(stats) = w
+                .samples
+                .iter()
+                .map(|s| &s.stats)
+                .find(|s| s.hooks.is_some())
+            {
+                let _ = writeln!(
+                    md,
+                    "lineage-sensor hooks: {}; syscall tracepoints attached: {}.\n",
+                    stats.hooks.as_deref().unwrap_or("?"),
+                    stats
+                        .syscall_tracepoints
+                        .map_or_else(|| "?".to_owned(), |n| n.to_string())
+                );
+            }
             let _ = writeln!(
                 md,
                 "| monitor | median | overhead | added per op | workload CPU | events read | events lost | monitor CPU | monitor peak RSS |\n|---|---|---|---|---|---|---|---|---|"
