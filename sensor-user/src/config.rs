@@ -81,6 +81,22 @@ pub struct CaptureConfig {
     /// server tree), the only ones a rule reads; every other process's connect is dropped by one
     /// map lookup in the kernel. `everyone`: all of them (`record` always uses this).
     pub connects_from: ConnectScope,
+    /// How file writes, renames and links under the watched paths are seen. `auto`: the
+    /// cheapest mechanism this kernel and these privileges allow (today the file syscalls'
+    /// tracepoints, which put every syscall on the host on the tracing slow path), and nothing at
+    /// all when no path is watched. `off`: never, even when file rules are enabled (they then
+    /// never fire; the start-up log says so): for hosts where the per-syscall cost matters more
+    /// than web-root writes.
+    pub file_hooks: FileHooks,
+}
+
+/// See [`CaptureConfig::file_hooks`].
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum FileHooks {
+    #[default]
+    Auto,
+    Off,
 }
 
 /// See [`CaptureConfig::connects_from`].
@@ -109,6 +125,7 @@ impl Default for CaptureConfig {
             flush_interval_ms: 10,
             connect_entry: ConnectEntryMode::Auto,
             connects_from: ConnectScope::ServerTrees,
+            file_hooks: FileHooks::Auto,
         }
     }
 }

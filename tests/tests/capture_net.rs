@@ -319,3 +319,65 @@ fn an_attempt_closed_before_its_handshake_ends_is_reported_aborted() {
         "{to:?}"
     );
 }
+
+/// The metrics say what each hook family runs on, and how many syscall tracepoints are
+/// attached: none when nothing is watched or file hooks are off (connect entry on the cgroup
+/// hooks), some when paths are watched, more when connect() is pinned to the tracepoints.
+#[test]
+fn hook_metrics_count_the_syscall_tracepoints() {
+    require_root();
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let cgroup2_root = mountinfo
+        .lines()
+        .any(|l| l.contains(" - cgroup2 ") && l.split(' ').nth(3) == Some("/"));
+    let attached = |config: CaptureConfig| -> (f64, String) {
+        let (seen, ()) = with_sensor(config, || {}).expect("sensor");
+        let text = seen.metrics.encode().expect("encode");
+        let n = integration_tests::metric(&text, "lineage_sensor_syscall_tracepoints_attached")
+            .expect("the gauge");
+        (n, text)
+    };
+    let watched = CaptureConfig {
+        watch_paths: vec!["/var/www".into()],
+        ..CaptureConfig::default()
+    };
+    let (with_files, text) = attached(watched.clone());
+    assert!(with_files > 0.0, "{text}");
+    assert!(
+        text.contains(
+            r#"lineage_sensor_hook_info{family="file",mechanism="syscall_tracepoint"} 1"#
+        ),
+        "{text}"
+    );
+    let (off, text) = attached(CaptureConfig {
+        file_hooks: lineage_sensor::config::FileHooks::Off,
+        ..watched.clone()
+    });
+    assert!(
+        text.contains(r#"lineage_sensor_hook_info{family="file",mechanism="none"} 1"#),
+        "{text}"
+    );
+    let (pinned, _) = attached(CaptureConfig {
+        connect_entry: ConnectEntryMode::Tracepoint,
+        ..watched
+    });
+    assert_eq!(
+        pinned,
+        with_files + 2.0,
+        "sys_enter_connect and sys_exit_connect"
+    );
+    let (nothing_watched, text) = attached(CaptureConfig::default());
+    if cgroup2_root {
+        assert_eq!(off, 0.0, "{text}");
+        assert_eq!(nothing_watched, 0.0, "{text}");
+        assert!(
+            text.contains(
+                r#"lineage_sensor_hook_info{family="connect",mechanism="cgroup_sock_addr"} 1"#
+            ),
+            "{text}"
+        );
+    } else {
+        assert_eq!(off, 2.0);
+        assert_eq!(nothing_watched, 2.0);
+    }
+}

@@ -360,7 +360,12 @@ fn boot(
     .arg(vmlinuz)
     .arg("-initrd")
     .arg(initramfs)
-    .args(["-append", "console=ttyS0 panic=-1 quiet"])
+    // `bpf` in the LSM list, so that BPF LSM programs can load in the guest (the build machine
+    // refuses them): the guest is where the kernel paths the host cannot load get tested.
+    .args([
+        "-append",
+        "console=ttyS0 panic=-1 quiet lsm=lockdown,capability,landlock,yama,apparmor,bpf",
+    ])
     .stdin(Stdio::null())
     .stdout(Stdio::piped())
     .stderr(Stdio::piped());

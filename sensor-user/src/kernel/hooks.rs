@@ -19,6 +19,14 @@ pub struct HookChoice {
     pub refused: Vec<String>,
 }
 
+/// How file writes are seen in this session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileHook {
+    SyscallTracepoints,
+    /// Not at all, and why.
+    Off(&'static str),
+}
+
 /// Every family's choice, and how many syscall tracepoints are attached.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hooks {
@@ -28,7 +36,7 @@ pub struct Hooks {
 
 impl Hooks {
     /// The session's choices, given how connect entry was attached.
-    pub fn chosen(connect: &ConnectEntry, syscall_tracepoints: usize) -> Self {
+    pub fn chosen(connect: &ConnectEntry, files: &FileHook, syscall_tracepoints: usize) -> Self {
         let choice = |family, mechanism, refused: Vec<String>| HookChoice {
             family,
             mechanism,
@@ -55,15 +63,18 @@ impl Hooks {
                 choice("connect_outcome", "tracepoint", Vec::new()),
                 choice("listen", "tracepoint", Vec::new()),
                 udp_send,
-                choice(
-                    "file",
-                    "syscall_tracepoint",
-                    vec![
-                        "fentry and BPF LSM: this build has no file programs of those types"
-                            .to_owned(),
-                        "fanotify: not implemented yet".to_owned(),
-                    ],
-                ),
+                match files {
+                    FileHook::SyscallTracepoints => choice(
+                        "file",
+                        "syscall_tracepoint",
+                        vec![
+                            "fentry and BPF LSM: this build has no file programs of those types"
+                                .to_owned(),
+                            "fanotify: not implemented yet".to_owned(),
+                        ],
+                    ),
+                    FileHook::Off(why) => choice("file", "none", vec![(*why).to_owned()]),
+                },
             ],
             syscall_tracepoints,
         }
@@ -72,7 +83,9 @@ impl Hooks {
     /// One line per family; a warning when syscall tracepoints are attached.
     pub fn log(&self) {
         for c in &self.choices {
-            if c.refused.is_empty() {
+            if c.mechanism == "none" {
+                log::info!("hooks: {} off ({})", c.family, c.refused.join("; "));
+            } else if c.refused.is_empty() {
                 log::info!("hooks: {} on {}", c.family, c.mechanism);
             } else {
                 log::info!(
@@ -92,7 +105,8 @@ impl Hooks {
                 .collect();
             log::warn!(
                 "{} syscall tracepoints attached (for {}): every syscall of every process on this \
-                 host now takes the kernel's tracing slow path",
+                 host now takes the kernel's tracing slow path (see capture.connect_entry and \
+                 capture.file_hooks)",
                 self.syscall_tracepoints,
                 families.join(", ")
             );
@@ -130,13 +144,21 @@ mod tests {
 
     #[test]
     fn the_fallback_names_what_it_costs() {
-        let cheap = Hooks::chosen(&ConnectEntry::Cgroup("/sys/fs/cgroup".into()), 0);
+        let cheap = Hooks::chosen(
+            &ConnectEntry::Cgroup("/sys/fs/cgroup".into()),
+            &FileHook::Off("no path is watched"),
+            0,
+        );
         let connect = &cheap.choices[1];
         assert_eq!(
             (connect.family, connect.mechanism),
             ("connect", "cgroup_sock_addr")
         );
-        let forced = Hooks::chosen(&ConnectEntry::Syscall("no cgroup v2".into()), 2);
+        let forced = Hooks::chosen(
+            &ConnectEntry::Syscall("no cgroup v2".into()),
+            &FileHook::SyscallTracepoints,
+            24,
+        );
         let udp = forced
             .choices
             .iter()

@@ -15,11 +15,11 @@ use sensor_ebpf::{OFFSETS_GLOBAL, PATH_KEY_MAX, PathKey, capture_flags, maps};
 use super::{
     connect_entry::ConnectEntry,
     features::{FeatureError, probe},
-    hooks::Hooks,
+    hooks::{FileHook, Hooks},
     offsets::{OffsetError, VMLINUX_BTF, check_syscall_layout, kernel_offsets},
     tracefs::{TracefsError, ensure_tracefs},
 };
-use crate::config::{CaptureConfig, ConnectEntryMode, ConnectScope};
+use crate::config::{CaptureConfig, ConnectEntryMode, ConnectScope, FileHooks};
 
 /// The programs built by sensor-ebpf, embedded at build time.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sensor-ebpf"));
@@ -193,8 +193,15 @@ pub fn load(config: &CaptureConfig) -> Result<Loaded, LoadError> {
         }
     };
     log::info!("connect() destinations from the {connect_entry}");
-    syscall_tracepoints += attach_file_programs(&mut ebpf, &tracefs, offsets.tp_syscall_args)?;
-    let hooks = Hooks::chosen(&connect_entry, syscall_tracepoints);
+    let files = if config.file_hooks == FileHooks::Off {
+        FileHook::Off("capture.file_hooks = \"off\"")
+    } else if config.watch_paths.is_empty() {
+        FileHook::Off("no path is watched")
+    } else {
+        syscall_tracepoints += attach_file_programs(&mut ebpf, &tracefs, offsets.tp_syscall_args)?;
+        FileHook::SyscallTracepoints
+    };
+    let hooks = Hooks::chosen(&connect_entry, &files, syscall_tracepoints);
     hooks.log();
     fill_watched_paths(&mut ebpf, &config.watch_paths)?;
 
