@@ -25,7 +25,7 @@ use crate::{
 /// Debian's kernel of the 6.1 line: the cloud flavour is small and has BTF.
 pub const DEFAULT_KERNEL: &str = "linux-image-cloud-amd64";
 /// Integration test targets that run in the guest.
-const GUEST_TESTS: &[&str] = &["capture", "files", "detection"];
+const GUEST_TESTS: &[&str] = &["capture", "capture_net", "files", "detection"];
 /// Where the release sensor binary sits in the guest.
 const GUEST_SENSOR: &str = "/usr/bin/lineage-sensor";
 /// Host programs the tests start, copied with their libraries.
