@@ -393,3 +393,54 @@ fn hook_metrics_count_the_syscall_tracepoints() {
         assert_eq!(nothing_watched, 2.0);
     }
 }
+
+/// A process that was already listening when the sensor started is put in the server tree from
+/// /proc (the kernel never saw its listen()), so in `run`'s scope the connects of a child it
+/// forks later are kept; without the seeding they would be dropped.
+#[test]
+fn processes_listening_before_the_start_are_seeded_into_the_server_tree() {
+    require_root();
+    let target = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+    let target = target.local_addr().expect("addr");
+    // This test process listens before the programs are attached.
+    let _listening = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+    let config = CaptureConfig {
+        connects_from: ConnectScope::ServerTrees,
+        ..CaptureConfig::default()
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let metrics = std::sync::Arc::new(lineage_sensor::metrics::Metrics::new().expect("metrics"));
+    let (seeded, child, events) = runtime.block_on(async {
+        let mut capture = lineage_sensor::kernel::Capture::start(&config, metrics).expect("start");
+        let seeded = capture.seed_listeners(std::path::Path::new("/proc"));
+        // SAFETY: the child makes only async-signal-safe syscalls, then _exit.
+        let child = unsafe { libc::fork() };
+        assert!(child >= 0, "fork");
+        if child == 0 {
+            // SAFETY: see above.
+            unsafe {
+                let fd = start_connect(target);
+                finished(fd, 2000);
+                libc::_exit(0);
+            }
+        }
+        // SAFETY: our own child.
+        unsafe { libc::waitpid(child, std::ptr::null_mut(), 0) };
+        let mut events = Vec::new();
+        capture.detach();
+        while let Ok(read) =
+            tokio::time::timeout(Duration::from_millis(300), capture.next_batch(&mut events)).await
+        {
+            read.expect("read");
+        }
+        (seeded, child as u32, events)
+    });
+    assert!(seeded >= 1, "this process listens");
+    let dialed = connects(&events)
+        .filter(|c| c.pid == child && c.dport == target.port())
+        .count();
+    assert_eq!(dialed, 1, "the listener's child's connect is kept");
+}

@@ -99,6 +99,7 @@ pub async fn run(
     let mut capture = Capture::start(&config.effective_capture(), metrics.clone())?;
     seed(&mut engine, &config);
     capture.add_to_server_tree(engine.take_server_pids());
+    capture.seed_listeners(&config.lineage.proc_root);
     // After seeding: restored incidents are matched to the seeded roots.
     state_files::restore_incidents(&mut engine, &config);
     metrics.set_processes(engine.totals().processes);

@@ -120,6 +120,28 @@ impl Capture {
         }
     }
 
+    /// Puts every process that already listens on a TCP port into the server tree: the kernel
+    /// adds a listener at listen(), which those made before the programs were attached. Without
+    /// this, a server recognised only by its role (a renamed binary) and its children would
+    /// have their connects dropped in `run`. Returns how many were added.
+    pub fn seed_listeners(&mut self, proc_root: &std::path::Path) -> usize {
+        let Ok(entries) = std::fs::read_dir(proc_root) else {
+            return 0;
+        };
+        let pids: Vec<u32> = entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                !crate::proc_facts::listening_ports(&proc_root.join(pid.to_string()), &|_| true)
+                    .is_empty()
+            })
+            .collect();
+        let n = pids.len();
+        self.add_to_server_tree(pids);
+        log::debug!("{n} processes already listening put in the server tree");
+        n
+    }
+
     /// Detaches every program; events already in the ring can still be read.
     pub fn detach(&mut self) {
         if self.ebpf.take().is_some() {
