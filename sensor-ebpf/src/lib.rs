@@ -330,18 +330,13 @@ pub struct KernelOffsets {
     pub mount_mnt_mountpoint: u32,
     /// Bit set of [`capture_flags`] (not an offset: the loader's other input to the programs).
     pub capture_flags: u32,
-    /// sock:inet_sock_set_state fields.
-    pub tp_sk_skaddr: u32,
-    pub tp_sk_oldstate: u32,
-    pub tp_sk_newstate: u32,
-    pub tp_sk_sport: u32,
-    pub tp_sk_dport: u32,
-    pub tp_sk_family: u32,
-    pub tp_sk_protocol: u32,
-    pub tp_sk_saddr: u32,
-    pub tp_sk_saddr_v6: u32,
-    pub tp_sk_daddr: u32,
-    pub tp_sk_daddr_v6: u32,
+    /// `struct sock` (its leading `struct sock_common`) members read at socket state changes.
+    pub sk_family: u32,
+    pub sk_dport: u32,
+    pub sk_num: u32,
+    pub sk_rcv_saddr: u32,
+    pub sk_v6_rcv_saddr: u32,
+    pub sk_protocol: u32,
     /// `struct sock` member `sk_err`: the error a failed handshake leaves.
     pub sock_sk_err: u32,
     /// How long after its exec a process outside the server tree still has its connects
@@ -374,7 +369,7 @@ const _: () = assert!(
 const _: () = assert!(core::mem::size_of::<ForkEvent>() == 24 + 16 + 16 + COMM_LEN);
 const _: () = assert!(core::mem::size_of::<ExitEvent>() == 24 + 8 + 8);
 const _: () = assert!(core::mem::size_of::<ConnectEvent>() == 24 + 24 + 16);
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 51 * 4);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 46 * 4);
 const _: () = assert!(core::mem::size_of::<ListenEvent>() == 24 + 16 + 16);
 const _: () = assert!(core::mem::size_of::<UdpSeenKey>() == 32);
 const _: () = assert!(core::mem::size_of::<FileEvent>() == 24 + 8 * 4 + SOURCE_MAX + PATH_MAX);

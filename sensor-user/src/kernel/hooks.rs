@@ -12,8 +12,7 @@ use super::connect_entry::ConnectEntry;
 pub struct HookChoice {
     /// `process`, `connect`, `connect_outcome`, `listen`, `udp_send` or `file`.
     pub family: &'static str,
-    /// `raw_tracepoint`, `tracepoint` (a classic one outside the syscalls category),
-    /// `cgroup_sock_addr`, `syscall_tracepoint` or `none`.
+    /// `raw_tracepoint`, `cgroup_sock_addr`, `syscall_tracepoint` or `none`.
     pub mechanism: &'static str,
     /// Why the cheaper mechanisms were not used; empty when this is the cheapest.
     pub refused: Vec<String>,
@@ -60,8 +59,8 @@ impl Hooks {
             choices: vec![
                 choice("process", "raw_tracepoint", Vec::new()),
                 connect,
-                choice("connect_outcome", "tracepoint", Vec::new()),
-                choice("listen", "tracepoint", Vec::new()),
+                choice("connect_outcome", "raw_tracepoint", Vec::new()),
+                choice("listen", "raw_tracepoint", Vec::new()),
                 udp_send,
                 match files {
                     FileHook::SyscallTracepoints => choice(

@@ -28,22 +28,17 @@ static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"),
 enum Hook {
     /// A raw tracepoint: the tracepoint's C arguments (task pointers), no tracefs needed.
     Raw(&'static str),
-    /// A classic tracepoint outside the syscalls category (category, name): no per-syscall cost.
-    Classic(&'static str, &'static str),
 }
 
 /// Program name (the function name in sensor-ebpf) and its hook.
-/// connect()'s entry is attached separately (see [`super::connect_entry`]). None of these is a
-/// syscall tracepoint: attaching one of those sends every syscall of every task through the
-/// tracing slow path (bench/README.md).
+/// connect()'s entry is attached separately (see [`super::connect_entry`]). All are raw
+/// tracepoints: no record is formatted for them, and none is a syscall tracepoint (attaching one
+/// of those sends every syscall of every task through the tracing slow path, bench/README.md).
 const PROGRAMS: [(&str, Hook); 4] = [
     ("sched_process_exec", Hook::Raw("sched_process_exec")),
     ("sched_process_fork", Hook::Raw("sched_process_fork")),
     ("sched_process_exit", Hook::Raw("sched_process_exit")),
-    (
-        "inet_sock_set_state",
-        Hook::Classic("sock", "inet_sock_set_state"),
-    ),
+    ("inet_sock_set_state", Hook::Raw("inet_sock_set_state")),
 ];
 
 /// File syscalls: the entry program, the syscall's argument names in order (checked against the
@@ -154,28 +149,14 @@ pub fn load(config: &CaptureConfig) -> Result<Loaded, LoadError> {
             .program_mut(program)
             .ok_or(LoadError::MissingProgram(program))?;
         let load_err = |source| LoadError::Program { program, source };
-        match hook {
-            Hook::Raw(tp) => {
-                let raw: &mut RawTracePoint = prog.try_into().map_err(load_err)?;
-                raw.load().map_err(load_err)?;
-                raw.attach(tp).map_err(|source| LoadError::Attach {
-                    program,
-                    hook: tp.to_owned(),
-                    source,
-                })?;
-            }
-            Hook::Classic(category, tp) => {
-                let classic: &mut TracePoint = prog.try_into().map_err(load_err)?;
-                classic.load().map_err(load_err)?;
-                classic
-                    .attach(category, tp)
-                    .map_err(|source| LoadError::Attach {
-                        program,
-                        hook: format!("{category}:{tp}"),
-                        source,
-                    })?;
-            }
-        }
+        let Hook::Raw(tp) = hook;
+        let raw: &mut RawTracePoint = prog.try_into().map_err(load_err)?;
+        raw.load().map_err(load_err)?;
+        raw.attach(tp).map_err(|source| LoadError::Attach {
+            program,
+            hook: tp.to_owned(),
+            source,
+        })?;
         log::debug!("attached {program}");
     }
     let cgroup_hooks = match config.connect_entry {

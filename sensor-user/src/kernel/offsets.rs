@@ -67,10 +67,8 @@ pub fn kernel_offsets(btf_path: &Path, tracefs: &Path) -> Result<KernelOffsets, 
     let m = |ty: &str, member: &str| member_offset(&btf, ty, member);
     let enter = tracefs.join("events/syscalls/sys_enter_connect/format");
     let exit = tracefs.join("events/syscalls/sys_exit_connect/format");
-    let state = tracefs.join("events/sock/inet_sock_set_state/format");
     let enter_fields = read_format(&enter)?;
     let exit_fields = read_format(&exit)?;
-    let state_fields = read_format(&state)?;
     let field = |fields: &[(String, u32)], path: &Path, name: &str| {
         fields
             .iter()
@@ -120,17 +118,12 @@ pub fn kernel_offsets(btf_path: &Path, tracefs: &Path) -> Result<KernelOffsets, 
         mount_mnt_parent: m("mount", "mnt_parent")?,
         mount_mnt_mountpoint: m("mount", "mnt_mountpoint")?,
         capture_flags: 0,
-        tp_sk_skaddr: field(&state_fields, &state, "skaddr")?,
-        tp_sk_oldstate: field(&state_fields, &state, "oldstate")?,
-        tp_sk_newstate: field(&state_fields, &state, "newstate")?,
-        tp_sk_sport: field(&state_fields, &state, "sport")?,
-        tp_sk_dport: field(&state_fields, &state, "dport")?,
-        tp_sk_family: field(&state_fields, &state, "family")?,
-        tp_sk_protocol: field(&state_fields, &state, "protocol")?,
-        tp_sk_saddr: field(&state_fields, &state, "saddr")?,
-        tp_sk_saddr_v6: field(&state_fields, &state, "saddr_v6")?,
-        tp_sk_daddr: field(&state_fields, &state, "daddr")?,
-        tp_sk_daddr_v6: field(&state_fields, &state, "daddr_v6")?,
+        sk_family: m("sock_common", "skc_family")?,
+        sk_dport: m("sock_common", "skc_dport")?,
+        sk_num: m("sock_common", "skc_num")?,
+        sk_rcv_saddr: m("sock_common", "skc_rcv_saddr")?,
+        sk_v6_rcv_saddr: m("sock_common", "skc_v6_rcv_saddr")?,
+        sk_protocol: m("sock", "sk_protocol")?,
         sock_sk_err: m("sock", "sk_err")?,
         recent_exec_ms: 0,
     };
