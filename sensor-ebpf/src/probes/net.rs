@@ -23,7 +23,7 @@ use aya_ebpf::{
 use sensor_ebpf::{ConnectEvent, UdpSeenKey, capture_flags, connect_call, kind, proto};
 
 use crate::{
-    EVENTS, PENDING_CONNECT, RECENT_EXEC, SERVER_TREE, UDP_SEEN, count_lost,
+    CONNECTING, EVENTS, PENDING_CONNECT, RECENT_EXEC, SERVER_TREE, UDP_SEEN, count_lost,
     kernel::{fd_file, header, offset, read},
     wake_later,
 };
@@ -96,8 +96,12 @@ fn wanted() -> bool {
 fn on_cgroup_connect(ctx: &SockAddrContext, family: u16) -> Result<(), i32> {
     let event = cgroup_event(ctx, family)?;
     if event.proto == proto::TCP {
-        // The outcome comes from the handshake (sock.rs).
-        return PENDING_CONNECT.insert(bpf_get_current_pid_tgid(), event, 0);
+        // The outcome comes from the handshake (sock.rs), keyed by the socket: the context's
+        // `sk` is the kernel's `struct sock`, the pointer the state-change tracepoint gets.
+        // SAFETY: a context field, read as the verifier requires (one plain load).
+        let sk =
+            unsafe { core::ptr::read_volatile(&raw const (*ctx.sock_addr).__bindgen_anon_1.sk) };
+        return CONNECTING.insert(&(sk as u64), &event, 0);
     }
     // No handshake to wait for: a UDP (or other datagram) connect is reported at once.
     send(&event);

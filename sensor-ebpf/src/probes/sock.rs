@@ -58,13 +58,14 @@ fn try_inet_sock_set_state(ctx: &RawTracePointContext) -> Result<(), i32> {
     if new == TCP_SYN_SENT {
         syn_sent(sk)
     } else if old == TCP_SYN_SENT {
-        handshake_ended(sk as u64, new)
+        handshake_ended(sk, new)
     } else {
         listening(sk)
     }
 }
 
-/// Inside connect(): the entry this thread parked becomes the socket's.
+/// Inside connect(): the entry that sys_enter_connect (the fallback) parked for this thread
+/// becomes the socket's. The cgroup hook keys its entry by socket already: a miss here.
 fn syn_sent(sk: *const u8) -> Result<(), i32> {
     let key = bpf_get_current_pid_tgid();
     let Some(pending) = PENDING_CONNECT.get_ptr(key) else {
@@ -82,17 +83,24 @@ fn syn_sent(sk: *const u8) -> Result<(), i32> {
     CONNECTING.insert(&(sk as u64), &event, 0)
 }
 
-fn handshake_ended(sk: u64, new: i32) -> Result<(), i32> {
-    let Some(pending) = CONNECTING.get_ptr(&sk) else {
+fn handshake_ended(sk: *const u8, new: i32) -> Result<(), i32> {
+    let key = sk as u64;
+    let Some(pending) = CONNECTING.get_ptr(&key) else {
         return Ok(());
     };
     // SAFETY: as above.
     let mut event: ConnectEvent = unsafe { *pending };
-    let _ = CONNECTING.remove(&sk);
+    let _ = CONNECTING.remove(&key);
+    // An entry left by a connect that failed before its SYN, on a socket since freed and
+    // reused at the same address, must not be reported for this one.
+    let dport: u16 = read(sk, offset!(sk_dport))?;
+    if u32::from(u16::from_be(dport)) != event.dport {
+        return Ok(());
+    }
     event.ret = if new == TCP_ESTABLISHED {
         0
     } else {
-        match read::<i32>(sk as *const u8, offset!(sock_sk_err)) {
+        match read::<i32>(sk, offset!(sock_sk_err)) {
             Ok(err) if err > 0 => -err,
             _ => -ECONNABORTED,
         }
