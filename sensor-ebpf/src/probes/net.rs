@@ -5,8 +5,7 @@
 //! kernel has copied and checked the sockaddr, and hand over the destination and socket type as
 //! plain fields. None of them is a syscall tracepoint, so nothing here puts the other syscalls of
 //! the host on the tracing slow path. A UDP connect has no handshake and is reported here; a TCP
-//! connect is parked per thread until its socket sends the SYN (sock.rs), which re-keys it by
-//! socket and reports the handshake's outcome. In `run` a process outside the server tree is
+//! connect is parked under its socket until the handshake ends (sock.rs reports the outcome). In `run` a process outside the server tree is
 //! dropped by the first map lookup ([`capture_flags::SERVER_TREE_CONNECTS`]).
 //!
 //! Where the loader cannot attach the hooks (no cgroup v2, a cgroup namespace),
