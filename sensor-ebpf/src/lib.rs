@@ -16,8 +16,19 @@ pub mod maps {
     pub const LAST_WAKE: &str = "LAST_WAKE";
     /// Per-CPU scratch space in which exec records are built (they exceed the 512-byte stack).
     pub const EXEC_SCRATCH: &str = "EXEC_SCRATCH";
-    /// connect() calls between syscall entry and exit, keyed by pid_tgid.
+    /// connect() calls between entry (the cgroup hook or sys_enter_connect) and the moment the
+    /// socket sends its SYN (or, for a UDP connect in the fallback, syscall exit), keyed by
+    /// pid_tgid.
     pub const PENDING_CONNECT: &str = "PENDING_CONNECT";
+    /// TCP connects whose SYN is out, keyed by the socket's address, until the handshake ends.
+    pub const CONNECTING: &str = "CONNECTING";
+    /// LRU hash `u32` tgid -> `u64` exec time: processes that exec'd outside the server tree,
+    /// kept only when connects outside it are dropped. Userspace learns that a new image is a
+    /// server only once it has read the exec; until then ([`KernelOffsets::recent_exec_ms`])
+    /// its connects are kept.
+    pub const RECENT_EXEC: &str = "RECENT_EXEC";
+    /// Unconnected UDP destinations already reported, per socket ([`crate::UdpSeenKey`]).
+    pub const UDP_SEEN: &str = "UDP_SEEN";
     /// File writes, renames and links between syscall entry and exit, keyed by pid_tgid.
     pub const PENDING_FILE: &str = "PENDING_FILE";
     /// Per-CPU scratch: file records and the path being resolved.
@@ -49,8 +60,9 @@ pub mod kind {
     pub const EXIT: u32 = 3;
     pub const CONNECT: u32 = 4;
     pub const FILE: u32 = 5;
+    pub const LISTEN: u32 = 6;
     /// One past the largest id; sizes the per-kind lost counters.
-    pub const COUNT: u32 = 6;
+    pub const COUNT: u32 = 7;
 }
 
 pub const COMM_LEN: usize = 16;
@@ -147,11 +159,27 @@ pub mod proto {
     pub const UDP: u32 = 2;
 }
 
-/// A connect() on an AF_INET or AF_INET6 socket, emitted at syscall exit with its result.
+/// How a [`ConnectEvent`]'s destination was given.
+pub mod connect_call {
+    /// connect(): for TCP the event leaves when the handshake ends, for UDP at the call.
+    pub const CONNECT: u32 = 0;
+    /// sendto/sendmsg with a destination on an unconnected UDP socket, once per socket and
+    /// destination.
+    pub const SENDMSG: u32 = 1;
+}
+
+/// Bits of [`KernelOffsets::capture_flags`], set by the loader from the config.
+pub mod capture_flags {
+    /// Connects and UDP sends of processes outside [`crate::maps::SERVER_TREE`] are dropped at
+    /// entry (`run`: no rule reads them); without it every one is reported (`record`).
+    pub const SERVER_TREE_CONNECTS: u32 = 1 << 0;
+}
+
+/// A connect() on an AF_INET or AF_INET6 socket with its outcome, or an unconnected UDP send.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ConnectEvent {
-    /// `header.ts_ns` is the time of the call; the result arrives at exit.
+    /// `header.ts_ns` is the time of the call; a TCP outcome arrives when the handshake ends.
     pub header: EventHeader,
     /// AF_INET (2) or AF_INET6 (10).
     pub family: u32,
@@ -159,13 +187,44 @@ pub struct ConnectEvent {
     pub proto: u32,
     /// Destination port, host byte order.
     pub dport: u32,
-    /// Syscall return value: 0, -EINPROGRESS (an attempt under way) or another -errno.
+    /// 0 on success, else -errno: the error left on the socket when the handshake failed, or
+    /// the syscall's result where only the syscall knows it.
     pub ret: i32,
     pub uid: u32,
-    pub reserved: u32,
+    /// One of [`connect_call`].
+    pub call: u32,
     /// IPv4 in the first four bytes, or the IPv6 address, network byte order.
     pub daddr: [u8; 16],
 }
+
+/// A TCP socket put into the LISTEN state (listen(2)), by the task that did it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ListenEvent {
+    pub header: EventHeader,
+    /// AF_INET (2) or AF_INET6 (10).
+    pub family: u32,
+    /// Local port, host byte order.
+    pub port: u32,
+    pub uid: u32,
+    pub reserved: u32,
+    /// Local address (IPv4 in the first four bytes), network byte order; all zero for "any".
+    pub addr: [u8; 16],
+}
+
+/// Key of [`maps::UDP_SEEN`]: a socket (its cookie) and one destination.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UdpSeenKey {
+    pub cookie: u64,
+    pub family: u32,
+    pub port: u32,
+    pub addr: [u8; 16],
+}
+
+/// Entries of [`maps::UDP_SEEN`]: when full the least recently used goes, so a destination not
+/// used for a while is reported again.
+pub const UDP_SEEN_ENTRIES: u32 = 16_384;
 
 /// What happened to the file a [`FileEvent`] names.
 pub mod file_op {
@@ -269,7 +328,20 @@ pub struct KernelOffsets {
     pub mount_mnt: u32,
     pub mount_mnt_parent: u32,
     pub mount_mnt_mountpoint: u32,
-    pub reserved: u32,
+    /// Bit set of [`capture_flags`] (not an offset: the loader's other input to the programs).
+    pub capture_flags: u32,
+    /// `struct sock` (its leading `struct sock_common`) members read at socket state changes.
+    pub sk_family: u32,
+    pub sk_dport: u32,
+    pub sk_num: u32,
+    pub sk_rcv_saddr: u32,
+    pub sk_v6_rcv_saddr: u32,
+    pub sk_protocol: u32,
+    /// `struct sock` member `sk_err`: the error a failed handshake leaves.
+    pub sock_sk_err: u32,
+    /// How long after its exec a process outside the server tree still has its connects
+    /// reported (userspace may not yet have found it to be a server), in milliseconds.
+    pub recent_exec_ms: u32,
 }
 
 #[cfg(feature = "user")]
@@ -285,6 +357,8 @@ mod pod {
     unsafe impl aya::Pod for ConnectEvent {}
     unsafe impl aya::Pod for KernelOffsets {}
     unsafe impl aya::Pod for FileEvent {}
+    unsafe impl aya::Pod for ListenEvent {}
+    unsafe impl aya::Pod for UdpSeenKey {}
 }
 
 // Padding would make the two sides disagree silently; these fail the build instead.
@@ -295,5 +369,7 @@ const _: () = assert!(
 const _: () = assert!(core::mem::size_of::<ForkEvent>() == 24 + 16 + 16 + COMM_LEN);
 const _: () = assert!(core::mem::size_of::<ExitEvent>() == 24 + 8 + 8);
 const _: () = assert!(core::mem::size_of::<ConnectEvent>() == 24 + 24 + 16);
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 38 * 4);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 46 * 4);
+const _: () = assert!(core::mem::size_of::<ListenEvent>() == 24 + 16 + 16);
+const _: () = assert!(core::mem::size_of::<UdpSeenKey>() == 32);
 const _: () = assert!(core::mem::size_of::<FileEvent>() == 24 + 8 * 4 + SOURCE_MAX + PATH_MAX);

@@ -22,7 +22,7 @@ use aya_ebpf::{
     maps::{LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 #[cfg(target_arch = "bpf")]
-use sensor_ebpf::{ConnectEvent, ExecEvent, FileEvent, PathKey, kind};
+use sensor_ebpf::{ConnectEvent, ExecEvent, FileEvent, PathKey, UdpSeenKey, kind};
 
 // The static names are the map names userspace looks up: they must equal `sensor_ebpf::maps::*`
 // (the loader fails with the missing name if they drift apart).
@@ -44,6 +44,23 @@ static EXEC_SCRATCH: PerCpuArray<ExecEvent> = PerCpuArray::with_max_entries(1, 0
 #[cfg(target_arch = "bpf")]
 #[map]
 static PENDING_CONNECT: LruHashMap<u64, ConnectEvent> = LruHashMap::with_max_entries(8192, 0);
+
+/// TCP connects between their SYN and the end of the handshake, by socket address. LRU: a
+/// socket freed without passing through the tracepoint cannot leak an entry for good.
+#[cfg(target_arch = "bpf")]
+#[map]
+static CONNECTING: LruHashMap<u64, ConnectEvent> = LruHashMap::with_max_entries(16_384, 0);
+
+/// See [`sensor_ebpf::maps::RECENT_EXEC`].
+#[cfg(target_arch = "bpf")]
+#[map]
+static RECENT_EXEC: LruHashMap<u32, u64> = LruHashMap::with_max_entries(8192, 0);
+
+/// See [`sensor_ebpf::maps::UDP_SEEN`].
+#[cfg(target_arch = "bpf")]
+#[map]
+static UDP_SEEN: LruHashMap<UdpSeenKey, u8> =
+    LruHashMap::with_max_entries(sensor_ebpf::UDP_SEEN_ENTRIES, 0);
 
 #[cfg(target_arch = "bpf")]
 #[map]

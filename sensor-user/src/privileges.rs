@@ -13,12 +13,13 @@ struct Needed {
 }
 
 const CAP_DAC_READ_SEARCH: u32 = 2;
+const CAP_NET_ADMIN: u32 = 12;
 const CAP_SYS_PTRACE: u32 = 19;
 const CAP_SYS_ADMIN: u32 = 21;
 const CAP_PERFMON: u32 = 38;
 const CAP_BPF: u32 = 39;
 
-const NEEDED: [Needed; 4] = [
+const NEEDED: [Needed; 5] = [
     Needed {
         name: "CAP_BPF",
         bit: CAP_BPF,
@@ -43,6 +44,14 @@ const NEEDED: [Needed; 4] = [
         why: "to read the tracepoint formats in tracefs, which only root may read",
         non_root_only: true,
     },
+    Needed {
+        name: "CAP_NET_ADMIN",
+        bit: CAP_NET_ADMIN,
+        why: "to attach the cgroup connect and sendmsg hooks; without them connect() is read at \
+              syscall tracepoints, which put every syscall on the host on the tracing slow path \
+              (set capture.connect_entry = \"tracepoint\" to accept that instead)",
+        non_root_only: false,
+    },
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -57,21 +66,24 @@ pub struct MissingCapability {
 }
 
 /// Checks the effective capabilities of this process. Unknown (no /proc/self/status) passes:
-/// the kernel's own error then says the rest.
-pub fn check_run() -> Result<(), MissingCapability> {
+/// the kernel's own error then says the rest. CAP_NET_ADMIN is needed unless the config pins
+/// connect() to the syscall tracepoints: the sensor does not take the expensive path silently.
+pub fn check_run(capture: &crate::config::CaptureConfig) -> Result<(), MissingCapability> {
     let Some(effective) = effective_caps(Path::new("/proc/self/status")) else {
         return Ok(());
     };
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
-    missing(effective, root).map_or(Ok(()), Err)
+    let cgroup_hooks = capture.connect_entry == crate::config::ConnectEntryMode::Auto;
+    missing(effective, root, cgroup_hooks).map_or(Ok(()), Err)
 }
 
-fn missing(effective: u64, root: bool) -> Option<MissingCapability> {
+fn missing(effective: u64, root: bool, cgroup_hooks: bool) -> Option<MissingCapability> {
     let has = |bit: u32| effective & (1 << bit) != 0;
     NEEDED
         .iter()
         .filter(|n| !(n.non_root_only && root))
+        .filter(|n| cgroup_hooks || n.bit != CAP_NET_ADMIN)
         // CAP_SYS_ADMIN still grants what CAP_BPF and CAP_PERFMON split off from it.
         .find(|n| {
             !has(n.bit) && !((n.bit == CAP_BPF || n.bit == CAP_PERFMON) && has(CAP_SYS_ADMIN))
@@ -92,19 +104,23 @@ fn effective_caps(status: &Path) -> Option<u64> {
 mod tests {
     use super::*;
 
-    const ALL: u64 =
-        (1 << CAP_BPF) | (1 << CAP_PERFMON) | (1 << CAP_SYS_PTRACE) | (1 << CAP_DAC_READ_SEARCH);
+    const ALL: u64 = (1 << CAP_BPF)
+        | (1 << CAP_PERFMON)
+        | (1 << CAP_SYS_PTRACE)
+        | (1 << CAP_DAC_READ_SEARCH)
+        | (1 << CAP_NET_ADMIN);
 
     #[test]
     fn each_missing_capability_is_named() {
-        assert!(missing(ALL, false).is_none());
+        assert!(missing(ALL, false, true).is_none());
         for (bit, name) in [
             (CAP_BPF, "CAP_BPF"),
             (CAP_PERFMON, "CAP_PERFMON"),
             (CAP_SYS_PTRACE, "CAP_SYS_PTRACE"),
             (CAP_DAC_READ_SEARCH, "CAP_DAC_READ_SEARCH"),
+            (CAP_NET_ADMIN, "CAP_NET_ADMIN"),
         ] {
-            let err = missing(ALL & !(1 << bit), false).expect(name);
+            let err = missing(ALL & !(1 << bit), false, true).expect(name);
             assert_eq!(err.name, name);
             assert!(err.to_string().contains(name));
         }
@@ -112,9 +128,17 @@ mod tests {
 
     #[test]
     fn root_needs_no_dac_and_sys_admin_covers_bpf() {
-        assert!(missing(ALL & !(1 << CAP_DAC_READ_SEARCH), true).is_none());
-        let admin = (1 << CAP_SYS_ADMIN) | (1 << CAP_SYS_PTRACE);
-        assert!(missing(admin, true).is_none());
+        assert!(missing(ALL & !(1 << CAP_DAC_READ_SEARCH), true, true).is_none());
+        let admin = (1 << CAP_SYS_ADMIN) | (1 << CAP_SYS_PTRACE) | (1 << CAP_NET_ADMIN);
+        assert!(missing(admin, true, true).is_none());
+    }
+
+    #[test]
+    fn pinning_the_tracepoint_needs_no_net_admin() {
+        let without = ALL & !(1 << CAP_NET_ADMIN);
+        assert!(missing(without, false, false).is_none());
+        let err = missing(without, false, true).expect("auto needs it");
+        assert!(err.to_string().contains("slow path"), "{err}");
     }
 
     #[test]

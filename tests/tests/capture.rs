@@ -13,7 +13,7 @@ use integration_tests::{
     with_sensor,
 };
 use lineage_sensor::{
-    config::{CaptureConfig, ConnectEntryMode},
+    config::{CaptureConfig, ConnectEntryMode, ConnectScope},
     escape::unescape,
     event::{EventKind, Family, Proto},
     kernel::connect_entry::ConnectEntry,
@@ -212,7 +212,10 @@ fn long_argv_is_cut_at_4_kib_and_flagged_and_bytes_survive() {
 /// kernels' initramfs).
 #[test]
 fn connects_report_destination_transport_and_result() {
-    let entry = check_connects(CaptureConfig::default());
+    let entry = check_connects(CaptureConfig {
+        connects_from: ConnectScope::Everyone,
+        ..CaptureConfig::default()
+    });
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
     let cgroup2_root = mountinfo
         .lines()
@@ -229,6 +232,7 @@ fn connects_report_destination_transport_and_result() {
 fn connects_through_the_syscall_tracepoint_are_the_same() {
     let entry = check_connects(CaptureConfig {
         connect_entry: ConnectEntryMode::Tracepoint,
+        connects_from: ConnectScope::Everyone,
         ..CaptureConfig::default()
     });
     assert!(matches!(entry, ConnectEntry::Syscall(_)), "{entry}");

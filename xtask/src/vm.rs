@@ -25,7 +25,7 @@ use crate::{
 /// `--kernel` value meaning the pinned guest kernel (xtask/src/guest_kernel.rs).
 pub const PINNED: &str = "pinned";
 /// Integration test targets that run in the guest.
-const GUEST_TESTS: &[&str] = &["capture", "files", "detection"];
+const GUEST_TESTS: &[&str] = &["capture", "capture_net", "files", "detection"];
 /// Where the release sensor binary sits in the guest.
 const GUEST_SENSOR: &str = "/usr/bin/lineage-sensor";
 /// Host programs the tests start, copied with their libraries (bpftool reads the kernel's
@@ -394,7 +394,12 @@ fn boot(
     .arg(vmlinuz)
     .arg("-initrd")
     .arg(initramfs)
-    .args(["-append", "console=ttyS0 panic=-1 quiet"])
+    // `bpf` in the LSM list, so that BPF LSM programs can load in the guest (the build machine
+    // refuses them): the guest is where the kernel paths the host cannot load get tested.
+    .args([
+        "-append",
+        "console=ttyS0 panic=-1 quiet lsm=lockdown,capability,landlock,yama,apparmor,bpf",
+    ])
     .stdin(Stdio::null())
     .stdout(Stdio::piped())
     .stderr(Stdio::piped());

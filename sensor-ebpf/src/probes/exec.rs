@@ -12,10 +12,10 @@ use aya_ebpf::{
     macros::raw_tracepoint,
     programs::RawTracePointContext,
 };
-use sensor_ebpf::{ARGV_MAX, ExecEvent, FILENAME_MAX, exec_flags, kind};
+use sensor_ebpf::{ARGV_MAX, ExecEvent, FILENAME_MAX, capture_flags, exec_flags, kind};
 
 use crate::{
-    EVENTS, EXEC_SCRATCH, SERVER_TREE, count_lost,
+    EVENTS, EXEC_SCRATCH, RECENT_EXEC, SERVER_TREE, count_lost,
     kernel::{header, offset, read},
     wake_later, wake_now,
 };
@@ -91,6 +91,11 @@ fn try_sched_process_exec(ctx: &RawTracePointContext) -> Result<(), i32> {
     let wake = if in_server_tree {
         wake_now()
     } else {
+        // Userspace may find this new image to be a server only after it read the exec; until
+        // then its connects must not be dropped as those of a non-server (net.rs, `wanted`).
+        if offset!(capture_flags) as u32 & capture_flags::SERVER_TREE_CONNECTS != 0 {
+            let _ = RECENT_EXEC.insert(&event.header.pid, &event.header.ts_ns, 0);
+        }
         wake_later()
     };
     if EVENTS.output::<[u8]>(bytes, wake).is_err() {

@@ -3,3 +3,4 @@ mod exec;
 pub mod file;
 mod net;
 mod process;
+mod sock;

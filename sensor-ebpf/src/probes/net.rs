@@ -1,23 +1,28 @@
-//! Outbound connections: the destination at entry, parked per thread, and the event sent at
-//! sys_exit_connect with the syscall's result.
+//! Outbound connections and unconnected UDP sends: the destination at entry, from the cgroup
+//! connect4/connect6 and sendmsg4/sendmsg6 hooks on the root cgroup.
 //!
-//! Entry is, by preference, the cgroup connect4/connect6 hooks on the root cgroup: they run
-//! inside connect() only for AF_INET and AF_INET6 sockets, after the kernel has copied and
-//! checked the sockaddr, and hand the destination and socket type over as plain fields. That
-//! measured 1.3 us less per connect than sys_enter_connect, which reads the user's sockaddr and
-//! walks the fd table to the socket. Where the loader cannot attach them (no cgroup v2, a cgroup
-//! namespace), sys_enter_connect does the same job; only AF_INET and AF_INET6 go further than
-//! its first read, so the many AF_UNIX connects of a busy host cost almost nothing.
+//! The hooks run inside connect() and sendmsg() only for AF_INET and AF_INET6 sockets, after the
+//! kernel has copied and checked the sockaddr, and hand over the destination and socket type as
+//! plain fields. None of them is a syscall tracepoint, so nothing here puts the other syscalls of
+//! the host on the tracing slow path. A UDP connect has no handshake and is reported here; a TCP
+//! connect is parked under its socket until the handshake ends (sock.rs reports the outcome). In `run` a process outside the server tree is
+//! dropped by the first map lookup ([`capture_flags::SERVER_TREE_CONNECTS`]).
+//!
+//! Where the loader cannot attach the hooks (no cgroup v2, a cgroup namespace),
+//! sys_enter_connect and sys_exit_connect do the connect part (and unconnected UDP is not seen).
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_probe_read_user},
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_get_socket_cookie,
+        bpf_ktime_get_boot_ns, bpf_probe_read_user,
+    },
     macros::{cgroup_sock_addr, tracepoint},
     programs::{SockAddrContext, TracePointContext},
 };
-use sensor_ebpf::{ConnectEvent, kind, proto};
+use sensor_ebpf::{ConnectEvent, UdpSeenKey, capture_flags, connect_call, kind, proto};
 
 use crate::{
-    EVENTS, PENDING_CONNECT, count_lost,
+    CONNECTING, EVENTS, PENDING_CONNECT, RECENT_EXEC, SERVER_TREE, UDP_SEEN, count_lost,
     kernel::{fd_file, header, offset, read},
     wake_later,
 };
@@ -32,17 +37,110 @@ const ALLOW: i32 = 1;
 
 #[cgroup_sock_addr(connect4)]
 pub fn cgroup_connect4(ctx: SockAddrContext) -> i32 {
-    let _ = park_cgroup_connect(&ctx, AF_INET);
+    if wanted() {
+        let _ = on_cgroup_connect(&ctx, AF_INET);
+    }
     ALLOW
 }
 
 #[cgroup_sock_addr(connect6)]
 pub fn cgroup_connect6(ctx: SockAddrContext) -> i32 {
-    let _ = park_cgroup_connect(&ctx, AF_INET6);
+    if wanted() {
+        let _ = on_cgroup_connect(&ctx, AF_INET6);
+    }
     ALLOW
 }
 
-fn park_cgroup_connect(ctx: &SockAddrContext, family: u16) -> Result<(), i32> {
+#[cgroup_sock_addr(sendmsg4)]
+pub fn cgroup_sendmsg4(ctx: SockAddrContext) -> i32 {
+    if wanted() {
+        let _ = on_cgroup_sendmsg(&ctx, AF_INET);
+    }
+    ALLOW
+}
+
+#[cgroup_sock_addr(sendmsg6)]
+pub fn cgroup_sendmsg6(ctx: SockAddrContext) -> i32 {
+    if wanted() {
+        let _ = on_cgroup_sendmsg(&ctx, AF_INET6);
+    }
+    ALLOW
+}
+
+/// Whether the current process's connects matter: always in `record`; in `run` only below a
+/// server (or a listener), the one map lookup a busy non-server process pays.
+#[inline(always)]
+fn wanted() -> bool {
+    let flags = offset!(capture_flags) as u32;
+    if flags & capture_flags::SERVER_TREE_CONNECTS == 0 {
+        return true;
+    }
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    // SAFETY: the value is not read, only whether there is one.
+    if unsafe { SERVER_TREE.get(&tgid) }.is_some() {
+        return true;
+    }
+    // A process that exec'd a moment ago may be a server userspace has not classified yet.
+    // SAFETY: a plain u64 copied out of the map.
+    match unsafe { RECENT_EXEC.get(&tgid) } {
+        Some(&exec_ns) => {
+            // SAFETY: helper without arguments.
+            let now = unsafe { bpf_ktime_get_boot_ns() };
+            now.wrapping_sub(exec_ns) < offset!(recent_exec_ms) as u64 * 1_000_000
+        }
+        None => false,
+    }
+}
+
+fn on_cgroup_connect(ctx: &SockAddrContext, family: u16) -> Result<(), i32> {
+    let event = cgroup_event(ctx, family)?;
+    if event.proto == proto::TCP {
+        // The outcome comes from the handshake (sock.rs), keyed by the socket: the context's
+        // `sk` is the kernel's `struct sock`, the pointer the state-change tracepoint gets.
+        // SAFETY: a context field, read as the verifier requires (one plain load).
+        let sk =
+            unsafe { core::ptr::read_volatile(&raw const (*ctx.sock_addr).__bindgen_anon_1.sk) };
+        return CONNECTING.insert(&(sk as u64), &event, 0);
+    }
+    // No handshake to wait for: a UDP (or other datagram) connect is reported at once.
+    send(&event);
+    Ok(())
+}
+
+/// An unconnected UDP send with a destination: reported once per socket and destination, so
+/// that a resolver or a chatty client costs one event, not one per datagram.
+fn on_cgroup_sendmsg(ctx: &SockAddrContext, family: u16) -> Result<(), i32> {
+    let mut event = cgroup_event(ctx, family)?;
+    let key = UdpSeenKey {
+        // SAFETY: the program's own context, as the helper requires.
+        cookie: unsafe { bpf_get_socket_cookie(ctx.sock_addr.cast()) },
+        family: event.family,
+        port: event.dport,
+        addr: event.daddr,
+    };
+    // BPF_NOEXIST: fails when this socket already sent there, the common case.
+    if UDP_SEEN.insert(&key, &0, 1).is_err() {
+        return Ok(());
+    }
+    event.call = connect_call::SENDMSG;
+    send(&event);
+    Ok(())
+}
+
+#[inline(always)]
+fn send(event: &ConnectEvent) {
+    match EVENTS.reserve::<ConnectEvent>(0) {
+        Some(mut entry) => {
+            entry.write(*event);
+            entry.submit(wake_later());
+        }
+        None => count_lost(kind::CONNECT),
+    }
+}
+
+/// The destination and transport the hook was handed, as an event about the current task.
+#[inline(always)]
+fn cgroup_event(ctx: &SockAddrContext, family: u16) -> Result<ConnectEvent, i32> {
     let addr = ctx.sock_addr;
     // The verifier rewrites context loads field by field: each must be a plain 4-byte load at a
     // constant offset, hence volatile reads and no loop over user_ip6.
@@ -83,7 +181,7 @@ fn park_cgroup_connect(ctx: &SockAddrContext, family: u16) -> Result<(), i32> {
             }
         }
     }
-    PENDING_CONNECT.insert(bpf_get_current_pid_tgid(), event, 0)
+    Ok(event)
 }
 
 /// Only attached where the cgroup hooks cannot be.
@@ -96,6 +194,9 @@ pub fn sys_enter_connect(ctx: TracePointContext) -> i32 {
 }
 
 fn try_sys_enter_connect(ctx: &TracePointContext) -> Result<(), i32> {
+    if !wanted() {
+        return Ok(());
+    }
     // SAFETY: offsets come from this tracepoint's format file; read_at checks the address.
     let (fd_at, addr_at, addrlen_at) = (
         offset!(tp_connect_fd),
@@ -151,6 +252,8 @@ fn socket_proto(fd: u64) -> u32 {
     }
 }
 
+/// Only attached with sys_enter_connect. A TCP connect that sent its SYN has moved on to sock.rs
+/// by now; what is left here is a UDP connect, or a connect that failed before any packet.
 #[tracepoint(category = "syscalls", name = "sys_exit_connect")]
 pub fn sys_exit_connect(ctx: TracePointContext) -> i32 {
     match try_sys_exit_connect(&ctx) {
@@ -162,7 +265,7 @@ pub fn sys_exit_connect(ctx: TracePointContext) -> i32 {
 fn try_sys_exit_connect(ctx: &TracePointContext) -> Result<(), i32> {
     let key = bpf_get_current_pid_tgid();
     let Some(pending) = PENDING_CONNECT.get_ptr(key) else {
-        return Ok(()); // not an inet connect
+        return Ok(()); // not an inet connect, or a TCP one waiting for its handshake
     };
     // SAFETY: a valid map value pointer; copied out before the entry is removed.
     let mut event = unsafe { *pending };
@@ -171,12 +274,6 @@ fn try_sys_exit_connect(ctx: &TracePointContext) -> Result<(), i32> {
     // SAFETY: the offset comes from this tracepoint's format file; read_at checks the address.
     let ret: i64 = unsafe { ctx.read_at(ret_at)? };
     event.ret = ret as i32;
-    match EVENTS.reserve::<ConnectEvent>(0) {
-        Some(mut entry) => {
-            entry.write(event);
-            entry.submit(wake_later());
-        }
-        None => count_lost(kind::CONNECT),
-    }
+    send(&event);
     Ok(())
 }

@@ -77,7 +77,12 @@ pub async fn record(
     };
     let mut writer = RecordWriter::new(BufWriter::with_capacity(1 << 16, out));
     let metrics = Arc::new(Metrics::new()?);
-    let mut capture = Capture::start(&config.effective_capture(), metrics.clone())?;
+    // A recording is for every rule and every question asked later: nothing is dropped.
+    let capture_config = crate::config::CaptureConfig {
+        connects_from: crate::config::ConnectScope::Everyone,
+        ..config.effective_capture()
+    };
+    let mut capture = Capture::start(&capture_config, metrics.clone())?;
     writer.write_header(&crate::record::RecordHeader::here())?;
     log::info!("ready: programs attached, recording events");
 

@@ -82,6 +82,36 @@ pub struct CaptureConfig {
     /// (socket load balancing) and the address the caller asked for is the one wanted. The
     /// start-up log says which is in use.
     pub connect_entry: ConnectEntryMode,
+    /// Whose connects and UDP sends the kernel reports in `run`. `server-trees`: only those of
+    /// server processes, their descendants and processes that listen on a TCP port (the kernel's
+    /// server tree), the only ones a rule reads; every other process's connect is dropped by one
+    /// map lookup in the kernel. `everyone`: all of them (`record` always uses this).
+    pub connects_from: ConnectScope,
+    /// How file writes, renames and links under the watched paths are seen. `auto`: the
+    /// cheapest mechanism this kernel and these privileges allow (today the file syscalls'
+    /// tracepoints, which put every syscall on the host on the tracing slow path), and nothing at
+    /// all when no path is watched. `off`: never, even when file rules are enabled (they then
+    /// never fire; the start-up log says so): for hosts where the per-syscall cost matters more
+    /// than web-root writes.
+    pub file_hooks: FileHooks,
+}
+
+/// See [`CaptureConfig::file_hooks`].
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum FileHooks {
+    #[default]
+    Auto,
+    Off,
+}
+
+/// See [`CaptureConfig::connects_from`].
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConnectScope {
+    #[default]
+    ServerTrees,
+    Everyone,
 }
 
 /// See [`CaptureConfig::connect_entry`].
@@ -100,6 +130,8 @@ impl Default for CaptureConfig {
             watch_paths: Vec::new(),
             flush_interval_ms: 10,
             connect_entry: ConnectEntryMode::Auto,
+            connects_from: ConnectScope::ServerTrees,
+            file_hooks: FileHooks::Auto,
         }
     }
 }

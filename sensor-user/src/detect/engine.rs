@@ -187,6 +187,8 @@ impl Engine {
                 self.raise_all(findings, out);
                 return;
             }
+            // Listeners are known to the kernel's server tree; the rules do not read them yet.
+            Event::Listen(_) => {}
         }
         self.raise_all(findings, out);
     }

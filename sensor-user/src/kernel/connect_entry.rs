@@ -1,7 +1,8 @@
-//! Where connect() destinations are read on the way in: the cgroup connect4/connect6 hooks on
-//! the root of the cgroup v2 hierarchy when the sensor can reach it, else the sys_enter_connect
-//! tracepoint. Both park the same record for sys_exit_connect, so events do not differ; the
-//! hooks cost a connect about 1.3 us less (measured by `cargo xtask bench`, see bench/README.md).
+//! Where connect() destinations are read on the way in: the cgroup connect4/connect6 (and, for
+//! unconnected UDP, sendmsg4/sendmsg6) hooks on the root of the cgroup v2 hierarchy when the
+//! sensor can reach it, else the sys_enter_connect and sys_exit_connect tracepoints. The events
+//! do not differ, but the tracepoints put every syscall of the host on the tracing slow path
+//! (bench/README.md), and without the sendmsg hooks unconnected UDP is not seen.
 
 use std::{
     fs::File,
@@ -14,7 +15,12 @@ use aya::{
 };
 
 /// The programs sensor-ebpf builds for the cgroup hooks.
-const CGROUP_PROGRAMS: [&str; 2] = ["cgroup_connect4", "cgroup_connect6"];
+const CGROUP_PROGRAMS: [&str; 4] = [
+    "cgroup_connect4",
+    "cgroup_connect6",
+    "cgroup_sendmsg4",
+    "cgroup_sendmsg6",
+];
 
 /// `/proc/self/ns/cgroup` in the initial cgroup namespace (PROC_CGROUP_INIT_INO, fixed by the
 /// kernel). In any other namespace the hierarchy's visible root is only a subtree, and hooks
@@ -34,9 +40,18 @@ impl std::fmt::Display for ConnectEntry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ConnectEntry::Cgroup(root) => {
-                write!(f, "cgroup connect4/connect6 hooks on {}", root.display())
+                write!(
+                    f,
+                    "cgroup connect4/connect6/sendmsg4/sendmsg6 hooks on {}",
+                    root.display()
+                )
             }
-            ConnectEntry::Syscall(why) => write!(f, "tracepoint sys_enter_connect ({why})"),
+            ConnectEntry::Syscall(why) => write!(
+                f,
+                "syscall tracepoints sys_enter_connect and sys_exit_connect ({why}; every \
+                 syscall of the host now takes the tracing slow path, and unconnected UDP \
+                 is not seen)"
+            ),
         }
     }
 }
@@ -141,12 +156,15 @@ mod tests {
     #[test]
     fn describes_the_hook_in_use() {
         let cgroup = ConnectEntry::Cgroup("/sys/fs/cgroup".into()).to_string();
-        assert_eq!(cgroup, "cgroup connect4/connect6 hooks on /sys/fs/cgroup");
+        assert_eq!(
+            cgroup,
+            "cgroup connect4/connect6/sendmsg4/sendmsg6 hooks on /sys/fs/cgroup"
+        );
         let syscall = ConnectEntry::Syscall("no cgroup v2 hierarchy is mounted".into());
         assert!(
             syscall
                 .to_string()
-                .contains("sys_enter_connect (no cgroup v2")
+                .contains("sys_exit_connect (no cgroup v2")
         );
     }
 }

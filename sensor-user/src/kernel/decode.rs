@@ -11,12 +11,12 @@ use std::{
 
 use sensor_ebpf::{
     ARGV_MAX, ConnectEvent, EventHeader, ExecEvent, ExitEvent, FILENAME_MAX, FileEvent, ForkEvent,
-    PATH_MAX, SOURCE_MAX, exec_flags, file_op, kind, path_flags, proto,
+    ListenEvent, PATH_MAX, SOURCE_MAX, connect_call, exec_flags, file_op, kind, path_flags, proto,
 };
 
 use crate::{
     escape::{escape_bytes, split_argv},
-    event::{Connect, Event, Exec, Exit, Family, File, FileOp, Fork, Proto},
+    event::{Connect, ConnectCall, Event, Exec, Exit, Family, File, FileOp, Fork, Listen, Proto},
 };
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -37,6 +37,8 @@ pub enum DecodeError {
     BadFamily(u32),
     #[error("file record has unknown operation {0}")]
     UnknownFileOp(u32),
+    #[error("connect record has unknown call {0}")]
+    UnknownCall(u32),
 }
 
 const AF_INET: u32 = 2;
@@ -81,6 +83,7 @@ pub fn decode(record: &[u8]) -> Result<Event, DecodeError> {
         }
         kind::CONNECT => decode_connect(read_prefix(record, "connect")?),
         kind::FILE => decode_file(record),
+        kind::LISTEN => decode_listen(read_prefix(record, "listen")?),
         other => Err(DecodeError::UnknownKind(other)),
     }
 }
@@ -182,14 +185,16 @@ fn decode_file(record: &[u8]) -> Result<Event, DecodeError> {
     }))
 }
 
-fn decode_connect(e: ConnectEvent) -> Result<Event, DecodeError> {
-    let (family, daddr) = match e.family {
+/// An address as the programs send it: IPv4 in the first four bytes, or IPv6; an IPv4-mapped
+/// IPv6 address (`::ffff:a.b.c.d`, an IPv4 peer of an IPv6 socket) as IPv4.
+fn address(family: u32, bytes: [u8; 16]) -> Result<(Family, IpAddr), DecodeError> {
+    Ok(match family {
         AF_INET => {
-            let [a, b, c, d, ..] = e.daddr;
+            let [a, b, c, d, ..] = bytes;
             (Family::Inet, IpAddr::V4(Ipv4Addr::new(a, b, c, d)))
         }
         AF_INET6 => {
-            let v6 = Ipv6Addr::from(e.daddr);
+            let v6 = Ipv6Addr::from(bytes);
             // ::ffff:a.b.c.d is an IPv4 destination reached through an IPv6 socket.
             match v6.to_ipv4_mapped() {
                 Some(v4) => (Family::Inet, IpAddr::V4(v4)),
@@ -197,6 +202,35 @@ fn decode_connect(e: ConnectEvent) -> Result<Event, DecodeError> {
             }
         }
         other => return Err(DecodeError::BadFamily(other)),
+    })
+}
+
+fn decode_listen(e: ListenEvent) -> Result<Event, DecodeError> {
+    let (family, addr) = match address(e.family, e.addr)? {
+        // A listener on an IPv6 socket stays inet6 even for a mapped (or the any) address.
+        (Family::Inet, _) if e.family == AF_INET6 => {
+            (Family::Inet6, IpAddr::V6(Ipv6Addr::from(e.addr)))
+        }
+        other => other,
+    };
+    Ok(Event::Listen(Listen {
+        ts_ns: e.header.ts_ns,
+        pid: e.header.pid,
+        tid: e.header.tid,
+        uid: e.uid,
+        family,
+        addr,
+        port: e.port as u16,
+        proto: Proto::Tcp,
+    }))
+}
+
+fn decode_connect(e: ConnectEvent) -> Result<Event, DecodeError> {
+    let (family, daddr) = address(e.family, e.daddr)?;
+    let call = match e.call {
+        connect_call::CONNECT => ConnectCall::Connect,
+        connect_call::SENDMSG => ConnectCall::Sendmsg,
+        other => return Err(DecodeError::UnknownCall(other)),
     };
     Ok(Event::Connect(Connect {
         ts_ns: e.header.ts_ns,
@@ -212,6 +246,7 @@ fn decode_connect(e: ConnectEvent) -> Result<Event, DecodeError> {
             _ => Proto::Unknown,
         },
         ret: e.ret,
+        call,
     }))
 }
 
@@ -343,6 +378,58 @@ mod tests {
         assert_eq!(e.family, Family::Inet);
         assert_eq!(e.daddr.to_string(), "203.0.113.9");
         assert!(e.attempted());
+    }
+
+    #[test]
+    fn listen_and_udp_send_records_decode() {
+        let mut l = ListenEvent {
+            header: EventHeader {
+                kind: kind::LISTEN,
+                pid: 7,
+                ..EventHeader::default()
+            },
+            family: AF_INET,
+            port: 8080,
+            uid: 33,
+            ..ListenEvent::default()
+        };
+        l.addr[..4].copy_from_slice(&[127, 0, 0, 1]);
+        let Ok(Event::Listen(e)) = decode(&bytes_of(&l)) else {
+            panic!("not a listen");
+        };
+        assert_eq!((e.pid, e.port, e.uid), (7, 8080, 33));
+        assert_eq!(e.addr.to_string(), "127.0.0.1");
+        // An IPv6 socket stays inet6, even listening on the any address.
+        l.family = AF_INET6;
+        l.addr = [0; 16];
+        let Ok(Event::Listen(e)) = decode(&bytes_of(&l)) else {
+            panic!("not a listen");
+        };
+        assert_eq!((e.family, e.addr.to_string()), (Family::Inet6, "::".into()));
+        assert!(matches!(
+            decode(&bytes_of(&l)[..30]),
+            Err(DecodeError::TooShort { .. })
+        ));
+
+        let mut c = ConnectEvent {
+            header: EventHeader {
+                kind: kind::CONNECT,
+                ..EventHeader::default()
+            },
+            family: AF_INET,
+            proto: proto::UDP,
+            dport: 53,
+            call: connect_call::SENDMSG,
+            ..ConnectEvent::default()
+        };
+        let Ok(Event::Connect(e)) = decode(&bytes_of(&c)) else {
+            panic!("not a connect");
+        };
+        assert_eq!(e.call, ConnectCall::Sendmsg);
+        let line = serde_json::to_string(&Event::Connect(e)).expect("json");
+        assert!(line.ends_with(r#""ret":0,"call":"sendmsg"}"#), "{line}");
+        c.call = 9;
+        assert_eq!(decode(&bytes_of(&c)), Err(DecodeError::UnknownCall(9)));
     }
 
     #[test]

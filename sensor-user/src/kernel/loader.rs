@@ -10,15 +10,16 @@ use aya::{
     },
     programs::{ProgramError, RawTracePoint, TracePoint},
 };
-use sensor_ebpf::{OFFSETS_GLOBAL, PATH_KEY_MAX, PathKey, maps};
+use sensor_ebpf::{OFFSETS_GLOBAL, PATH_KEY_MAX, PathKey, capture_flags, maps};
 
 use super::{
     connect_entry::ConnectEntry,
     features::{FeatureError, probe},
+    hooks::{FileHook, Hooks},
     offsets::{OffsetError, VMLINUX_BTF, check_syscall_layout, kernel_offsets},
     tracefs::{TracefsError, ensure_tracefs},
 };
-use crate::config::{CaptureConfig, ConnectEntryMode};
+use crate::config::{CaptureConfig, ConnectEntryMode, ConnectScope, FileHooks};
 
 /// The programs built by sensor-ebpf, embedded at build time.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sensor-ebpf"));
@@ -27,17 +28,17 @@ static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"),
 enum Hook {
     /// A raw tracepoint: the tracepoint's C arguments (task pointers), no tracefs needed.
     Raw(&'static str),
-    /// A classic syscalls:* tracepoint.
-    Syscall(&'static str),
 }
 
 /// Program name (the function name in sensor-ebpf) and its hook.
-/// connect()'s entry is attached separately (see [`super::connect_entry`]).
+/// connect()'s entry is attached separately (see [`super::connect_entry`]). All are raw
+/// tracepoints: no record is formatted for them, and none is a syscall tracepoint (attaching one
+/// of those sends every syscall of every task through the tracing slow path, bench/README.md).
 const PROGRAMS: [(&str, Hook); 4] = [
     ("sched_process_exec", Hook::Raw("sched_process_exec")),
     ("sched_process_fork", Hook::Raw("sched_process_fork")),
     ("sched_process_exit", Hook::Raw("sched_process_exit")),
-    ("sys_exit_connect", Hook::Syscall("sys_exit_connect")),
+    ("inet_sock_set_state", Hook::Raw("inet_sock_set_state")),
 ];
 
 /// File syscalls: the entry program, the syscall's argument names in order (checked against the
@@ -118,6 +119,8 @@ pub struct Loaded {
     pub lost: PerCpuArray<MapData, u64>,
     pub server_tree: HashMap<MapData, u32, u32>,
     pub connect_entry: ConnectEntry,
+    /// What each hook family runs on, for the log and the metrics.
+    pub hooks: Hooks,
 }
 
 /// Loads the programs with this kernel's offsets and attaches every one of them.
@@ -125,7 +128,14 @@ pub fn load(config: &CaptureConfig) -> Result<Loaded, LoadError> {
     raise_memlock_limit();
     probe()?;
     let tracefs = ensure_tracefs()?;
-    let offsets = kernel_offsets(std::path::Path::new(VMLINUX_BTF), &tracefs)?;
+    let mut offsets = kernel_offsets(std::path::Path::new(VMLINUX_BTF), &tracefs)?;
+    if config.connects_from == ConnectScope::ServerTrees {
+        offsets.capture_flags |= capture_flags::SERVER_TREE_CONNECTS;
+        // Userspace reads an exec within a flush interval, classifies it and puts a server in
+        // the tree; until then a new image's connects are kept. Generous: a miss here is a
+        // server's first connects lost, a surplus only a few events read for nothing.
+        offsets.recent_exec_ms = config.flush_interval_ms.saturating_mul(10).max(200);
+    }
     log::debug!("kernel offsets: {offsets:?}");
 
     let mut ebpf = EbpfLoader::new()
@@ -139,43 +149,41 @@ pub fn load(config: &CaptureConfig) -> Result<Loaded, LoadError> {
             .program_mut(program)
             .ok_or(LoadError::MissingProgram(program))?;
         let load_err = |source| LoadError::Program { program, source };
-        match hook {
-            Hook::Raw(tp) => {
-                let raw: &mut RawTracePoint = prog.try_into().map_err(load_err)?;
-                raw.load().map_err(load_err)?;
-                raw.attach(tp).map_err(|source| LoadError::Attach {
-                    program,
-                    hook: tp.to_owned(),
-                    source,
-                })?;
-            }
-            Hook::Syscall(tp) => {
-                let classic: &mut TracePoint = prog.try_into().map_err(load_err)?;
-                classic.load().map_err(load_err)?;
-                classic
-                    .attach("syscalls", tp)
-                    .map_err(|source| LoadError::Attach {
-                        program,
-                        hook: tp.to_owned(),
-                        source,
-                    })?;
-            }
-        }
+        let Hook::Raw(tp) = hook;
+        let raw: &mut RawTracePoint = prog.try_into().map_err(load_err)?;
+        raw.load().map_err(load_err)?;
+        raw.attach(tp).map_err(|source| LoadError::Attach {
+            program,
+            hook: tp.to_owned(),
+            source,
+        })?;
         log::debug!("attached {program}");
     }
     let cgroup_hooks = match config.connect_entry {
         ConnectEntryMode::Auto => super::connect_entry::attach_cgroup_hooks(&mut ebpf),
         ConnectEntryMode::Tracepoint => Err("capture.connect_entry = \"tracepoint\"".to_owned()),
     };
+    let mut syscall_tracepoints = 0;
     let connect_entry = match cgroup_hooks {
         Ok(root) => ConnectEntry::Cgroup(root),
         Err(why) => {
             attach_syscall(&mut ebpf, "sys_enter_connect", "sys_enter_connect")?;
+            attach_syscall(&mut ebpf, "sys_exit_connect", "sys_exit_connect")?;
+            syscall_tracepoints += 2;
             ConnectEntry::Syscall(why)
         }
     };
     log::info!("connect() destinations from the {connect_entry}");
-    attach_file_programs(&mut ebpf, &tracefs, offsets.tp_syscall_args)?;
+    let files = if config.file_hooks == FileHooks::Off {
+        FileHook::Off("capture.file_hooks = \"off\"")
+    } else if config.watch_paths.is_empty() {
+        FileHook::Off("no path is watched")
+    } else {
+        syscall_tracepoints += attach_file_programs(&mut ebpf, &tracefs, offsets.tp_syscall_args)?;
+        FileHook::SyscallTracepoints
+    };
+    let hooks = Hooks::chosen(&connect_entry, &files, syscall_tracepoints);
+    hooks.log();
     fill_watched_paths(&mut ebpf, &config.watch_paths)?;
 
     let ring = take_map(&mut ebpf, maps::EVENTS)?;
@@ -203,10 +211,16 @@ pub fn load(config: &CaptureConfig) -> Result<Loaded, LoadError> {
         lost,
         server_tree,
         connect_entry,
+        hooks,
     })
 }
 
-fn attach_file_programs(ebpf: &mut Ebpf, tracefs: &Path, first_arg: u32) -> Result<(), LoadError> {
+/// Returns how many syscall tracepoints it attached.
+fn attach_file_programs(
+    ebpf: &mut Ebpf,
+    tracefs: &Path,
+    first_arg: u32,
+) -> Result<usize, LoadError> {
     let present: Vec<&(&str, &[&str], bool)> = FILE_SYSCALLS
         .iter()
         .filter(|(name, _, everywhere)| {
@@ -238,7 +252,7 @@ fn attach_file_programs(ebpf: &mut Ebpf, tracefs: &Path, first_arg: u32) -> Resu
     for (name, _, _) in &present {
         attach_syscall(ebpf, FILE_EXIT_PROGRAM, &format!("sys_exit_{name}"))?;
     }
-    Ok(())
+    Ok(2 * present.len())
 }
 
 /// Loads `program` the first time, then attaches it to `syscalls:{tracepoint}`.

@@ -4,6 +4,7 @@
 pub mod connect_entry;
 pub mod decode;
 pub mod features;
+pub mod hooks;
 pub mod loader;
 pub mod offsets;
 pub mod reader;
@@ -34,6 +35,7 @@ pub struct Capture {
     /// wakeup policy): userspace adds the servers, the kernel follows their forks and exits.
     server_tree: HashMap<MapData, u32, u32>,
     connect_entry: connect_entry::ConnectEntry,
+    hooks: hooks::Hooks,
     metrics: Arc<Metrics>,
     decoded: Vec<Result<Event, decode::DecodeError>>,
     /// The lost total last logged by [`Capture::warn_lost`].
@@ -56,6 +58,9 @@ impl Capture {
     pub fn start(config: &CaptureConfig, metrics: Arc<Metrics>) -> Result<Self, CaptureError> {
         let loaded = loader::load(config)?;
         metrics.preset_ring_triggers(&reader::Trigger::ALL.map(reader::Trigger::as_str));
+        if let Err(err) = loaded.hooks.register(metrics.registry()) {
+            log::warn!("registering the hook metrics: {err}");
+        }
         Ok(Self {
             ebpf: Some(loaded.ebpf),
             reader: reader::EventReader::new(
@@ -65,6 +70,7 @@ impl Capture {
             lost: loaded.lost,
             server_tree: loaded.server_tree,
             connect_entry: loaded.connect_entry,
+            hooks: loaded.hooks,
             metrics,
             decoded: Vec::with_capacity(BATCH_MAX),
             lost_logged: 0,
@@ -99,6 +105,11 @@ impl Capture {
         &self.connect_entry
     }
 
+    /// The mechanism of every hook family in this session.
+    pub fn hooks(&self) -> &hooks::Hooks {
+        &self.hooks
+    }
+
     /// Puts processes the engine found to be servers (or below one) into the kernel's server
     /// tree; their children join it at fork. Only latency depends on it: an exec outside the
     /// tree is read on the next flush tick instead of at once.
@@ -108,6 +119,28 @@ impl Capture {
                 log::debug!("adding pid {pid} to the server tree: {err}");
             }
         }
+    }
+
+    /// Puts every process that already listens on a TCP port into the server tree: the kernel
+    /// adds a listener at listen(), which those made before the programs were attached. Without
+    /// this, a server recognised only by its role (a renamed binary) and its children would
+    /// have their connects dropped in `run`. Returns how many were added.
+    pub fn seed_listeners(&mut self, proc_root: &std::path::Path) -> usize {
+        let Ok(entries) = std::fs::read_dir(proc_root) else {
+            return 0;
+        };
+        let pids: Vec<u32> = entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                !crate::proc_facts::listening_ports(&proc_root.join(pid.to_string()), &|_| true)
+                    .is_empty()
+            })
+            .collect();
+        let n = pids.len();
+        self.add_to_server_tree(pids);
+        log::debug!("{n} processes already listening put in the server tree");
+        n
     }
 
     /// Detaches every program; events already in the ring can still be read.
@@ -153,6 +186,10 @@ impl Capture {
             let n = key_count::<sensor_ebpf::ConnectEvent>(map);
             self.metrics.set_kernel_map_entries("pending_connect", n);
         }
+        if let Some(map) = ebpf.map(maps::CONNECTING) {
+            let n = key_count::<sensor_ebpf::ConnectEvent>(map);
+            self.metrics.set_kernel_map_entries("connecting", n);
+        }
         if let Some(map) = ebpf.map(maps::PENDING_FILE) {
             let n = key_count::<[u8; sensor_ebpf::PENDING_FILE_BYTES]>(map);
             self.metrics.set_kernel_map_entries("pending_file", n);
@@ -170,6 +207,7 @@ impl Capture {
             (EventKind::Exit, kind::EXIT),
             (EventKind::Connect, kind::CONNECT),
             (EventKind::File, kind::FILE),
+            (EventKind::Listen, kind::LISTEN),
         ] {
             match self.lost.get(&index, 0) {
                 Ok(per_cpu) => {

@@ -117,7 +117,15 @@ pub fn kernel_offsets(btf_path: &Path, tracefs: &Path) -> Result<KernelOffsets, 
         mount_mnt: m("mount", "mnt")?,
         mount_mnt_parent: m("mount", "mnt_parent")?,
         mount_mnt_mountpoint: m("mount", "mnt_mountpoint")?,
-        reserved: 0,
+        capture_flags: 0,
+        sk_family: m("sock_common", "skc_family")?,
+        sk_dport: m("sock_common", "skc_dport")?,
+        sk_num: m("sock_common", "skc_num")?,
+        sk_rcv_saddr: m("sock_common", "skc_rcv_saddr")?,
+        sk_v6_rcv_saddr: m("sock_common", "skc_v6_rcv_saddr")?,
+        sk_protocol: m("sock", "sk_protocol")?,
+        sock_sk_err: m("sock", "sk_err")?,
+        recent_exec_ms: 0,
     };
     check_dentry_layout(&offsets)?;
     Ok(offsets)

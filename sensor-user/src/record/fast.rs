@@ -8,7 +8,9 @@
 
 use std::net::IpAddr;
 
-use crate::event::{Connect, Event, Exec, Exit, Family, File, FileOp, Fork, Proto};
+use crate::event::{
+    Connect, ConnectCall, Event, Exec, Exit, Family, File, FileOp, Fork, Listen, Proto,
+};
 
 /// The event on the line at the start of `buf` and the line's length with its newline, when the
 /// whole line is there. Lets the reader parse where the line lies in its buffer: no copy, and no
@@ -38,6 +40,8 @@ fn parse(bytes: &[u8]) -> Option<(Event, usize)> {
         Event::Connect(connect(&mut c)?)
     } else if c.literal(b"{\"type\":\"file\"") {
         Event::File(file(&mut c)?)
+    } else if c.literal(b"{\"type\":\"listen\"") {
+        Event::Listen(listen(&mut c)?)
     } else {
         return None;
     };
@@ -111,6 +115,38 @@ fn connect(c: &mut Cursor<'_>) -> Option<Connect> {
             _ => return None,
         },
         ret: c.key("ret")?.i32()?,
+        // Left out for connect().
+        call: match c.key("call") {
+            Some(c) => match c.str()? {
+                "sendmsg" => ConnectCall::Sendmsg,
+                _ => return None,
+            },
+            None => ConnectCall::Connect,
+        },
+    })
+}
+
+fn family(c: &mut Cursor<'_>) -> Option<Family> {
+    match c.str()? {
+        "inet" => Some(Family::Inet),
+        "inet6" => Some(Family::Inet6),
+        _ => None,
+    }
+}
+
+fn listen(c: &mut Cursor<'_>) -> Option<Listen> {
+    Some(Listen {
+        ts_ns: c.key("ts_ns")?.u64()?,
+        pid: c.key("pid")?.u32()?,
+        tid: c.key("tid")?.u32()?,
+        uid: c.key("uid")?.u32()?,
+        family: family(c.key("family")?)?,
+        addr: c.key("addr")?.str()?.parse::<IpAddr>().ok()?,
+        port: u16::try_from(c.key("port")?.u64()?).ok()?,
+        proto: match c.key("proto")?.str()? {
+            "tcp" => Proto::Tcp,
+            _ => return None,
+        },
     })
 }
 
@@ -331,6 +367,8 @@ mod tests {
         r#"{"type":"exit","ts_ns":1,"pid":7,"exit_code":-2147483648,"signal":2147483647}"#,
         r#"{"type":"connect","ts_ns":607085275121,"pid":8143,"tid":8143,"uid":33,"family":"inet","daddr":"203.0.113.9","dport":4444,"proto":"tcp","ret":-115}"#,
         r#"{"type":"connect","ts_ns":1,"pid":2,"tid":3,"family":"inet6","daddr":"::ffff:10.0.0.1","dport":65535,"proto":"unknown","ret":0}"#,
+        r#"{"type":"connect","ts_ns":1,"pid":2,"tid":3,"uid":0,"family":"inet","daddr":"192.0.2.1","dport":53,"proto":"udp","ret":0,"call":"sendmsg"}"#,
+        r#"{"type":"listen","ts_ns":1,"pid":2,"tid":3,"uid":33,"family":"inet6","addr":"::","port":8080,"proto":"tcp"}"#,
         r#"{"type":"file","ts_ns":3169633191962,"pid":21144,"tid":21144,"uid":33,"op":"rename","path":"/var/www/html/x.php","path_truncated":false,"source":"/tmp/x.php","flags":1,"ret":0}"#,
         r#"{"type":"file","ts_ns":1,"pid":2,"tid":2,"uid":0,"op":"open","path":"/var/www/a","source":null,"flags":577,"ret":-13}"#,
         r#"{"type":"file","ts_ns":1,"pid":2,"tid":2,"uid":0,"op":"link","path":"/var/www/a","flags":0,"ret":3}"#,
@@ -351,7 +389,7 @@ mod tests {
             assert!(fast(line).is_none_or(|e| e == slow), "{line}");
         }
         // In `record`'s own shape, not declined.
-        for i in [0, 3, 5, 7, 9] {
+        for i in [0, 3, 5, 7, 9, 11] {
             assert!(fast(LINES[i]).is_some(), "{}", LINES[i]);
         }
     }

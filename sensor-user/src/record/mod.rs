@@ -197,6 +197,7 @@ fn parse_line(bytes: &[u8]) -> Result<Line, serde_json::Error> {
             "exit" => Some(serde_json::from_str(text).map(Event::Exit)),
             "connect" => Some(serde_json::from_str(text).map(Event::Connect)),
             "file" => Some(serde_json::from_str(text).map(Event::File)),
+            "listen" => Some(serde_json::from_str(text).map(Event::Listen)),
             "header" => return serde_json::from_str(text).map(Line::Header),
             _ => None,
         };

@@ -49,6 +49,11 @@ pub struct Options {
     /// Seconds of load per nginx run.
     #[arg(long, default_value_t = 4)]
     pub nginx_secs: u32,
+    /// Single-byte reads of /dev/zero (each with a single-byte write to /dev/null) per
+    /// syscall-tax run: a job made of nothing but cheap syscalls, so that a per-syscall cost of
+    /// the monitor shows alone.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub tax_bytes: usize,
     /// Small files in the tree that each tar-files run extracts.
     #[arg(long, default_value_t = 20_000)]
     pub files: usize,
@@ -82,6 +87,7 @@ pub enum Part {
     UdpStorm,
     Nginx,
     TarFiles,
+    SyscallTax,
     Latency,
     Replay,
     Rss,
@@ -97,6 +103,7 @@ impl Options {
             self.udp_connects = self.udp_connects.min(10_000);
             self.nginx_secs = self.nginx_secs.min(1);
             self.files = self.files.min(2000);
+            self.tax_bytes = self.tax_bytes.min(100_000);
             self.replay_events = self.replay_events.min(100_000);
             self.tracked = self.tracked.min(1000);
             self.alerts = self.alerts.min(20);

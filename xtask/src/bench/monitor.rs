@@ -50,6 +50,10 @@ pub struct MonitorStats {
     pub events: Option<u64>,
     pub cpu_secs: Option<f64>,
     pub peak_rss_kib: Option<u64>,
+    /// The sensor's hook families and their mechanisms (`family=mechanism, ...`) and how many
+    /// syscall tracepoints it attached, from its metrics.
+    pub hooks: Option<String>,
+    pub syscall_tracepoints: Option<u64>,
 }
 
 /// Audit rules the bench adds, in auditctl's syntax (after `-a` / `-d`): Debian's classic
@@ -198,6 +202,8 @@ impl Running {
                 if let Some(m) = self.sensor_metrics() {
                     stats.lost = self.lost_at_begin.map(|b| m.lost.saturating_sub(b));
                     stats.events = self.events_at_begin.map(|b| m.events.saturating_sub(b));
+                    stats.hooks = Some(m.hooks);
+                    stats.syscall_tracepoints = Some(m.syscall_tracepoints);
                 }
             }
             MonitorKind::Auditd => {
@@ -458,6 +464,9 @@ pub struct SensorMetrics {
     pub lost: u64,
     pub events: u64,
     pub processes: u64,
+    /// `family=mechanism` of every `lineage_sensor_hook_info` series, comma-separated.
+    pub hooks: String,
+    pub syscall_tracepoints: u64,
 }
 
 /// The sensor's counters from its Prometheus endpoint (sums over labels).
@@ -477,10 +486,28 @@ pub fn sensor_metrics(port: u16) -> Option<SensorMetrics> {
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum::<f64>() as u64
     };
+    let label = |line: &str, name: &str| -> Option<String> {
+        let start = line.find(&format!("{name}=\""))? + name.len() + 2;
+        let len = line[start..].find('"')?;
+        Some(line[start..start + len].to_owned())
+    };
+    let hooks: Vec<String> = text
+        .lines()
+        .filter(|l| l.starts_with("lineage_sensor_hook_info{"))
+        .filter_map(|l| {
+            Some(format!(
+                "{}={}",
+                label(l, "family")?,
+                label(l, "mechanism")?
+            ))
+        })
+        .collect();
     Some(SensorMetrics {
         lost: sum("lineage_sensor_events_lost_total"),
         events: sum("lineage_sensor_events_total"),
         processes: sum("lineage_sensor_processes_tracked"),
+        hooks: hooks.join(", "),
+        syscall_tracepoints: sum("lineage_sensor_syscall_tracepoints_attached"),
     })
 }
 

@@ -19,6 +19,7 @@ pub struct RunOptions {
     pub udp_connects: usize,
     pub nginx_secs: u32,
     pub files: usize,
+    pub tax_bytes: usize,
     pub replay_events: usize,
     pub tracked: usize,
     pub alerts: usize,
@@ -57,6 +58,7 @@ impl Report {
                 udp_connects: o.udp_connects,
                 nginx_secs: o.nginx_secs,
                 files: o.files,
+                tax_bytes: o.tax_bytes,
                 replay_events: o.replay_events,
                 tracked: o.tracked,
                 alerts: o.alerts,
@@ -212,6 +214,21 @@ impl Report {
                 w.operation,
                 w.load_1m_at_start
             );
+            if let Some(stats) = w
+                .samples
+                .iter()
+                .map(|s| &s.stats)
+                .find(|s| s.hooks.is_some())
+            {
+                let _ = writeln!(
+                    md,
+                    "lineage-sensor hooks: {}; syscall tracepoints attached: {}.\n",
+                    stats.hooks.as_deref().unwrap_or("?"),
+                    stats
+                        .syscall_tracepoints
+                        .map_or_else(|| "?".to_owned(), |n| n.to_string())
+                );
+            }
             let _ = writeln!(
                 md,
                 "| monitor | median | overhead | added per op | workload CPU | events read | events lost | monitor CPU | monitor peak RSS |\n|---|---|---|---|---|---|---|---|---|"

@@ -24,16 +24,18 @@ pub enum Workload {
     UdpStorm,
     Nginx,
     TarFiles,
+    SyscallTax,
 }
 
 impl Workload {
-    pub const ALL: [Workload; 6] = [
+    pub const ALL: [Workload; 7] = [
         Workload::ExecStorm,
         Workload::ShStorm,
         Workload::TcpStorm,
         Workload::UdpStorm,
         Workload::Nginx,
         Workload::TarFiles,
+        Workload::SyscallTax,
     ];
 
     pub fn name(self) -> &'static str {
@@ -44,6 +46,7 @@ impl Workload {
             Workload::UdpStorm => "UDP connect storm",
             Workload::Nginx => "nginx + wrk",
             Workload::TarFiles => "tar -x small files",
+            Workload::SyscallTax => "syscall tax (dd bs=1)",
         }
     }
 
@@ -55,6 +58,7 @@ impl Workload {
             Workload::UdpStorm => Part::UdpStorm,
             Workload::Nginx => Part::Nginx,
             Workload::TarFiles => Part::TarFiles,
+            Workload::SyscallTax => Part::SyscallTax,
         }
     }
 
@@ -66,6 +70,10 @@ impl Workload {
             Workload::TcpStorm => ("TCP connect+accept on loopback", options.connects),
             Workload::UdpStorm => ("UDP socket+connect on loopback", options.udp_connects),
             Workload::Nginx => ("HTTP GET of a 612-byte file, 8 connections", 0),
+            Workload::SyscallTax => (
+                "1-byte read of /dev/zero + 1-byte write to /dev/null (dd bs=1)",
+                options.tax_bytes,
+            ),
             Workload::TarFiles => {
                 let place = tree.map_or_else(String::new, TarTree::place);
                 return (
@@ -140,12 +148,17 @@ pub fn measure(
 
 /// Runs the workload driver once; its wall time is the measurement.
 fn run_driver(workload: Workload, bins: &Binaries, count: usize) -> anyhow::Result<Sample> {
+    if workload == Workload::SyscallTax {
+        return syscall_tax(count);
+    }
     let sub = match workload {
         Workload::ExecStorm => "storm",
         Workload::ShStorm => "sh-storm",
         Workload::TcpStorm => "tcp-storm",
         Workload::UdpStorm => "udp-storm",
-        Workload::Nginx | Workload::TarFiles => bail!("{} has no driver", workload.name()),
+        Workload::Nginx | Workload::TarFiles | Workload::SyscallTax => {
+            bail!("{} has no driver", workload.name())
+        }
     };
     let run = proc_stat::run_timed(
         Command::new(&bins.workload)
@@ -155,6 +168,32 @@ fn run_driver(workload: Workload, bins: &Binaries, count: usize) -> anyhow::Resu
     .with_context(|| format!("running workload {sub}"))?;
     if !run.success {
         bail!("workload {sub} {count} failed");
+    }
+    Ok(Sample {
+        seconds: Some(run.wall_secs),
+        workload_cpu_secs: Some(run.cpu_secs),
+        ..Sample::default()
+    })
+}
+
+/// Two syscalls per byte and nothing else: no exec, no connect, no file the sensor watches. A
+/// monitor whose hooks make every syscall of every task take the tracing slow path (any
+/// `syscalls:*` tracepoint attached) shows its per-syscall tax here and only here.
+fn syscall_tax(bytes: usize) -> anyhow::Result<Sample> {
+    let run = proc_stat::run_timed(
+        Command::new("dd")
+            .args([
+                "if=/dev/zero",
+                "of=/dev/null",
+                "bs=1",
+                &format!("count={bytes}"),
+                "status=none",
+            ])
+            .stdout(Stdio::null()),
+    )
+    .context("running dd")?;
+    if !run.success {
+        bail!("dd of {bytes} bytes failed");
     }
     Ok(Sample {
         seconds: Some(run.wall_secs),

@@ -67,6 +67,7 @@ impl Detector {
             }
         }
         self.hand_over_server_pids(capture);
+        capture.seed_listeners(&config.lineage.proc_root);
     }
 
     /// After seeding: restored incidents are matched to the seeded roots.

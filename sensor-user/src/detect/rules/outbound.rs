@@ -241,6 +241,7 @@ mod tests {
                 dport: 4444,
                 proto: crate::event::Proto::Tcp,
                 ret: 0,
+                call: crate::event::ConnectCall::Connect,
             })
         };
         engine.process(
