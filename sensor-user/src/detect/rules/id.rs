@@ -1,18 +1,9 @@
-//! The rules' identities. What each says about itself (`rule.*` in alerts, the event category)
-//! is its [`RuleMeta`], kept in the rule's own file.
+//! The rules' identities, derived from the one registry in `rules/mod.rs`: [`RuleId`], its
+//! [`RuleMeta`] (kept in the rule's own file through [`RuleUnit`]) and the [`super::Rules`]
+//! fields that hold the compiled rules.
 
-use super::{module_change, outbound, recon, shell, webroot, written_exec};
-
-/// The rules the engine knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RuleId {
-    ServerSpawnedShell,
-    ServerSpawnedRecon,
-    ServerOutboundUnknown,
-    WebrootScriptWrite,
-    ServerModuleChange,
-    ServerWrittenFileExecuted,
-}
+use super::{DetectError, RuleCommon};
+use crate::{config::Config, detect::family::Families};
 
 /// What a rule says about itself in alerts and metrics.
 pub struct RuleMeta {
@@ -30,30 +21,69 @@ pub struct RuleMeta {
     pub server_optional: bool,
 }
 
-impl RuleId {
-    pub const ALL: [RuleId; 6] = [
-        RuleId::ServerSpawnedShell,
-        RuleId::ServerSpawnedRecon,
-        RuleId::ServerOutboundUnknown,
-        RuleId::WebrootScriptWrite,
-        RuleId::ServerModuleChange,
-        RuleId::ServerWrittenFileExecuted,
-    ];
+/// What the registry needs from a rule's file: who it is, how it is built from the whole
+/// config (it picks its own section), and its shared settings for the gate.
+pub trait RuleUnit: Sized {
+    const META: RuleMeta;
+    fn compile(config: &Config, families: &Families) -> Result<Self, DetectError>;
+    fn common(&self) -> &RuleCommon;
+}
 
+/// Builds, from one list of `Variant => field: Type`, the [`RuleId`] enum (in list order, which
+/// is the order of the per-rule totals), its metadata lookup, and the [`super::Rules`] struct
+/// with one field per rule beside the shared `$extra` fields.
+macro_rules! registry {
+    (
+        rules { $($variant:ident => $field:ident: $ty:ty,)* }
+        shared { $($extra:ident: $extra_ty:ty,)* }
+    ) => {
+        /// The rules the engine knows.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum RuleId {
+            $($variant,)*
+        }
+
+        impl RuleId {
+            pub const ALL: [RuleId; [$(RuleId::$variant),*].len()] = [$(RuleId::$variant),*];
+
+            pub fn meta(self) -> &'static RuleMeta {
+                match self {
+                    $(RuleId::$variant => &<$ty as RuleUnit>::META,)*
+                }
+            }
+        }
+
+        pub struct Rules {
+            $(pub $field: $ty,)*
+            $($extra: $extra_ty,)*
+        }
+
+        impl Rules {
+            fn compile_units(
+                config: &Config,
+                families: &Families,
+                $($extra: $extra_ty,)*
+            ) -> Result<Self, DetectError> {
+                Ok(Self {
+                    $($field: <$ty as RuleUnit>::compile(config, families)?,)*
+                    $($extra,)*
+                })
+            }
+
+            pub fn common(&self, rule: RuleId) -> &RuleCommon {
+                match rule {
+                    $(RuleId::$variant => self.$field.common(),)*
+                }
+            }
+        }
+    };
+}
+pub(super) use registry;
+
+impl super::RuleId {
     /// Position in [`Self::ALL`], for per-rule counters.
     pub fn index(self) -> usize {
         self as usize
-    }
-
-    pub fn meta(self) -> &'static RuleMeta {
-        match self {
-            RuleId::ServerSpawnedShell => &shell::META,
-            RuleId::ServerSpawnedRecon => &recon::META,
-            RuleId::ServerOutboundUnknown => &outbound::META,
-            RuleId::WebrootScriptWrite => &webroot::META,
-            RuleId::ServerModuleChange => &module_change::META,
-            RuleId::ServerWrittenFileExecuted => &written_exec::META,
-        }
     }
 
     /// `rule.id` in alerts and the `rule` label of metrics.
@@ -69,7 +99,7 @@ impl RuleId {
 
 #[cfg(test)]
 mod tests {
-    use super::RuleId;
+    use super::super::RuleId;
 
     #[test]
     fn index_is_the_position_in_all() {

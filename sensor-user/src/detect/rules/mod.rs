@@ -12,7 +12,7 @@ pub mod written_exec;
 
 use std::borrow::Cow;
 
-pub use id::{RuleId, RuleMeta};
+pub use id::{RuleMeta, RuleUnit};
 
 use super::{
     DetectError,
@@ -23,8 +23,7 @@ use super::{
 };
 use crate::{
     config::{
-        Config, Exclusion as ExclusionConfig, OutboundRuleConfig, ReconRuleConfig,
-        ServerModuleChangeConfig, Severity, ShellRuleConfig, WebrootScriptWriteConfig,
+        Config, Exclusion as ExclusionConfig, Severity,
     },
     event::{Connect, File, FileOp},
     lineage::{EntityId, Process},
@@ -44,29 +43,24 @@ pub trait RuleSection {
     fn exclude(&self) -> &[ExclusionConfig];
 }
 
-macro_rules! rule_sections {
-    ($($section:ty),*) => {$(
-        impl RuleSection for $section {
+/// Implements [`RuleSection`] for a config section with `enabled`, `severity` and `exclude`
+/// fields; each rule's file names its own section.
+macro_rules! rule_section {
+    ($section:ty) => {
+        impl super::RuleSection for $section {
             fn enabled(&self) -> bool {
                 self.enabled
             }
-            fn severity(&self) -> Severity {
+            fn severity(&self) -> crate::config::Severity {
                 self.severity
             }
-            fn exclude(&self) -> &[ExclusionConfig] {
+            fn exclude(&self) -> &[crate::config::Exclusion] {
                 &self.exclude
             }
         }
-    )*};
+    };
 }
-
-rule_sections!(
-    ShellRuleConfig,
-    ReconRuleConfig,
-    OutboundRuleConfig,
-    WebrootScriptWriteConfig,
-    ServerModuleChangeConfig
-);
+use rule_section;
 
 impl RuleCommon {
     /// `field` is the rule's config section (`rules.server_spawned_shell`), for error messages.
@@ -158,46 +152,30 @@ impl FileInterest {
     }
 }
 
-pub struct Rules {
-    pub shell: shell::ShellRule,
-    pub recon: recon::ReconRule,
-    pub outbound: outbound::OutboundRule,
-    pub webroot: webroot::WebrootRule,
-    pub module: module_change::ModuleRule,
-    pub written: written_exec::WrittenFiles,
-    package_managers: ExeMatcher,
-    scratch: Vec<usize>,
-    owners: Vec<usize>,
+// The registry: the one place a rule is named outside its own file. Its order is the order of
+// `RuleId::ALL` (per-rule totals in the shutdown report); the order of alerts within one event is
+// the routing's, below.
+id::registry! {
+    rules {
+        ServerSpawnedShell => shell: shell::ShellRule,
+        ServerSpawnedRecon => recon: recon::ReconRule,
+        ServerOutboundUnknown => outbound: outbound::OutboundRule,
+        WebrootScriptWrite => webroot: webroot::WebrootRule,
+        ServerModuleChange => module: module_change::ModuleRule,
+        ServerWrittenFileExecuted => written: written_exec::WrittenFiles,
+    }
+    shared {
+        package_managers: ExeMatcher,
+        scratch: Vec<usize>,
+        owners: Vec<usize>,
+    }
 }
 
 impl Rules {
     pub fn new(config: &Config, families: &Families) -> Result<Self, DetectError> {
-        let rules = &config.rules;
-        Ok(Self {
-            shell: shell::ShellRule::new(&rules.server_spawned_shell, families)?,
-            recon: recon::ReconRule::new(&rules.server_spawned_recon, families)?,
-            outbound: outbound::OutboundRule::new(&rules.server_outbound_unknown, families)?,
-            webroot: webroot::WebrootRule::new(&rules.webroot_script_write, families)?,
-            module: module_change::ModuleRule::new(&rules.server_module_change, families)?,
-            written: written_exec::WrittenFiles::new(&rules.server_written_file_executed),
-            package_managers: ExeMatcher::new(
-                &config.detect.package_managers,
-                "detect.package_managers",
-            )?,
-            scratch: Vec::new(),
-            owners: Vec::new(),
-        })
-    }
-
-    pub fn common(&self, rule: RuleId) -> &RuleCommon {
-        match rule {
-            RuleId::ServerSpawnedShell => &self.shell.common,
-            RuleId::ServerSpawnedRecon => &self.recon.common,
-            RuleId::ServerOutboundUnknown => &self.outbound.common,
-            RuleId::WebrootScriptWrite => &self.webroot.common,
-            RuleId::ServerModuleChange => &self.module.common,
-            RuleId::ServerWrittenFileExecuted => &self.written.common,
-        }
+        let package_managers =
+            ExeMatcher::new(&config.detect.package_managers, "detect.package_managers")?;
+        Self::compile_units(config, families, package_managers, Vec::new(), Vec::new())
     }
 
     /// An exec (or a fork that linked an earlier exec late), after annotation.

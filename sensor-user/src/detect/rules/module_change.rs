@@ -15,19 +15,31 @@ use super::{
 };
 use crate::{config::ServerModuleChangeConfig, lineage::Image};
 
-/// What alerts and metrics say about this rule.
-pub const META: super::RuleMeta = super::RuleMeta {
-    id: "server-module-change",
-    name: "Server module or configuration changed",
-    description: "A file was created or modified in a web or application server's module or \
-    configuration directories (Apache or Nginx modules, php.ini and conf.d, Tomcat \
-    lib and conf), or a module-enabling tool (a2enmod, apxs, phpenmod) ran, with no \
-    package manager among its ancestors: a rogue module or a configuration that \
-    makes the server run the attacker's code.",
-    category: &["process"],
-    event_type: &["start"],
-    server_optional: true,
-};
+impl super::RuleUnit for ModuleRule {
+    /// What alerts and metrics say about this rule.
+    const META: super::RuleMeta = super::RuleMeta {
+        id: "server-module-change",
+        name: "Server module or configuration changed",
+        description: "A file was created or modified in a web or application server's module or \
+        configuration directories (Apache or Nginx modules, php.ini and conf.d, Tomcat \
+        lib and conf), or a module-enabling tool (a2enmod, apxs, phpenmod) ran, with no \
+        package manager among its ancestors: a rogue module or a configuration that \
+        makes the server run the attacker's code.",
+        category: &["process"],
+        event_type: &["start"],
+        server_optional: true,
+    };
+
+    fn compile(config: &crate::config::Config, families: &Families) -> Result<Self, DetectError> {
+        Self::new(&config.rules.server_module_change, families)
+    }
+
+    fn common(&self) -> &RuleCommon {
+        &self.common
+    }
+}
+
+super::rule_section!(ServerModuleChangeConfig);
 
 const FIELD: &str = "rules.server_module_change";
 

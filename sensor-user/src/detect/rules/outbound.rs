@@ -20,17 +20,29 @@ use super::{
 };
 use crate::{config::OutboundRuleConfig, event::Connect, lineage::Process};
 
-/// What alerts and metrics say about this rule.
-pub const META: super::RuleMeta = super::RuleMeta {
-    id: "server-outbound-unknown",
-    name: "Server process connected to a destination outside its allowlist",
-    description: "A server process, or a process below it, connected to an address outside the \
-    configured allowlist (or to a cloud metadata service): a reverse shell, a \
-    download, exfiltration or credential theft.",
-    category: &["network"],
-    event_type: &["connection", "start"],
-    server_optional: false,
-};
+impl super::RuleUnit for OutboundRule {
+    /// What alerts and metrics say about this rule.
+    const META: super::RuleMeta = super::RuleMeta {
+        id: "server-outbound-unknown",
+        name: "Server process connected to a destination outside its allowlist",
+        description: "A server process, or a process below it, connected to an address outside the \
+        configured allowlist (or to a cloud metadata service): a reverse shell, a \
+        download, exfiltration or credential theft.",
+        category: &["network"],
+        event_type: &["connection", "start"],
+        server_optional: false,
+    };
+
+    fn compile(config: &crate::config::Config, families: &Families) -> Result<Self, DetectError> {
+        Self::new(&config.rules.server_outbound_unknown, families)
+    }
+
+    fn common(&self) -> &RuleCommon {
+        &self.common
+    }
+}
+
+super::rule_section!(OutboundRuleConfig);
 
 struct Allow {
     net: IpNet,

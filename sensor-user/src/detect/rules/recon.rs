@@ -20,17 +20,29 @@ use crate::{
     lineage::{Image, Process},
 };
 
-/// What alerts and metrics say about this rule.
-pub const META: super::RuleMeta = super::RuleMeta {
-    id: "server-spawned-recon",
-    name: "Reconnaissance or network tool started below a server process",
-    description: "A discovery, download or network tool (id, whoami, uname, curl, wget, nc, ...) \
-    was started directly by a server process or below a shell that a server \
-    process started: an attacker exploring the host through a foothold.",
-    category: &["process"],
-    event_type: &["start"],
-    server_optional: false,
-};
+impl super::RuleUnit for ReconRule {
+    /// What alerts and metrics say about this rule.
+    const META: super::RuleMeta = super::RuleMeta {
+        id: "server-spawned-recon",
+        name: "Reconnaissance or network tool started below a server process",
+        description: "A discovery, download or network tool (id, whoami, uname, curl, wget, nc, ...) \
+        was started directly by a server process or below a shell that a server \
+        process started: an attacker exploring the host through a foothold.",
+        category: &["process"],
+        event_type: &["start"],
+        server_optional: false,
+    };
+
+    fn compile(config: &crate::config::Config, families: &Families) -> Result<Self, DetectError> {
+        Self::new(&config.rules.server_spawned_recon, families)
+    }
+
+    fn common(&self) -> &RuleCommon {
+        &self.common
+    }
+}
+
+super::rule_section!(ReconRuleConfig);
 
 pub struct ReconRule {
     pub common: RuleCommon,

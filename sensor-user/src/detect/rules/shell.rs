@@ -18,18 +18,30 @@ use crate::{
     lineage::{Image, Process},
 };
 
-/// What alerts and metrics say about this rule.
-pub const META: super::RuleMeta = super::RuleMeta {
-    id: "server-spawned-shell",
-    name: "Shell or inline interpreter started below a server process",
-    description: "A shell (sh, bash, dash, busybox sh, ...) or an interpreter running inline code \
-    (python -c, perl -e, php -r, ...) has a server process (web, application or \
-    database server) among its ancestors: the typical first step of a web shell or \
-    of command execution through a database server.",
-    category: &["process"],
-    event_type: &["start"],
-    server_optional: false,
-};
+impl super::RuleUnit for ShellRule {
+    /// What alerts and metrics say about this rule.
+    const META: super::RuleMeta = super::RuleMeta {
+        id: "server-spawned-shell",
+        name: "Shell or inline interpreter started below a server process",
+        description: "A shell (sh, bash, dash, busybox sh, ...) or an interpreter running inline code \
+        (python -c, perl -e, php -r, ...) has a server process (web, application or \
+        database server) among its ancestors: the typical first step of a web shell or \
+        of command execution through a database server.",
+        category: &["process"],
+        event_type: &["start"],
+        server_optional: false,
+    };
+
+    fn compile(config: &crate::config::Config, families: &Families) -> Result<Self, DetectError> {
+        Self::new(&config.rules.server_spawned_shell, families)
+    }
+
+    fn common(&self) -> &RuleCommon {
+        &self.common
+    }
+}
+
+super::rule_section!(ShellRuleConfig);
 
 pub struct ShellRule {
     pub common: RuleCommon,

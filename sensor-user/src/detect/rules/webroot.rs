@@ -23,19 +23,31 @@ use crate::{
     path_parts::extension,
 };
 
-/// What alerts and metrics say about this rule.
-pub const META: super::RuleMeta = super::RuleMeta {
-    id: "webroot-script-write",
-    name: "Script or page file written into a web root",
-    description: "A file with a script or page extension (php, jsp, aspx, cgi, ...) was created, \
-    modified, renamed or linked under a web root by a process that is neither a \
-    package manager nor a configured deployer: a web shell being planted. Most \
-    severe when the writer is a server process or below one (an upload through a \
-    vulnerable application).",
-    category: &["process"],
-    event_type: &["start"],
-    server_optional: true,
-};
+impl super::RuleUnit for WebrootRule {
+    /// What alerts and metrics say about this rule.
+    const META: super::RuleMeta = super::RuleMeta {
+        id: "webroot-script-write",
+        name: "Script or page file written into a web root",
+        description: "A file with a script or page extension (php, jsp, aspx, cgi, ...) was created, \
+        modified, renamed or linked under a web root by a process that is neither a \
+        package manager nor a configured deployer: a web shell being planted. Most \
+        severe when the writer is a server process or below one (an upload through a \
+        vulnerable application).",
+        category: &["process"],
+        event_type: &["start"],
+        server_optional: true,
+    };
+
+    fn compile(config: &crate::config::Config, families: &Families) -> Result<Self, DetectError> {
+        Self::new(&config.rules.webroot_script_write, families)
+    }
+
+    fn common(&self) -> &RuleCommon {
+        &self.common
+    }
+}
+
+super::rule_section!(WebrootScriptWriteConfig);
 
 const FIELD: &str = "rules.webroot_script_write";
 

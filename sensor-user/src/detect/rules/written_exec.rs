@@ -10,7 +10,11 @@ use std::borrow::Cow;
 use rustc_hash::FxHashMap;
 
 use super::{
-    super::annotation::{Annotation, nearest_server},
+    super::{
+        DetectError,
+        annotation::{Annotation, nearest_server},
+        family::Families,
+    },
     Finding, RuleCommon, RuleId,
 };
 use crate::{
@@ -18,17 +22,27 @@ use crate::{
     lineage::{EntityId, Image, Process},
 };
 
-/// What alerts and metrics say about this rule.
-pub const META: super::RuleMeta = super::RuleMeta {
-    id: "server-written-file-executed",
-    name: "File written by a server process into a web root was executed",
-    description: "A file that a server process (or a process below one) wrote under a web root \
-    was executed: a dropped tool or web shell put to use. The alert joins the \
-    incident of the server tree that wrote the file.",
-    category: &["process"],
-    event_type: &["start"],
-    server_optional: true,
-};
+impl super::RuleUnit for WrittenFiles {
+    /// What alerts and metrics say about this rule.
+    const META: super::RuleMeta = super::RuleMeta {
+        id: "server-written-file-executed",
+        name: "File written by a server process into a web root was executed",
+        description: "A file that a server process (or a process below one) wrote under a web root \
+        was executed: a dropped tool or web shell put to use. The alert joins the \
+        incident of the server tree that wrote the file.",
+        category: &["process"],
+        event_type: &["start"],
+        server_optional: true,
+    };
+
+    fn compile(config: &crate::config::Config, _families: &Families) -> Result<Self, DetectError> {
+        Ok(Self::new(&config.rules.server_written_file_executed))
+    }
+
+    fn common(&self) -> &RuleCommon {
+        &self.common
+    }
+}
 
 /// Who wrote a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
