@@ -102,11 +102,13 @@ impl Annotator {
         let can_discover = server.is_none() && self.can_discover(families);
         if evaluate_shell && family.is_none() && (server.is_some() || can_discover) {
             let by_name = rules
+                .units
                 .shell
                 .is_shell(&image, &mut self.scratch, &mut self.owners);
             if can_discover
                 && (by_name
                     || rules
+                        .units
                         .recon
                         .is_tool(&image, &mut self.scratch, &mut self.owners))
                 && self.discover_listeners(table, families, rules, id, false)

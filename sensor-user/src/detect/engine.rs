@@ -100,7 +100,7 @@ impl Engine {
     /// Whether `path` names a shell by the shell rule's list (for finding the shells whose copies
     /// [`HostFacts::shell_copied_to`] recognises).
     pub fn is_shell_file(&self, path: &str) -> bool {
-        self.rules.shell.is_shell_file(path)
+        self.rules.units.shell.is_shell_file(path)
     }
 
     pub fn set_host(&mut self, host: HostInfo) {
@@ -134,12 +134,12 @@ impl Engine {
 
     /// Loads the outbound rule's learned destinations.
     pub fn load_learned(&mut self, path: &std::path::Path) -> Result<(), DetectError> {
-        self.rules.outbound.learned.load(path)
+        self.rules.units.outbound.learned.load(path)
     }
 
     /// Saves the outbound rule's learned destinations.
     pub fn save_learned(&mut self, path: &std::path::Path) -> Result<(), DetectError> {
-        self.rules.outbound.learned.save(path)
+        self.rules.units.outbound.learned.save(path)
     }
 
     /// Adds processes read from /proc (oldest first), classifying each as if it had just exec'd
@@ -219,7 +219,7 @@ impl Engine {
     }
 
     fn on_connect<'e>(&mut self, c: &'e Connect, findings: &mut Vec<Finding<'e>>) {
-        if !self.rules.outbound.wants(c) {
+        if !self.rules.wants_connect(c) {
             return;
         }
         let Some(id) = self.live_as(c.pid, c.uid) else {

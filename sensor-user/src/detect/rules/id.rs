@@ -1,9 +1,13 @@
-//! The rules' identities, derived from the one registry in `rules/mod.rs`: [`RuleId`], its
-//! [`RuleMeta`] (kept in the rule's own file through [`RuleUnit`]) and the [`super::Rules`]
-//! fields that hold the compiled rules.
+//! What a rule is to the engine ([`RuleUnit`]), and the registry macro that derives, from the
+//! one list in `rules/mod.rs`, the rules' identities ([`RuleId`], with each [`RuleMeta`] kept in
+//! the rule's own file) and the routing of events to them.
 
-use super::{DetectError, RuleCommon};
-use crate::{config::Config, detect::family::Families};
+use super::{ConnectContext, DetectError, ExecContext, FileContext, Finding, RuleCommon};
+use crate::{
+    config::Config,
+    detect::family::Families,
+    event::{Connect, File},
+};
 
 /// What a rule says about itself in alerts and metrics.
 pub struct RuleMeta {
@@ -21,52 +25,81 @@ pub struct RuleMeta {
     pub server_optional: bool,
 }
 
-/// What the registry needs from a rule's file: who it is, how it is built from the whole
-/// config (it picks its own section), and its shared settings for the gate.
+/// A rule's file implements this and nothing else is needed: who it is, how it is built from
+/// the whole config (it picks its own section), its shared settings for the gate, and its
+/// decisions over the events it looks at (the others keep the default: nothing).
 pub trait RuleUnit: Sized {
     const META: RuleMeta;
     fn compile(config: &Config, families: &Families) -> Result<Self, DetectError>;
     fn common(&self) -> &RuleCommon;
+
+    /// An exec (or a fork that linked an earlier exec late), after annotation.
+    fn on_exec<'e>(&mut self, _cx: &ExecContext<'_>, _out: &mut Vec<Finding<'e>>) {}
+
+    /// Whether a successful file event concerns this rule; `in_root`: its path is under a web
+    /// root. Decided before the lineage is touched: the others are dropped there.
+    fn wants_file(&self, _f: &File, _in_root: bool) -> bool {
+        false
+    }
+
+    /// A file event this rule wanted, by a live process.
+    fn on_file<'e>(&mut self, _cx: &FileContext<'_, 'e>, _out: &mut Vec<Finding<'e>>) {}
+
+    /// Whether a connect concerns this rule, decided before the lineage is touched.
+    fn wants_connect(&self, _c: &Connect) -> bool {
+        false
+    }
+
+    /// A connect by a live process (whose server, if any, is known by now).
+    fn on_connect<'e>(&mut self, _cx: &ConnectContext<'_, 'e>, _out: &mut Vec<Finding<'e>>) {}
 }
 
-/// Builds, from one list of `Variant => field: Type`, the [`RuleId`] enum (in list order, which
-/// is the order of the per-rule totals), its metadata lookup, and the [`super::Rules`] struct
-/// with one field per rule beside the shared `$extra` fields.
+/// Builds, from one list of `Variant = totals position => field: module::Type`, the rule modules,
+/// the [`RuleId`] enum, its metadata lookup, and [`super::Units`] (one field per rule) whose hooks run the rules in list
+/// order: the order of the alerts one event raises. The explicit positions keep the order of the
+/// per-rule totals (`RuleId::ALL`) apart from it; they are never renumbered.
 macro_rules! registry {
-    (
-        rules { $($variant:ident => $field:ident: $ty:ty,)* }
-        shared { $($extra:ident: $extra_ty:ty,)* }
-    ) => {
+    ($($variant:ident = $pos:literal => $field:ident: $module:ident::$ty:ident,)*) => {
+        $(pub mod $module;)*
+
         /// The rules the engine knows.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         pub enum RuleId {
-            $($variant,)*
+            $($variant = $pos,)*
         }
 
         impl RuleId {
-            pub const ALL: [RuleId; [$(RuleId::$variant),*].len()] = [$(RuleId::$variant),*];
+            /// In registry order.
+            const LISTED: [RuleId; [$(RuleId::$variant),*].len()] = [$(RuleId::$variant),*];
+
+            /// In totals order. A position out of range fails the build here; a repeated one,
+            /// at the enum.
+            pub const ALL: [RuleId; Self::LISTED.len()] = {
+                let mut all = Self::LISTED;
+                let mut i = 0;
+                while i < all.len() {
+                    all[Self::LISTED[i] as usize] = Self::LISTED[i];
+                    i += 1;
+                }
+                all
+            };
 
             pub fn meta(self) -> &'static RuleMeta {
                 match self {
-                    $(RuleId::$variant => &<$ty as RuleUnit>::META,)*
+                    $(RuleId::$variant => &<$module::$ty as RuleUnit>::META,)*
                 }
             }
         }
 
-        pub struct Rules {
-            $(pub $field: $ty,)*
-            $($extra: $extra_ty,)*
+        /// Every rule, compiled.
+        pub struct Units {
+            $(pub $field: $module::$ty,)*
         }
 
-        impl Rules {
-            fn compile_units(
-                config: &Config,
-                families: &Families,
-                $($extra: $extra_ty,)*
-            ) -> Result<Self, DetectError> {
+        impl Units {
+            fn compile(config: &Config, families: &Families) -> Result<Self, DetectError> {
                 Ok(Self {
-                    $($field: <$ty as RuleUnit>::compile(config, families)?,)*
-                    $($extra,)*
+                    $($field: <$module::$ty as RuleUnit>::compile(config, families)?,)*
                 })
             }
 
@@ -74,6 +107,38 @@ macro_rules! registry {
                 match rule {
                     $(RuleId::$variant => self.$field.common(),)*
                 }
+            }
+
+            fn on_exec<'e>(&mut self, cx: &ExecContext<'_>, out: &mut Vec<Finding<'e>>) {
+                $(self.$field.on_exec(cx, out);)*
+            }
+
+            /// The rules that want the file event, one bit per [`RuleId::index`].
+            fn wanting_file(&self, f: &File, in_root: bool) -> u64 {
+                let mut wanting = 0;
+                $(if self.$field.wants_file(f, in_root) {
+                    wanting |= 1 << RuleId::$variant.index();
+                })*
+                wanting
+            }
+
+            fn on_file<'e>(
+                &mut self,
+                cx: &FileContext<'_, 'e>,
+                wanting: u64,
+                out: &mut Vec<Finding<'e>>,
+            ) {
+                $(if wanting & (1 << RuleId::$variant.index()) != 0 {
+                    self.$field.on_file(cx, out);
+                })*
+            }
+
+            fn wants_connect(&self, c: &Connect) -> bool {
+                false $(|| self.$field.wants_connect(c))*
+            }
+
+            fn on_connect<'e>(&mut self, cx: &ConnectContext<'_, 'e>, out: &mut Vec<Finding<'e>>) {
+                $(self.$field.on_connect(cx, out);)*
             }
         }
     };

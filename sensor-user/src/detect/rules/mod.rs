@@ -3,12 +3,6 @@
 //! to the rules that look at it and collects their [`Finding`]s for the gate.
 
 mod id;
-pub mod module_change;
-pub mod outbound;
-pub mod recon;
-pub mod shell;
-pub mod webroot;
-pub mod written_exec;
 
 use std::borrow::Cow;
 
@@ -22,9 +16,7 @@ use super::{
     matcher::ExeMatcher,
 };
 use crate::{
-    config::{
-        Config, Exclusion as ExclusionConfig, Severity,
-    },
+    config::{Config, Exclusion as ExclusionConfig, Severity},
     event::{Connect, File, FileOp},
     lineage::{EntityId, Process},
 };
@@ -143,63 +135,106 @@ fn below_server(a: &Annotation) -> bool {
 #[derive(Clone, Copy)]
 pub struct FileInterest {
     in_root: bool,
-    module: bool,
+    /// One bit per [`RuleId::index`].
+    wanting: u64,
 }
 
 impl FileInterest {
     pub fn any(self) -> bool {
-        self.in_root || self.module
+        self.wanting != 0
     }
 }
 
-// The registry: the one place a rule is named outside its own file. Its order is the order of
-// `RuleId::ALL` (per-rule totals in the shutdown report); the order of alerts within one event is
-// the routing's, below.
+/// What a rule sees of an exec.
+pub struct ExecContext<'a> {
+    pub table: &'a Table,
+    pub process: &'a Process<Annotation>,
+    pub ts_ns: u64,
+    package_managers: &'a ExeMatcher,
+}
+
+impl ExecContext<'_> {
+    /// The process or one of its ancestors is a package manager.
+    pub fn below_package_manager(&self) -> bool {
+        below_package_manager(self.package_managers, self.table, self.process.id)
+    }
+}
+
+/// What a rule sees of a file event.
+pub struct FileContext<'a, 'e> {
+    pub table: &'a Table,
+    pub file: &'e File,
+    /// The writer, live.
+    pub process: &'a Process<Annotation>,
+    /// The path is under a web root.
+    pub in_root: bool,
+    package_managers: &'a ExeMatcher,
+}
+
+impl FileContext<'_, '_> {
+    /// The writer or one of its ancestors is a package manager.
+    pub fn below_package_manager(&self) -> bool {
+        below_package_manager(self.package_managers, self.table, self.process.id)
+    }
+}
+
+/// What a rule sees of a connect.
+pub struct ConnectContext<'a, 'e> {
+    pub process: &'a Process<Annotation>,
+    pub families: &'a Families,
+    pub connect: &'e Connect,
+    pub boot_wall_ns: u64,
+}
+
+fn below_package_manager(pm: &ExeMatcher, table: &Table, id: EntityId) -> bool {
+    self_and_ancestors(table, id).any(|p| pm.is_match(&p.image.exe, p.image.name()))
+}
+
+// The registry: the one place a rule is named outside its own file (the engine also reads the
+// shell and outbound rules' tables for annotation and the learned allowlist). The list order is
+// the order of the alerts one event raises (an exec: module tool, executed file, shell, recon; a
+// file event: script write, module change); the numbers, never renumbered, are each rule's
+// position in `RuleId::ALL`, the order of the per-rule totals.
 id::registry! {
-    rules {
-        ServerSpawnedShell => shell: shell::ShellRule,
-        ServerSpawnedRecon => recon: recon::ReconRule,
-        ServerOutboundUnknown => outbound: outbound::OutboundRule,
-        WebrootScriptWrite => webroot: webroot::WebrootRule,
-        ServerModuleChange => module: module_change::ModuleRule,
-        ServerWrittenFileExecuted => written: written_exec::WrittenFiles,
-    }
-    shared {
-        package_managers: ExeMatcher,
-        scratch: Vec<usize>,
-        owners: Vec<usize>,
-    }
+    WebrootScriptWrite = 3 => webroot: webroot::WebrootRule,
+    ServerModuleChange = 4 => module: module_change::ModuleRule,
+    ServerWrittenFileExecuted = 5 => written: written_exec::WrittenFiles,
+    ServerSpawnedShell = 0 => shell: shell::ShellRule,
+    ServerSpawnedRecon = 1 => recon: recon::ReconRule,
+    ServerOutboundUnknown = 2 => outbound: outbound::OutboundRule,
+}
+
+/// The compiled rules and what they share, routing each event to them.
+pub struct Rules {
+    pub units: Units,
+    package_managers: ExeMatcher,
 }
 
 impl Rules {
     pub fn new(config: &Config, families: &Families) -> Result<Self, DetectError> {
-        let package_managers =
-            ExeMatcher::new(&config.detect.package_managers, "detect.package_managers")?;
-        Self::compile_units(config, families, package_managers, Vec::new(), Vec::new())
+        Ok(Self {
+            units: Units::compile(config, families)?,
+            package_managers: ExeMatcher::new(
+                &config.detect.package_managers,
+                "detect.package_managers",
+            )?,
+        })
+    }
+
+    pub fn common(&self, rule: RuleId) -> &RuleCommon {
+        self.units.common(rule)
     }
 
     /// An exec (or a fork that linked an earlier exec late), after annotation.
     pub fn on_exec(&mut self, table: &Table, id: EntityId, ts_ns: u64, out: &mut Vec<Finding<'_>>) {
-        let Some(p) = table.get(id) else { return };
-        // The only additions to every exec's cost: a glob-set lookup on the name, and a map
-        // lookup skipped while no server-written file is tracked.
-        if self.module.is_tool(&p.image) && !self.below_package_manager(table, id) {
-            out.push(Finding::new(RuleId::ServerModuleChange, id, ts_ns));
-        }
-        if let Some(f) = self.written.on_exec(p, ts_ns) {
-            out.push(f);
-        }
-        if !below_server(&p.annotation) {
-            return;
-        }
-        if self.shell.fires(p) {
-            out.push(Finding::new(RuleId::ServerSpawnedShell, id, ts_ns));
-        } else if self
-            .recon
-            .fires(table, p, &mut self.scratch, &mut self.owners)
-        {
-            out.push(Finding::new(RuleId::ServerSpawnedRecon, id, ts_ns));
-        }
+        let Some(process) = table.get(id) else { return };
+        let cx = ExecContext {
+            table,
+            process,
+            ts_ns,
+            package_managers: &self.package_managers,
+        };
+        self.units.on_exec(&cx, out);
     }
 
     /// Whether a file event concerns any rule; the others are dropped before the lineage.
@@ -207,13 +242,14 @@ impl Rules {
         if !f.succeeded() {
             return FileInterest {
                 in_root: false,
-                module: false,
+                wanting: 0,
             };
         }
+        // The web roots are the script-write rule's setting; the executed-file rule reads them too.
+        let in_root = self.units.webroot.in_root(&f.path);
         FileInterest {
-            in_root: (self.webroot.common.enabled || self.written.common.enabled)
-                && self.webroot.in_root(&f.path),
-            module: self.module.is_module_path(&f.path),
+            in_root,
+            wanting: self.units.wanting_file(f, in_root),
         }
     }
 
@@ -226,45 +262,38 @@ impl Rules {
         interest: FileInterest,
         out: &mut Vec<Finding<'e>>,
     ) {
-        let Some(p) = table.get(id) else { return };
-        if interest.in_root {
-            self.written.on_write(p, &f.path);
-            if self.webroot.common.enabled
-                && self.webroot.is_script(&f.path)
-                && !self.below_package_manager(table, id)
-                && !self.webroot.is_deployer_chain(table, id, f.uid)
-            {
-                let mut finding = Finding::about_file(RuleId::WebrootScriptWrite, id, f);
-                finding.severity = Some(self.webroot.severity_for(p));
-                out.push(finding);
-            }
-        }
-        if interest.module && !self.below_package_manager(table, id) {
-            out.push(Finding::about_file(RuleId::ServerModuleChange, id, f));
-        }
+        let Some(process) = table.get(id) else { return };
+        let cx = FileContext {
+            table,
+            file: f,
+            process,
+            in_root: interest.in_root,
+            package_managers: &self.package_managers,
+        };
+        self.units.on_file(&cx, interest.wanting, out);
+    }
+
+    /// Whether a connect concerns any rule; the others are dropped before the lineage.
+    pub fn wants_connect(&self, c: &Connect) -> bool {
+        self.units.wants_connect(c)
     }
 
     /// A connect by the live process `p` (whose server, if any, is known by now).
     pub fn on_connect<'e>(
         &mut self,
-        p: &Process<Annotation>,
+        process: &Process<Annotation>,
         families: &Families,
-        c: &'e Connect,
+        connect: &'e Connect,
         boot_wall_ns: u64,
         out: &mut Vec<Finding<'e>>,
     ) {
-        if self.outbound.fires(p, families, c, boot_wall_ns) {
-            out.push(Finding {
-                connect: Some(c),
-                ..Finding::new(RuleId::ServerOutboundUnknown, p.id, c.ts_ns)
-            });
-        }
-    }
-
-    /// The process or one of its ancestors is a package manager.
-    fn below_package_manager(&self, table: &Table, id: EntityId) -> bool {
-        let pm = &self.package_managers;
-        self_and_ancestors(table, id).any(|p| pm.is_match(&p.image.exe, p.image.name()))
+        let cx = ConnectContext {
+            process,
+            families,
+            connect,
+            boot_wall_ns,
+        };
+        self.units.on_connect(&cx, out);
     }
 }
 

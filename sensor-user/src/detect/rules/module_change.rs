@@ -37,6 +37,31 @@ impl super::RuleUnit for ModuleRule {
     fn common(&self) -> &RuleCommon {
         &self.common
     }
+
+    /// Checked on every exec: a glob set lookup on the file name, nothing allocated.
+    fn on_exec<'e>(&mut self, cx: &super::ExecContext<'_>, out: &mut Vec<super::Finding<'e>>) {
+        if self.is_tool(&cx.process.image) && !cx.below_package_manager() {
+            out.push(super::Finding::new(
+                super::RuleId::ServerModuleChange,
+                cx.process.id,
+                cx.ts_ns,
+            ));
+        }
+    }
+
+    fn wants_file(&self, f: &crate::event::File, _in_root: bool) -> bool {
+        self.is_module_path(&f.path)
+    }
+
+    fn on_file<'e>(&mut self, cx: &super::FileContext<'_, 'e>, out: &mut Vec<super::Finding<'e>>) {
+        if !cx.below_package_manager() {
+            out.push(super::Finding::about_file(
+                super::RuleId::ServerModuleChange,
+                cx.process.id,
+                cx.file,
+            ));
+        }
+    }
 }
 
 super::rule_section!(ServerModuleChangeConfig);

@@ -40,6 +40,24 @@ impl super::RuleUnit for OutboundRule {
     fn common(&self) -> &RuleCommon {
         &self.common
     }
+
+    fn wants_connect(&self, c: &Connect) -> bool {
+        self.wants(c)
+    }
+
+    fn on_connect<'e>(
+        &mut self,
+        cx: &super::ConnectContext<'_, 'e>,
+        out: &mut Vec<super::Finding<'e>>,
+    ) {
+        let (p, c) = (cx.process, cx.connect);
+        if self.fires(p, cx.families, c, cx.boot_wall_ns) {
+            out.push(super::Finding {
+                connect: Some(c),
+                ..super::Finding::new(super::RuleId::ServerOutboundUnknown, p.id, c.ts_ns)
+            });
+        }
+    }
 }
 
 super::rule_section!(OutboundRuleConfig);

@@ -4,6 +4,8 @@
 //! Falco suspicious_web_children and network_tool_binaries; Elastic protections
 //! persistence_suspicious_web_server_child_process.
 
+use std::mem::take;
+
 use regex::Regex;
 
 use super::{
@@ -40,6 +42,23 @@ impl super::RuleUnit for ReconRule {
     fn common(&self) -> &RuleCommon {
         &self.common
     }
+
+    fn on_exec<'e>(&mut self, cx: &super::ExecContext<'_>, out: &mut Vec<super::Finding<'e>>) {
+        if !super::below_server(&cx.process.annotation) {
+            return;
+        }
+        // Reused buffers, lent out while `fires` borrows the rule.
+        let (mut scratch, mut owners) = (take(&mut self.scratch), take(&mut self.owners));
+        let fires = self.fires(cx.table, cx.process, &mut scratch, &mut owners);
+        (self.scratch, self.owners) = (scratch, owners);
+        if fires {
+            out.push(super::Finding::new(
+                super::RuleId::ServerSpawnedRecon,
+                cx.process.id,
+                cx.ts_ns,
+            ));
+        }
+    }
 }
 
 super::rule_section!(ReconRuleConfig);
@@ -48,6 +67,8 @@ pub struct ReconRule {
     pub common: RuleCommon,
     tools: ExeMatcher,
     args: Vec<Option<Regex>>,
+    scratch: Vec<usize>,
+    owners: Vec<usize>,
 }
 
 const FIELD: &str = "rules.server_spawned_recon";
@@ -81,6 +102,8 @@ impl ReconRule {
             common: RuleCommon::compile(config, FIELD, families)?,
             tools: ExeMatcher::new_owned(&tools)?,
             args,
+            scratch: Vec::new(),
+            owners: Vec::new(),
         })
     }
 

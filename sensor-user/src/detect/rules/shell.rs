@@ -39,6 +39,16 @@ impl super::RuleUnit for ShellRule {
     fn common(&self) -> &RuleCommon {
         &self.common
     }
+
+    fn on_exec<'e>(&mut self, cx: &super::ExecContext<'_>, out: &mut Vec<super::Finding<'e>>) {
+        if super::below_server(&cx.process.annotation) && self.fires(cx.process) {
+            out.push(super::Finding::new(
+                super::RuleId::ServerSpawnedShell,
+                cx.process.id,
+                cx.ts_ns,
+            ));
+        }
+    }
 }
 
 super::rule_section!(ShellRuleConfig);

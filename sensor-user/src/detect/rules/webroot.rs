@@ -45,6 +45,23 @@ impl super::RuleUnit for WebrootRule {
     fn common(&self) -> &RuleCommon {
         &self.common
     }
+
+    fn wants_file(&self, _f: &crate::event::File, in_root: bool) -> bool {
+        self.common.enabled && in_root
+    }
+
+    fn on_file<'e>(&mut self, cx: &super::FileContext<'_, 'e>, out: &mut Vec<super::Finding<'e>>) {
+        let f = cx.file;
+        if self.is_script(&f.path)
+            && !cx.below_package_manager()
+            && !self.is_deployer_chain(cx.table, cx.process.id, f.uid)
+        {
+            let mut finding =
+                super::Finding::about_file(super::RuleId::WebrootScriptWrite, cx.process.id, f);
+            finding.severity = Some(self.severity_for(cx.process));
+            out.push(finding);
+        }
+    }
 }
 
 super::rule_section!(WebrootScriptWriteConfig);

@@ -42,6 +42,21 @@ impl super::RuleUnit for WrittenFiles {
     fn common(&self) -> &RuleCommon {
         &self.common
     }
+
+    /// A map lookup, skipped while no server-written file is tracked.
+    fn on_exec<'e>(&mut self, cx: &super::ExecContext<'_>, out: &mut Vec<Finding<'e>>) {
+        if let Some(f) = self.finding_for_exec(cx.process, cx.ts_ns) {
+            out.push(f);
+        }
+    }
+
+    fn wants_file(&self, _f: &crate::event::File, in_root: bool) -> bool {
+        self.common.enabled && in_root
+    }
+
+    fn on_file<'e>(&mut self, cx: &super::FileContext<'_, 'e>, _out: &mut Vec<Finding<'e>>) {
+        self.on_write(cx.process, &cx.file.path);
+    }
 }
 
 /// Who wrote a file.
@@ -106,7 +121,7 @@ impl WrittenFiles {
     }
 
     /// An exec of a file a server tree wrote: alert in the writer's incident.
-    pub fn on_exec(&self, p: &Process<Annotation>, ts_ns: u64) -> Option<Finding<'static>> {
+    pub fn finding_for_exec(&self, p: &Process<Annotation>, ts_ns: u64) -> Option<Finding<'static>> {
         let (path, writer) = self.executed(&p.image)?;
         Some(Finding {
             file: Some(Cow::Owned(path.to_owned())),
