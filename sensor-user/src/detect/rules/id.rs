@@ -54,10 +54,11 @@ pub trait RuleUnit: Sized {
     fn on_connect<'e>(&mut self, _cx: &ConnectContext<'_, 'e>, _out: &mut Vec<Finding<'e>>) {}
 }
 
-/// Builds, from one list of `Variant = totals position => field: module::Type`, the rule modules,
-/// the [`RuleId`] enum, its metadata lookup, and [`super::Units`] (one field per rule) whose hooks run the rules in list
-/// order: the order of the alerts one event raises. The explicit positions keep the order of the
-/// per-rule totals (`RuleId::ALL`) apart from it; they are never renumbered.
+/// Builds, from one list of `Variant = totals position => field: module::Type`, the rule
+/// modules, the [`RuleId`] enum, its metadata lookup, and [`super::Units`] (one field per rule)
+/// whose hooks run the rules in list order: the order of the alerts one event raises. The
+/// explicit positions keep the order of the per-rule totals (`RuleId::ALL`) apart from it; they
+/// are never renumbered.
 macro_rules! registry {
     ($($variant:ident = $pos:literal => $field:ident: $module:ident::$ty:ident,)*) => {
         $(pub mod $module;)*

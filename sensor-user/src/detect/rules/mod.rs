@@ -349,4 +349,42 @@ mod tests {
             1
         );
     }
+
+    #[test]
+    fn totals_keep_their_order() {
+        let ids = RuleId::ALL.map(RuleId::as_str);
+        assert_eq!(
+            ids,
+            [
+                "server-spawned-shell",
+                "server-spawned-recon",
+                "server-outbound-unknown",
+                "webroot-script-write",
+                "server-module-change",
+                "server-written-file-executed",
+            ]
+        );
+    }
+
+    /// The registry's order is the order of the alerts one event raises.
+    #[test]
+    fn alerts_of_one_exec_keep_the_registry_order() {
+        let mut engine = Engine::new(&Config::default(), HostInfo::default()).expect("engine");
+        let mut alerts = Vec::new();
+        engine.process(
+            exec(1, 10, 1, "/usr/sbin/php-fpm8.2", &["php-fpm"]),
+            &mut alerts,
+        );
+        engine.process(write(2, 10, "/var/www/html/up/x.sh"), &mut alerts);
+        alerts.clear();
+        engine.process(
+            exec(3, 11, 10, "/bin/sh", &["sh", "/var/www/html/up/x.sh"]),
+            &mut alerts,
+        );
+        let rules: Vec<&str> = alerts.iter().map(|a| a.rule.id).collect();
+        assert_eq!(
+            rules,
+            ["server-written-file-executed", "server-spawned-shell"]
+        );
+    }
 }
