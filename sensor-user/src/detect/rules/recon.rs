@@ -27,8 +27,8 @@ impl super::RuleUnit for ReconRule {
     const META: super::RuleMeta = super::RuleMeta {
         id: "server-spawned-recon",
         name: "Reconnaissance or network tool started below a server process",
-        description: "A discovery, download or network tool (id, whoami, uname, curl, wget, nc, ...) \
-        was started directly by a server process or below a shell that a server \
+        description: "A discovery, download or network tool (id, whoami, uname, curl, wget, nc, \
+        ...) was started directly by a server process or below a shell that a server \
         process started: an attacker exploring the host through a foothold.",
         category: &["process"],
         event_type: &["start"],

@@ -23,8 +23,8 @@ impl super::RuleUnit for ShellRule {
     const META: super::RuleMeta = super::RuleMeta {
         id: "server-spawned-shell",
         name: "Shell or inline interpreter started below a server process",
-        description: "A shell (sh, bash, dash, busybox sh, ...) or an interpreter running inline code \
-        (python -c, perl -e, php -r, ...) has a server process (web, application or \
+        description: "A shell (sh, bash, dash, busybox sh, ...) or an interpreter running \
+        inline code (python -c, perl -e, php -r, ...) has a server process (web, application or \
         database server) among its ancestors: the typical first step of a web shell or \
         of command execution through a database server.",
         category: &["process"],

@@ -28,8 +28,8 @@ impl super::RuleUnit for WebrootRule {
     const META: super::RuleMeta = super::RuleMeta {
         id: "webroot-script-write",
         name: "Script or page file written into a web root",
-        description: "A file with a script or page extension (php, jsp, aspx, cgi, ...) was created, \
-        modified, renamed or linked under a web root by a process that is neither a \
+        description: "A file with a script or page extension (php, jsp, aspx, cgi, ...) was \
+        created, modified, renamed or linked under a web root by a process that is neither a \
         package manager nor a configured deployer: a web shell being planted. Most \
         severe when the writer is a server process or below one (an upload through a \
         vulnerable application).",

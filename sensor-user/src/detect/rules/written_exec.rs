@@ -121,7 +121,11 @@ impl WrittenFiles {
     }
 
     /// An exec of a file a server tree wrote: alert in the writer's incident.
-    pub fn finding_for_exec(&self, p: &Process<Annotation>, ts_ns: u64) -> Option<Finding<'static>> {
+    pub fn finding_for_exec(
+        &self,
+        p: &Process<Annotation>,
+        ts_ns: u64,
+    ) -> Option<Finding<'static>> {
         let (path, writer) = self.executed(&p.image)?;
         Some(Finding {
             file: Some(Cow::Owned(path.to_owned())),
