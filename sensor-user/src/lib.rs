@@ -18,3 +18,4 @@ pub mod privileges;
 pub mod proc_facts;
 pub mod record;
 pub mod sink;
+pub mod state_file;

@@ -2,11 +2,7 @@
 //! that servers connect to become allowed; afterwards only new ones alert. The set can persist in
 //! a JSON state file across restarts.
 
-use std::{
-    collections::BTreeSet,
-    net::IpAddr,
-    path::{Path, PathBuf},
-};
+use std::{collections::BTreeSet, net::IpAddr, path::Path};
 
 use serde::{Deserialize, Serialize};
 
@@ -80,7 +76,8 @@ impl Learned {
 
     /// Loads a state file; a missing file starts learning afresh.
     pub fn load(&mut self, path: &Path) -> Result<(), DetectError> {
-        let text = match std::fs::read_to_string(path) {
+        // Not through a link: the sensor reads it as root.
+        let text = match crate::state_file::read_no_follow(path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(source) => {
@@ -90,7 +87,7 @@ impl Learned {
                 });
             }
         };
-        let state: StateFile = serde_json::from_str(&text).map_err(|e| DetectError::State {
+        let state: StateFile = serde_json::from_slice(&text).map_err(|e| DetectError::State {
             path: path.to_owned(),
             source: e.into(),
         })?;
@@ -133,10 +130,7 @@ impl Learned {
             path: path.to_owned(),
             source: e.into(),
         })?;
-        let mut tmp = PathBuf::from(path);
-        tmp.as_mut_os_string().push(".tmp");
-        std::fs::write(&tmp, json).map_err(err)?;
-        std::fs::rename(&tmp, path).map_err(err)?;
+        crate::state_file::replace(path, &json).map_err(err)?;
         self.dirty = false;
         Ok(())
     }

@@ -7,9 +7,6 @@
 
 use std::{
     collections::BTreeMap,
-    fs::OpenOptions,
-    io::Write as _,
-    os::unix::fs::OpenOptionsExt as _,
     path::{Path, PathBuf},
 };
 
@@ -118,19 +115,7 @@ fn write_atomically(path: &Path, entries: &[&Entry]) -> Result<(), PendingError>
         path: path.to_owned(),
         source,
     })?;
-    let mut tmp = PathBuf::from(path);
-    tmp.as_mut_os_string().push(".tmp");
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&tmp)
-        .map_err(io)?;
-    file.write_all(&json).map_err(io)?;
-    drop(file);
-    std::fs::rename(&tmp, path).map_err(io)
+    crate::state_file::replace(path, &json).map_err(io)
 }
 
 /// The alerts a previous run left waiting; the file is left in place until they are out (the
@@ -140,11 +125,7 @@ pub fn load(path: &Path) -> Result<Vec<Entry>, PendingError> {
         path: path.to_owned(),
         source,
     };
-    let file = match OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-    {
+    let file = match crate::state_file::open_no_follow(path) {
         Ok(file) => file,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(err) => return Err(io(err)),

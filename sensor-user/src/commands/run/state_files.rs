@@ -40,7 +40,7 @@ pub fn restore_incidents(engine: &mut Engine, config: &Config) {
     let Some(path) = incidents_path(config) else {
         return;
     };
-    let text = match read_no_follow(path) {
+    let text = match crate::state_file::read_no_follow(path) {
         Ok(text) => text,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return,
         Err(source) => {
@@ -89,32 +89,5 @@ pub fn save_incidents(engine: &mut Engine, config: &Config) -> Result<(), StateE
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(io)?;
     }
-    let mut tmp = PathBuf::from(path);
-    tmp.as_mut_os_string().push(".tmp");
-    {
-        use std::{io::Write as _, os::unix::fs::OpenOptionsExt as _};
-        // A link planted in place of the temporary file is not followed.
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&tmp)
-            .and_then(|mut file| file.write_all(&json))
-            .map_err(io)?;
-    }
-    std::fs::rename(&tmp, path).map_err(io)
-}
-
-/// The state file's bytes, refusing a symbolic link (ELOOP) in its place.
-fn read_no_follow(path: &Path) -> std::io::Result<Vec<u8>> {
-    use std::{io::Read as _, os::unix::fs::OpenOptionsExt as _};
-    let mut text = Vec::new();
-    std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)?
-        .read_to_end(&mut text)?;
-    Ok(text)
+    crate::state_file::replace(path, &json).map_err(io)
 }
