@@ -60,9 +60,31 @@ impl OwnTree {
                 .any(|e| self.dirs.iter().any(|d| Path::new(e).starts_with(d)))
             || pids.iter().any(|&p| self.descends_from_test(p));
         if ours {
-            self.known.extend(pids);
+            self.learn(alert);
         }
         ours
+    }
+
+    /// Remembers the alert's processes that are the test's: the ancestry below the test process
+    /// when it is in there (those above it, a shell or session the test runs under, are shared
+    /// with other programs), else the whole chain, which then starts at a server of the test.
+    /// pid 1 and 0 are never the test's (an orphan's parent is init).
+    fn learn(&mut self, alert: &Alert) {
+        let doc = &alert.doc;
+        let ancestry: Vec<u64> = doc["lineage"]["ancestry"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|x| x["pid"].as_u64()).collect())
+            .unwrap_or_default();
+        let below = match ancestry.iter().position(|&p| p == self.test_pid) {
+            Some(at) => &ancestry[at..],
+            None => &ancestry[..],
+        };
+        let own = below
+            .iter()
+            .copied()
+            .chain(doc["process"]["pid"].as_u64())
+            .filter(|&p| p > 1);
+        self.known.extend(own);
     }
 
     /// Walks the live parent chain of `pid` up to init.
@@ -88,4 +110,83 @@ fn parent_of(pid: u64) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after = &stat[stat.rfind(')')? + 1..];
     after.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+
+    fn alert(process: u64, parent: u64, ancestry: &[(u64, &str)]) -> Alert {
+        let ancestry: Vec<serde_json::Value> = ancestry
+            .iter()
+            .map(|(pid, exe)| serde_json::json!({"pid": pid, "executable": exe}))
+            .collect();
+        let doc = serde_json::json!({
+            "process": {"pid": process, "executable": "/bin/sh", "parent": {"pid": parent}},
+            "lineage": {"ancestry": ancestry},
+        });
+        Alert::parse(Instant::now(), doc.to_string()).expect("alert")
+    }
+
+    /// A pid far above any real one: never alive, never anyone's parent.
+    const GONE: u64 = 4_000_000_000;
+
+    #[test]
+    fn the_tests_own_processes_are_its_and_the_session_above_it_is_not() {
+        let mut tree = OwnTree::of_this_test();
+        let me = u64::from(std::process::id());
+        // A shell the test ran: the session above the test is in its ancestry.
+        let session = GONE + 1;
+        assert!(tree.contains(&alert(
+            GONE + 2,
+            me,
+            &[
+                (session, "/bin/bash"),
+                (me, "/x/test"),
+                (GONE + 2, "/bin/sh")
+            ]
+        )));
+        // Another program of the same session is not the test's.
+        assert!(!tree.contains(&alert(
+            GONE + 3,
+            session,
+            &[(session, "/bin/bash"), (GONE + 3, "/bin/sh")]
+        )));
+        // An orphan's parent is init: that does not make every orphan the test's.
+        assert!(!tree.contains(&alert(GONE + 4, 1, &[(GONE + 4, "/bin/sh")])));
+    }
+
+    #[test]
+    fn programs_run_from_the_tests_directory_are_its_after_they_exit() {
+        let dir = tempfile::tempdir().expect("dir");
+        let server = dir.path().join("nginx");
+        let server = server.to_str().expect("utf-8");
+        let mut tree = OwnTree::of_this_test();
+        assert!(!tree.contains(&alert(
+            GONE + 6,
+            GONE + 5,
+            &[(GONE + 5, server), (GONE + 6, "/bin/sh")]
+        )));
+        tree.add_dir(dir.path());
+        assert!(tree.contains(&alert(
+            GONE + 6,
+            GONE + 5,
+            &[(GONE + 5, server), (GONE + 6, "/bin/sh")]
+        )));
+        // Learned: the tool the shell ran, whose chain names only pids now.
+        assert!(tree.contains(&alert(
+            GONE + 7,
+            GONE + 6,
+            &[(GONE + 6, "/bin/sh"), (GONE + 7, "/usr/bin/id")]
+        )));
+        // A registered server is the test's.
+        tree.add_pid(12);
+        assert!(tree.contains(&alert(
+            GONE + 9,
+            GONE + 8,
+            &[(12, "/usr/sbin/nginx"), (GONE + 9, "/bin/sh")]
+        )));
+    }
 }
