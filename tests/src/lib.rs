@@ -121,6 +121,15 @@ pub fn fake_server(workload: &str, dir: &std::path::Path, name: &str) -> std::pa
     server
 }
 
+/// Config text that turns rate limiting off: each marker is its own alert anyway, but nothing
+/// may be held back. The sink tests start their configs with it.
+pub const NO_RATE_LIMIT: &str = "[rate_limit]\nwindow_secs = 0\n\n";
+
+/// The fake server runs `sh -c` with a unique marker: exactly one server-spawned-shell alert.
+pub fn marked_alert(server: &std::path::Path, marker: &str) {
+    server_shell(server, &format!("echo {marker} >/dev/null")).expect("the fake server's shell");
+}
+
 /// The fake server runs `sh -c CMD` and exits: one server-spawned shell (with `cmd` as its
 /// marker). A server that fails is an error.
 pub fn server_shell(server: &std::path::Path, cmd: &str) -> Result<(), String> {

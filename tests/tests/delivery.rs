@@ -2,23 +2,13 @@
 //! webhook and an Elasticsearch `_bulk` receiver on loopback, and a file, while the receivers go
 //! down and the sensor restarts. `cargo xtask test` installs rsyslog.
 
-use std::path::Path;
-
 use integration_tests::{
-    RunningSensor, fake_server, metric,
+    NO_RATE_LIMIT, RunningSensor, fake_server, marked_alert, metric,
     receivers::{HttpReceiver, Rsyslog, WITHIN, deduplicated, has_marker, read_ndjson, wait_until},
-    require_root, scratch, server_shell,
+    require_root, scratch,
 };
 
 const WORKLOAD: &str = env!("CARGO_BIN_EXE_workload");
-
-/// Rate limiting off: every marker is its own alert anyway, but nothing may be held back.
-const BASE_CONFIG: &str = "[rate_limit]\nwindow_secs = 0\n\n";
-
-/// The fake server runs `sh -c` with a unique marker: one server-spawned-shell alert.
-fn make_alert(server: &Path, marker: &str) {
-    server_shell(server, &format!("echo {marker} >/dev/null")).expect("the fake server's shell");
-}
 
 /// Receivers go down while alerts happen, and come back; then they go down again, the sensor is
 /// restarted, and its spool is replayed. Every receiver ends with every alert the sensor
@@ -37,7 +27,7 @@ fn alerts_survive_receiver_outages_and_a_sensor_restart() {
     std::fs::write(
         &config,
         format!(
-            r#"{BASE_CONFIG}[output]
+            r#"{NO_RATE_LIMIT}[output]
 spool_dir = "{spool}"
 
 [[output.sinks]]
@@ -82,7 +72,7 @@ retry_max_secs = 1
 
     // 1. Everything up.
     let sensor = RunningSensor::start(&config);
-    make_alert(&server, "mark-a0");
+    marked_alert(&server, "mark-a0");
     wait_until("mark-a0 at every receiver", || {
         everywhere(&rsyslog, &http, "mark-a0")
     });
@@ -91,7 +81,7 @@ retry_max_secs = 1
     rsyslog.stop();
     http.stop();
     for i in 0..4 {
-        make_alert(&server, &format!("mark-b{i}"));
+        marked_alert(&server, &format!("mark-b{i}"));
     }
     wait_until(
         "failed deliveries and a backlog on every network sink",
@@ -122,7 +112,7 @@ retry_max_secs = 1
     rsyslog.stop();
     http.stop();
     for i in 0..3 {
-        make_alert(&server, &format!("mark-c{i}"));
+        marked_alert(&server, &format!("mark-c{i}"));
     }
     wait_until("mark-c* in the spools", || {
         let text = sensor.metrics();

@@ -5,20 +5,12 @@
 use std::path::Path;
 
 use integration_tests::{
-    RunningSensor, fake_server, metric,
+    NO_RATE_LIMIT, RunningSensor, fake_server, marked_alert, metric,
     receivers::{has_marker, read_ndjson, wait_until},
-    require_root, scratch, server_shell,
+    require_root, scratch,
 };
 
 const WORKLOAD: &str = env!("CARGO_BIN_EXE_workload");
-
-/// Rate limiting off: every marker is its own alert anyway, but nothing may be held back.
-const BASE_CONFIG: &str = "[rate_limit]\nwindow_secs = 0\n\n";
-
-/// The fake server runs `sh -c` with a unique marker: one server-spawned-shell alert.
-fn make_alert(server: &Path, marker: &str) {
-    server_shell(server, &format!("echo {marker} >/dev/null")).expect("the fake server's shell");
-}
 
 /// The capabilities the systemd unit grants, from its AmbientCapabilities= line.
 fn unit_capabilities() -> Vec<String> {
@@ -89,7 +81,7 @@ fn runs_with_only_the_units_capabilities_and_names_a_missing_one() {
     std::fs::write(
         &config,
         format!(
-            "{BASE_CONFIG}[output]\nspool_dir = \"{}\"\n\n[[output.sinks]]\ntype = \"file\"\npath = \"{}\"\n",
+            "{NO_RATE_LIMIT}[output]\nspool_dir = \"{}\"\n\n[[output.sinks]]\ntype = \"file\"\npath = \"{}\"\n",
             spool.display(),
             alerts.display()
         ),
@@ -105,7 +97,7 @@ fn runs_with_only_the_units_capabilities_and_names_a_missing_one() {
         RunningSensor::start_with(&config, &setpriv(&caps)).unwrap_or_else(|(status, log)| {
             panic!("the sensor works with the unit's capabilities ({status}): {log:#?}")
         });
-    make_alert(&server, "least-priv");
+    marked_alert(&server, "least-priv");
     wait_until("an alert from the unprivileged sensor", || {
         has_marker(&read_ndjson(&alerts), "least-priv")
     });

@@ -2,27 +2,18 @@
 //! exposition. `cargo xtask test` installs prometheus.
 
 use std::{
-    path::Path,
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
 use integration_tests::{
-    RunningSensor, fake_server, free_port, metric,
+    NO_RATE_LIMIT, RunningSensor, fake_server, free_port, marked_alert, metric,
     receivers::{WITHIN, has_marker, http_get, read_ndjson, wait_until},
-    require_root, scratch, server_shell,
+    require_root, scratch,
 };
 use serde_json::Value;
 
 const WORKLOAD: &str = env!("CARGO_BIN_EXE_workload");
-
-/// Rate limiting off: every marker is its own alert anyway, but nothing may be held back.
-const BASE_CONFIG: &str = "[rate_limit]\nwindow_secs = 0\n\n";
-
-/// The fake server runs `sh -c` with a unique marker: one server-spawned-shell alert.
-fn make_alert(server: &Path, marker: &str) {
-    server_shell(server, &format!("echo {marker} >/dev/null")).expect("the fake server's shell");
-}
 
 /// A real Prometheus scrapes the endpoint; promtool accepts the exposition; the endpoint shows
 /// health and readiness and no alert contents.
@@ -35,7 +26,7 @@ fn prometheus_scrapes_the_sensor_and_promtool_accepts_its_metrics() {
     std::fs::write(
         &config,
         format!(
-            "{BASE_CONFIG}[output]\nspool_dir = \"{}\"\n\n[[output.sinks]]\ntype = \"file\"\npath = \"{}\"\n",
+            "{NO_RATE_LIMIT}[output]\nspool_dir = \"{}\"\n\n[[output.sinks]]\ntype = \"file\"\npath = \"{}\"\n",
             dir.join("spool").display(),
             dir.join("alerts.ndjson").display()
         ),
@@ -50,7 +41,7 @@ fn prometheus_scrapes_the_sensor_and_promtool_accepts_its_metrics() {
     assert_eq!(http_get(&format!("{base}/readyz")).expect("readyz").0, 200);
 
     let marker = "secret-marker-7f3a";
-    make_alert(&server, marker);
+    marked_alert(&server, marker);
     wait_until("the alert", || {
         has_marker(&read_ndjson(&dir.join("alerts.ndjson")), marker)
     });

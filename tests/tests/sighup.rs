@@ -5,20 +5,12 @@
 use std::path::Path;
 
 use integration_tests::{
-    RunningSensor, fake_server,
+    NO_RATE_LIMIT, RunningSensor, fake_server, marked_alert,
     receivers::{WITHIN, has_marker, read_ndjson, wait_until},
-    require_root, scratch, server_shell,
+    require_root, scratch,
 };
 
 const WORKLOAD: &str = env!("CARGO_BIN_EXE_workload");
-
-/// Rate limiting off: every marker is its own alert anyway, but nothing may be held back.
-const BASE_CONFIG: &str = "[rate_limit]\nwindow_secs = 0\n\n";
-
-/// The fake server runs `sh -c` with a unique marker: one server-spawned-shell alert.
-fn make_alert(server: &Path, marker: &str) {
-    server_shell(server, &format!("echo {marker} >/dev/null")).expect("the fake server's shell");
-}
 
 /// SIGHUP reopens the file sink (logrotate), refuses an invalid config with file, line and
 /// field, and applies a valid one, with the programs attached throughout.
@@ -32,7 +24,7 @@ fn sighup_reopens_files_refuses_bad_configs_and_applies_good_ones() {
     let config = dir.join("sensor.toml");
     let file_config = |path: &Path, extra: &str| {
         format!(
-            "{BASE_CONFIG}{extra}[output]\nspool_dir = \"{}\"\n\n[[output.sinks]]\ntype = \"file\"\npath = \"{}\"\n",
+            "{NO_RATE_LIMIT}{extra}[output]\nspool_dir = \"{}\"\n\n[[output.sinks]]\ntype = \"file\"\npath = \"{}\"\n",
             dir.join("spool").display(),
             path.display()
         )
@@ -44,7 +36,7 @@ fn sighup_reopens_files_refuses_bad_configs_and_applies_good_ones() {
             has_marker(&read_ndjson(path), marker)
         });
     };
-    make_alert(&server, "hup-0");
+    marked_alert(&server, "hup-0");
     arrives(&first, "hup-0");
 
     // logrotate: move the file away, SIGHUP, the next alert goes to a new file.
@@ -52,7 +44,7 @@ fn sighup_reopens_files_refuses_bad_configs_and_applies_good_ones() {
     std::fs::rename(&first, &rotated).expect("rotate");
     sensor.signal(libc::SIGHUP);
     sensor.expect_log(WITHIN, "SIGHUP: reloaded");
-    make_alert(&server, "hup-1");
+    marked_alert(&server, "hup-1");
     arrives(&first, "hup-1");
     assert!(!has_marker(&read_ndjson(&rotated), "hup-1"));
 
@@ -60,7 +52,7 @@ fn sighup_reopens_files_refuses_bad_configs_and_applies_good_ones() {
     std::fs::write(
         &config,
         format!(
-            "{BASE_CONFIG}[output]\nspool_dir = \"/tmp\"\n\n[[output.sinks]]\ntype = \"file\"\npaht = \"/tmp/x\"\n"
+            "{NO_RATE_LIMIT}[output]\nspool_dir = \"/tmp\"\n\n[[output.sinks]]\ntype = \"file\"\npaht = \"/tmp/x\"\n"
         ),
     )
     .expect("bad config");
@@ -76,7 +68,7 @@ fn sighup_reopens_files_refuses_bad_configs_and_applies_good_ones() {
         refusal.contains(&format!("{}:9:", config.display())) && refusal.contains("paht"),
         "the refusal names file, line and field: {refusal}"
     );
-    make_alert(&server, "hup-2");
+    marked_alert(&server, "hup-2");
     arrives(&first, "hup-2");
 
     // A valid new config: another file, and new detection settings (the engine is replaced).
@@ -87,7 +79,7 @@ fn sighup_reopens_files_refuses_bad_configs_and_applies_good_ones() {
     .expect("new config");
     sensor.signal(libc::SIGHUP);
     sensor.expect_log(WITHIN, "detection rules replaced");
-    make_alert(&server, "hup-3");
+    marked_alert(&server, "hup-3");
     arrives(&second, "hup-3");
     assert!(!has_marker(&read_ndjson(&first), "hup-3"));
     let log = sensor.stop_clean();
