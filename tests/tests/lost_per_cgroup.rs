@@ -1,8 +1,8 @@
 //! Lost-event accounting held to an independent count: the test's own workload, alone in a
 //! cgroup of the test's own, makes exactly N+1 execs into a ring too small for them; the execs
 //! delivered for its tree plus those the kernel counted lost for its cgroup must be N+1, no
-//! more and no fewer. Not among the guest tests: the 6.1 guest mounts no cgroup v2 hierarchy
-//! (`capture.rs`'s `a_full_ring_is_counted_never_silent` checks the host-wide bound there).
+//! more and no fewer. The 6.1 guest runs it too, after mounting cgroup v2 for it alone
+//! (xtask/src/vm.rs).
 
 use std::process::{Command, Stdio};
 
