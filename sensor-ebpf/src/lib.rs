@@ -14,6 +14,11 @@ pub mod maps {
     pub const LOST: &str = "LOST";
     /// Per-CPU `u64`: when this CPU last woke the reader (the programs' wakeup rate limit).
     pub const LAST_WAKE: &str = "LAST_WAKE";
+    /// LRU per-CPU hash `u64` cgroup v2 id -> [`crate::LostCounts`]: the records counted in
+    /// [`LOST`], by the cgroup of the task that was current when the reservation failed.
+    /// Userspace does not read it; it lets a test (or an operator with bpftool) tell one
+    /// workload's losses from the host's.
+    pub const LOST_BY_CGROUP: &str = "LOST_BY_CGROUP";
     /// Per-CPU scratch space in which exec records are built (they exceed the 512-byte stack).
     pub const EXEC_SCRATCH: &str = "EXEC_SCRATCH";
     /// connect() calls between entry (the cgroup hook or sys_enter_connect) and the moment the
@@ -46,6 +51,17 @@ pub mod maps {
 /// them on any host; when full, the least recently used entry goes, which only delays the
 /// detection of that process's execs to the next flush tick.
 pub const SERVER_TREE_ENTRIES: u32 = 16_384;
+
+/// Entries of [`maps::LOST_BY_CGROUP`]: when more cgroups than this lose records, the least
+/// recently counted one's entry goes (the host-wide [`maps::LOST`] still counts everything).
+pub const LOST_BY_CGROUP_ENTRIES: u32 = 4096;
+
+/// A [`maps::LOST_BY_CGROUP`] value: lost records per event kind (indexed by [`kind`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LostCounts {
+    pub by_kind: [u64; kind::COUNT as usize],
+}
 
 /// Size of a PENDING_FILE value (the programs' `PendingFile`), for userspace counting its entries.
 pub const PENDING_FILE_BYTES: usize = 32;
@@ -359,6 +375,7 @@ mod pod {
     unsafe impl aya::Pod for FileEvent {}
     unsafe impl aya::Pod for ListenEvent {}
     unsafe impl aya::Pod for UdpSeenKey {}
+    unsafe impl aya::Pod for LostCounts {}
 }
 
 // Padding would make the two sides disagree silently; these fail the build instead.
@@ -372,4 +389,5 @@ const _: () = assert!(core::mem::size_of::<ConnectEvent>() == 24 + 24 + 16);
 const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 46 * 4);
 const _: () = assert!(core::mem::size_of::<ListenEvent>() == 24 + 16 + 16);
 const _: () = assert!(core::mem::size_of::<UdpSeenKey>() == 32);
+const _: () = assert!(core::mem::size_of::<LostCounts>() == 8 * kind::COUNT as usize);
 const _: () = assert!(core::mem::size_of::<FileEvent>() == 24 + 8 * 4 + SOURCE_MAX + PATH_MAX);

@@ -19,10 +19,10 @@ mod probes;
 #[cfg(target_arch = "bpf")]
 use aya_ebpf::{
     macros::map,
-    maps::{LpmTrie, LruHashMap, PerCpuArray, RingBuf},
+    maps::{LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf},
 };
 #[cfg(target_arch = "bpf")]
-use sensor_ebpf::{ConnectEvent, ExecEvent, FileEvent, PathKey, UdpSeenKey, kind};
+use sensor_ebpf::{ConnectEvent, ExecEvent, FileEvent, LostCounts, PathKey, UdpSeenKey, kind};
 
 // The static names are the map names userspace looks up: they must equal `sensor_ebpf::maps::*`
 // (the loader fails with the missing name if they drift apart).
@@ -35,6 +35,12 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 23, 0);
 #[cfg(target_arch = "bpf")]
 #[map]
 static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(kind::COUNT, 0);
+
+/// See [`sensor_ebpf::maps::LOST_BY_CGROUP`].
+#[cfg(target_arch = "bpf")]
+#[map]
+static LOST_BY_CGROUP: LruPerCpuHashMap<u64, LostCounts> =
+    LruPerCpuHashMap::with_max_entries(sensor_ebpf::LOST_BY_CGROUP_ENTRIES, 0);
 
 #[cfg(target_arch = "bpf")]
 #[map]
@@ -90,13 +96,50 @@ static WATCHED_PATHS: LpmTrie<PathKey, u8> = LpmTrie::with_max_entries(1024, 0);
 static SERVER_TREE: LruHashMap<u32, u32> =
     LruHashMap::with_max_entries(sensor_ebpf::SERVER_TREE_ENTRIES, 0);
 
-/// Counts a record that the ring buffer had no room for; userspace sums it per kind.
+/// Counts a record that the ring buffer had no room for; userspace sums it per kind. It is
+/// also counted for the current task's cgroup ([`LOST_BY_CGROUP`]), so that one workload's
+/// losses can be told from the host's.
 #[cfg(target_arch = "bpf")]
 #[inline(always)]
 fn count_lost(event_kind: u32) {
     if let Some(counter) = LOST.get_ptr_mut(event_kind) {
         // Per-CPU slot: no other writer can race this increment.
         unsafe { *counter += 1 };
+    }
+    count_lost_in_cgroup(event_kind);
+}
+
+/// The per-cgroup half of [`count_lost`]. Every caller runs in the context of the task the
+/// record is about (exec, fork's parent, exit, file syscalls, connect and listen), except
+/// the end of a TCP handshake, which may run in softirq on whatever task the CPU had.
+#[cfg(target_arch = "bpf")]
+#[inline(always)]
+fn count_lost_in_cgroup(event_kind: u32) {
+    let slot = event_kind as usize;
+    if slot >= kind::COUNT as usize {
+        return;
+    }
+    // SAFETY: helper without arguments; the cgroup v2 id of the current task.
+    let cgroup = unsafe { aya_ebpf::helpers::bpf_get_current_cgroup_id() };
+    let bump = |counts: *mut LostCounts| {
+        // SAFETY: a per-CPU value of a live entry; this program cannot be preempted by another
+        // writer of it, and `slot` is in range.
+        unsafe { (*counts).by_kind[slot] += 1 };
+    };
+    if let Some(counts) = LOST_BY_CGROUP.get_ptr_mut(cgroup) {
+        bump(counts);
+        return;
+    }
+    let mut first = LostCounts::default();
+    first.by_kind[slot] = 1;
+    if LOST_BY_CGROUP
+        .insert(cgroup, first, aya_ebpf::bindings::BPF_NOEXIST as u64)
+        .is_err()
+    {
+        // Another CPU created the entry meanwhile: count on this CPU's value of it.
+        if let Some(counts) = LOST_BY_CGROUP.get_ptr_mut(cgroup) {
+            bump(counts);
+        }
     }
 }
 

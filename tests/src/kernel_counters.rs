@@ -11,20 +11,7 @@ use serde_json::Value;
 /// be reserved in the ring, as the kernel holds them now in the `LOST` map that process `pid`
 /// has open. `cargo xtask test` installs bpftool.
 pub fn lost_by_kind(pid: u32) -> Result<Vec<u64>, String> {
-    let mut found = Vec::new();
-    for id in map_ids(pid)? {
-        let show = bpftool(&["map", "show", "id", &id.to_string()])?;
-        if show["name"] == sensor_ebpf::maps::LOST {
-            found.push(id);
-        }
-    }
-    let [id] = found[..] else {
-        return Err(format!(
-            "process {pid} holds {} maps named {}, not one",
-            found.len(),
-            sensor_ebpf::maps::LOST
-        ));
-    };
+    let id = map_named(pid, sensor_ebpf::maps::LOST)?;
     let dump = bpftool(&["map", "dump", "id", &id.to_string()])?;
     let entries = dump
         .as_array()
@@ -45,6 +32,59 @@ pub fn lost_by_kind(pid: u32) -> Result<Vec<u64>, String> {
         *slot = sum;
     }
     Ok(by_kind)
+}
+
+/// Per event kind, the sum over CPUs of records that could not be reserved while a task of
+/// cgroup `cgroup` (a cgroup v2 id) was current, from the `LOST_BY_CGROUP` map that process
+/// `pid` has open; all zero when the group lost nothing.
+pub fn lost_in_cgroup(pid: u32, cgroup: u64) -> Result<Vec<u64>, String> {
+    let id = map_named(pid, sensor_ebpf::maps::LOST_BY_CGROUP)?;
+    let dump = bpftool(&["map", "dump", "id", &id.to_string()])?;
+    let entries = dump
+        .as_array()
+        .ok_or_else(|| format!("bpftool map dump is not a list: {dump}"))?;
+    let mut by_kind = vec![0u64; sensor_ebpf::kind::COUNT as usize];
+    for entry in entries {
+        let key = number(&entry["key"]).ok_or_else(|| format!("bad key in {entry}"))?;
+        if key != cgroup {
+            continue;
+        }
+        let values = entry["values"]
+            .as_array()
+            .ok_or_else(|| format!("no per-CPU values in {entry}"))?;
+        for v in values {
+            let counts = counts(&v["value"]).ok_or_else(|| format!("bad value in {entry}"))?;
+            if counts.len() != by_kind.len() {
+                return Err(format!(
+                    "{} counts, not {}: {entry}",
+                    counts.len(),
+                    by_kind.len()
+                ));
+            }
+            for (sum, n) in by_kind.iter_mut().zip(counts) {
+                *sum += n;
+            }
+        }
+    }
+    Ok(by_kind)
+}
+
+/// The id of the one map named `name` among those process `pid` has open.
+fn map_named(pid: u32, name: &str) -> Result<u32, String> {
+    let mut found = Vec::new();
+    for id in map_ids(pid)? {
+        let show = bpftool(&["map", "show", "id", &id.to_string()])?;
+        if show["name"] == name {
+            found.push(id);
+        }
+    }
+    match found[..] {
+        [id] => Ok(id),
+        _ => Err(format!(
+            "process {pid} holds {} maps named {name}, not one",
+            found.len()
+        )),
+    }
 }
 
 /// The ids of the BPF maps among the open file descriptors of `pid`.
@@ -82,6 +122,19 @@ fn bpftool(args: &[&str]) -> Result<Value, String> {
         ));
     }
     serde_json::from_slice(&out.stdout).map_err(|e| format!("bpftool {args:?} output: {e}"))
+}
+
+/// A [`sensor_ebpf::LostCounts`] as bpftool prints it: the struct when the map has BTF, else
+/// its little-endian bytes in hex.
+fn counts(v: &Value) -> Option<Vec<u64>> {
+    if let Some(by_kind) = v["by_kind"].as_array() {
+        return by_kind.iter().map(number).collect();
+    }
+    let bytes = v.as_array()?;
+    bytes
+        .chunks(8)
+        .map(|chunk| number(&Value::Array(chunk.to_vec())))
+        .collect()
 }
 
 /// A number as bpftool prints it: plain when the map has BTF, else little-endian hex bytes.

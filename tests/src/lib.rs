@@ -5,6 +5,7 @@
 
 pub mod alert;
 pub mod capture;
+pub mod cgroup;
 pub mod kernel_counters;
 pub mod receivers;
 pub mod sensor;

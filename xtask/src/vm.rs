@@ -24,8 +24,12 @@ use crate::{
 
 /// `--kernel` value meaning the pinned guest kernel (xtask/src/guest_kernel.rs).
 pub const PINNED: &str = "pinned";
-/// Integration test targets that run in the guest.
+/// Integration test targets that run in the guest with no cgroup v2 mounted, so that
+/// `connect_entry = "auto"` takes the `sys_enter_connect` fallback there.
 const GUEST_TESTS: &[&str] = &["capture", "capture_net", "files", "detection"];
+/// Integration test targets that need a cgroup v2 group of their own: they run after the
+/// others, once the guest has mounted the hierarchy.
+const GUEST_CGROUP_TESTS: &[&str] = &["lost_per_cgroup"];
 /// Where the release sensor binary sits in the guest.
 const GUEST_SENSOR: &str = "/usr/bin/lineage-sensor";
 /// Host programs the tests start, copied with their libraries (bpftool reads the kernel's
@@ -94,7 +98,10 @@ pub fn vm_test(kernels: &[String]) -> anyhow::Result<()> {
             // The document says what this run booted and how it went, pass or fail.
             let accel = outcome.as_ref().map_or("no result", |(_, a)| *a);
             let result = match &outcome {
-                Ok(_) => format!("the {} guest tests pass", GUEST_TESTS.join(", ")),
+                Ok(_) => format!(
+                    "the {} guest tests pass",
+                    [GUEST_TESTS, GUEST_CGROUP_TESTS].concat().join(", ")
+                ),
                 Err(err) => format!("FAIL: {err:#}"),
             };
             guest_kernel::write_doc(&guest_kernel::row(accel, secs, &result, &today()))?;
@@ -125,9 +132,17 @@ fn build_guest_tests() -> anyhow::Result<Vec<(String, PathBuf)>> {
         "the release test binaries",
     )?
     .into_iter()
-    .filter(|(name, _)| GUEST_TESTS.contains(&name.as_str()) || name == "workload")
+    .filter(|(name, _)| {
+        GUEST_TESTS.contains(&name.as_str())
+            || GUEST_CGROUP_TESTS.contains(&name.as_str())
+            || name == "workload"
+    })
     .collect();
-    for wanted in GUEST_TESTS.iter().chain(&["workload"]) {
+    for wanted in GUEST_TESTS
+        .iter()
+        .chain(GUEST_CGROUP_TESTS)
+        .chain(&["workload"])
+    {
         if !found.iter().any(|(n, _)| n == wanted) {
             bail!("cargo built no executable for {wanted}");
         }
@@ -192,11 +207,14 @@ fn build_initramfs(
         copy_into(&root, &lib, &lib)?;
     }
 
-    let tests_to_run: Vec<String> = tests
-        .iter()
-        .filter(|(n, _)| n != "workload")
-        .map(|(n, _)| format!("/tests/{n}"))
-        .collect();
+    let in_guest = |names: &[&str]| -> Vec<String> {
+        tests
+            .iter()
+            .filter(|(n, _)| names.contains(&n.as_str()))
+            .map(|(n, _)| format!("/tests/{n}"))
+            .collect()
+    };
+    let (tests_to_run, cgroup_tests) = (in_guest(GUEST_TESTS), in_guest(GUEST_CGROUP_TESTS));
     let init = format!(
         r#"#!/usr/bin/busybox sh
 export PATH=/usr/sbin:/usr/bin:/bin
@@ -211,10 +229,16 @@ for t in {tests}; do
   echo "lineage-vm: running $t"
   $t --test-threads=1 || rc=1
 done
+/usr/bin/busybox mount -t cgroup2 cgroup2 /sys/fs/cgroup || rc=1
+for t in {cgroup_tests}; do
+  echo "lineage-vm: running $t"
+  $t --test-threads=1 || rc=1
+done
 echo "{EXIT_MARKER}$rc"
 /usr/bin/busybox poweroff -f
 "#,
-        tests = tests_to_run.join(" ")
+        tests = tests_to_run.join(" "),
+        cgroup_tests = cgroup_tests.join(" ")
     );
     let init_path = root.join("init");
     std::fs::write(&init_path, init)?;
