@@ -119,6 +119,11 @@ fn a_path_60_levels_deep_and_one_over_4096_bytes_are_both_reported() {
         .unwrap_or_else(|| panic!("the 60-level write is not reported: {mine:#?}"));
     let long_seen = report_of(&mine, &long)
         .unwrap_or_else(|| panic!("the 4096+ byte write is not reported: {mine:#?}"));
+    // 60 levels are within the kernel walk (or completed from the open descriptor).
+    assert!(
+        !deep_seen.path_truncated && deep_seen.path == deep,
+        "{deep_seen:?}"
+    );
     // readlink(2) cannot return more than PATH_MAX: the long path stays a marked tail.
     assert!(long_seen.path_truncated, "{long_seen:?}");
     assert!(long_seen.path.ends_with(&format!("/{long_name}")));

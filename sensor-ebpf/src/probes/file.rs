@@ -36,7 +36,7 @@ const O_TRUNC: u32 = 0o1000;
 const WRITE_FLAGS: u32 = O_WRONLY | O_RDWR | O_CREAT | O_TRUNC;
 const AT_FDCWD: i64 = -100;
 /// Directory levels walked (mount crossings included) before a path is declared truncated.
-const MAX_DEPTH: usize = 40;
+const MAX_DEPTH: usize = 256;
 /// Where the walk ends and an appended name starts, in the path scratch buffer.
 const MID: usize = PATH_MAX;
 const NAME_MAX: usize = 256;
