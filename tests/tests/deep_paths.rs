@@ -6,9 +6,10 @@ use std::{
     fs,
     os::fd::{AsRawFd, FromRawFd, OwnedFd},
     path::PathBuf,
+    time::Duration,
 };
 
-use integration_tests::{files, require_root, with_sensor};
+use integration_tests::{RunningSensor, files, require_root, temp_dir, with_sensor};
 use lineage_sensor::{config::CaptureConfig, event::File};
 
 /// A fresh directory whose `watched/` subdirectory is the watched prefix.
@@ -136,4 +137,42 @@ fn a_path_60_levels_deep_and_one_over_4096_bytes_are_both_reported() {
         counted >= truncated,
         "file_paths_truncated_total {counted} for {mine:#?}"
     );
+}
+
+#[test]
+fn a_script_written_past_the_kernel_walk_in_a_web_root_raises_an_alert_marked_truncated() {
+    require_root();
+    let dir = temp_dir("lineage-deep-alert-");
+    let www = dir.path().join("www");
+    fs::create_dir_all(&www).expect("web root");
+    let config = dir.path().join("sensor.toml");
+    fs::write(
+        &config,
+        format!(
+            "[rules.webroot_script_write]\nweb_roots = [\"{}\"]\n[incidents]\nstate_file = \"\"\n",
+            www.display()
+        ),
+    )
+    .expect("config");
+    let sensor = RunningSensor::start(&config);
+
+    let long_part = "l".repeat(200);
+    let name = format!("shell-{}.php", std::process::id());
+    let mut at = OwnedFd::from(fs::File::open(&www).expect("open web root"));
+    for _ in 0..25 {
+        at = subdir(&at, &long_part);
+    }
+    create_in(&at, &name);
+
+    let tail = format!("/{name}");
+    let (found, others) = sensor.alert_until(Duration::from_secs(10), |a| {
+        a.doc["file"]["path"]
+            .as_str()
+            .is_some_and(|p| p.ends_with(&tail))
+    });
+    let found = found.unwrap_or_else(|| panic!("no alert for {name}; others: {others:#?}"));
+    assert_eq!(found.rule(), "webroot-script-write");
+    let path = found.doc["file"]["path"].as_str().unwrap_or_default();
+    assert!(path.starts_with("…/"), "not marked truncated: {path}");
+    assert!(path.len() > 4000, "{path}");
 }
