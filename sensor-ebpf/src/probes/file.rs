@@ -36,7 +36,7 @@ const O_TRUNC: u32 = 0o1000;
 const WRITE_FLAGS: u32 = O_WRONLY | O_RDWR | O_CREAT | O_TRUNC;
 const AT_FDCWD: i64 = -100;
 /// Directory levels walked (mount crossings included) before a path is declared truncated.
-const MAX_DEPTH: usize = 40;
+const MAX_DEPTH: usize = 256;
 /// Where the walk ends and an appended name starts, in the path scratch buffer.
 const MID: usize = PATH_MAX;
 const NAME_MAX: usize = 256;
@@ -272,7 +272,10 @@ fn try_sys_exit_file(ctx: &TracePointContext) -> Result<(), i32> {
     // A rename or link target is the directory resolved here plus the name as given: `..` and
     // symlinks inside the name are not normalised (a scan for them costs the verifier more than
     // its budget). Userspace canonicalises what arrives; docs/events.md states the limit.
-    if !watched(buf, start, end)? {
+    // A truncated walk lost the path's start, so no prefix can be checked: the event goes out
+    // marked, and userspace completes the path or judges it conservatively as watched. Deep
+    // paths are rare enough that this costs nothing on an ordinary host.
+    if flags & path_flags::TRUNCATED == 0 && !watched(buf, start, end)? {
         return Ok(());
     }
 

@@ -151,6 +151,11 @@ pub async fn inspect_within(path: Vec<u8>, max_bytes: u64, within: Duration) -> 
 /// Inspects `path` (raw bytes, absolute); blocking, but every step is bounded: no open blocks,
 /// reads stop at `max_bytes + 1` bytes and at `deadline` (checked between reads).
 pub fn inspect(path: &[u8], max_bytes: u64, deadline: Instant) -> Inspection {
+    // A truncated path's tail (shown as `…/...`) is not a path from the root: resolved against
+    // the sensor's cwd it could name some other file.
+    if !path.starts_with(b"/") {
+        return Inspection::missing(None, Missing::Unreadable);
+    }
     let path = OsStr::from_bytes(path);
     let stat = match rustix::fs::statat(CWD, path, AtFlags::SYMLINK_NOFOLLOW) {
         Ok(stat) => stat,
@@ -303,6 +308,16 @@ mod tests {
         // A loop.
         symlink(dir.path().join("loop"), dir.path().join("loop")).expect("loop");
         assert_eq!(at(&dir.path().join("loop"), 10).kind, Some(Kind::Symlink));
+    }
+
+    #[test]
+    fn a_path_not_from_the_root_is_never_read() {
+        // The test's cwd is the crate directory, where Cargo.toml exists.
+        assert!(std::path::Path::new("Cargo.toml").exists());
+        let far = Instant::now() + Duration::from_secs(60);
+        let got = inspect(b"Cargo.toml", 1 << 20, far);
+        assert_eq!(got.missing, Some(Missing::Unreadable), "{got:?}");
+        assert_eq!(got.sha256, None);
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod loader;
 pub mod offsets;
 pub mod reader;
 pub mod tracefs;
+mod truncated;
 
 use std::{os::unix::ffi::OsStrExt, sync::Arc};
 
@@ -87,6 +88,10 @@ impl Capture {
                 Ok(mut event) => {
                     self.metrics.event(event.kind());
                     if let Event::File(file) = &mut event {
+                        if file.path_truncated {
+                            let completed = truncated::complete(file);
+                            self.metrics.path_truncated(completed);
+                        }
                         canonicalise_dotdot(file);
                     }
                     out.push(event);

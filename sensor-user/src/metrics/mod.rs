@@ -15,6 +15,7 @@ pub struct Metrics {
     events: IntCounterVec,
     events_lost: IntCounterVec,
     decode_errors: IntCounter,
+    paths_truncated: IntCounterVec,
     ring_reads: IntCounterVec,
     alerts: IntCounterVec,
     alerts_suppressed: IntCounterVec,
@@ -68,6 +69,19 @@ impl Metrics {
         registry.register(Box::new(events.clone()))?;
         registry.register(Box::new(events_lost.clone()))?;
         registry.register(Box::new(decode_errors.clone()))?;
+        let paths_truncated = IntCounterVec::new(
+            Opts::new(
+                "file_paths_truncated_total",
+                "File events whose path the kernel could not resolve to its start (deeper or \
+                 longer than its walk), by outcome: `completed` from /proc, or `unresolved` \
+                 (reported as a marked tail, judged as under a web root).",
+            ),
+            &["outcome"],
+        )?;
+        registry.register(Box::new(paths_truncated.clone()))?;
+        for outcome in ["completed", "unresolved"] {
+            paths_truncated.with_label_values(&[outcome]);
+        }
         let ring_reads = IntCounterVec::new(
             Opts::new(
                 "ring_reads_total",
@@ -178,6 +192,7 @@ impl Metrics {
             events,
             events_lost,
             decode_errors,
+            paths_truncated,
             ring_reads,
             alerts,
             alerts_suppressed,
@@ -205,6 +220,12 @@ impl Metrics {
         self.decode_errors.inc();
     }
 
+    /// A file event with a truncated path; `completed`: userspace found its full path.
+    pub fn path_truncated(&self, completed: bool) {
+        let outcome = if completed { "completed" } else { "unresolved" };
+        self.paths_truncated.with_label_values(&[outcome]).inc();
+    }
+
     /// Sets the `trigger` values of `ring_reads_total` to 0 (the reader knows them), so that a
     /// rate() sees the first read of each.
     pub fn preset_ring_triggers(&self, triggers: &[&str]) {
@@ -223,6 +244,12 @@ impl Metrics {
 
     pub fn ring_read(&self, trigger: &str) {
         self.ring_reads.with_label_values(&[trigger]).inc();
+    }
+
+    /// `file_paths_truncated_total` for one outcome.
+    pub fn paths_truncated(&self, completed: bool) -> u64 {
+        let outcome = if completed { "completed" } else { "unresolved" };
+        self.paths_truncated.with_label_values(&[outcome]).get()
     }
 
     pub fn decode_errors(&self) -> u64 {

@@ -106,7 +106,13 @@ impl<'e> Finding<'e> {
     /// About a file event: its path and what was done to it.
     fn about_file(rule: RuleId, process: EntityId, f: &'e File) -> Self {
         Self {
-            file: Some(Cow::Borrowed(&f.path)),
+            // The tail of a truncated path is shown behind "…" so that nobody reads it as a
+            // path from the root.
+            file: Some(if f.path_truncated {
+                Cow::Owned(format!("…{}", f.path))
+            } else {
+                Cow::Borrowed(&f.path)
+            }),
             action: Some(file_action(f)),
             ..Self::new(rule, process, f.ts_ns)
         }
@@ -246,7 +252,9 @@ impl Rules {
             };
         }
         // The web roots are the script-write rule's setting; the executed-file rule reads them too.
-        let in_root = self.units.webroot.in_root(&f.path);
+        // A path the kernel and /proc could not complete lost its start: it is judged as under a
+        // web root, since a planted file must not escape by being deep (its alert says so).
+        let in_root = f.path_truncated || self.units.webroot.in_root(&f.path);
         FileInterest {
             in_root,
             wanting: self.units.wanting_file(f, in_root),

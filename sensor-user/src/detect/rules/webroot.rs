@@ -296,4 +296,25 @@ mod tests {
         assert_ne!(a["lineage"]["incident"], b["lineage"]["incident"]);
         assert_eq!(engine.totals().alerts, [0, 0, 0, 2, 0, 0]);
     }
+
+    #[test]
+    fn a_truncated_path_counts_as_in_a_web_root_and_its_alert_says_so() {
+        let mut engine = Engine::new(&Config::default(), HostInfo::default()).expect("engine");
+        let mut alerts = Vec::new();
+        engine.process(
+            exec(1, 10, 1, "/usr/sbin/php-fpm8.2", &["php-fpm"]),
+            &mut alerts,
+        );
+        let mut tail = write(2, 10, "/d59/x.php");
+        engine.process(tail.clone(), &mut alerts);
+        assert!(alerts.is_empty(), "a whole path outside the roots");
+        if let crate::event::Event::File(f) = &mut tail {
+            f.path_truncated = true;
+        }
+        engine.process(tail, &mut alerts);
+        assert_eq!(alerts.len(), 1);
+        let a = serde_json::to_value(&alerts[0]).expect("json");
+        assert_eq!(a["rule"]["id"], "webroot-script-write");
+        assert_eq!(a["file"]["path"], "…/d59/x.php");
+    }
 }
