@@ -94,6 +94,9 @@ pub mod exec_flags {
     pub const FILENAME_TRUNCATED: u32 = 1 << 1;
     /// The argument block could not be read from the new process's memory.
     pub const ARGV_UNREADABLE: u32 = 1 << 2;
+    /// `exe_dev`, `exe_ino` and `exe_nlink` hold the executed file's identity; without it (a
+    /// kernel whose BTF lacks a member they need, or a failed read) they are zero.
+    pub const EXE_IDENTITY: u32 = 1 << 3;
 }
 
 /// The start of every record.
@@ -135,6 +138,13 @@ pub struct ExecEvent {
     /// `task->start_boottime`: with the pid, the identity of the process.
     pub start_ns: u64,
     pub cgroup_id: u64,
+    /// The executed file, `bprm->file->f_inode` (for a `#!` script the interpreter, which has
+    /// replaced the script in `bprm->file` by the time the tracepoint fires): `i_ino`.
+    pub exe_ino: u64,
+    /// `i_sb->s_dev`, in the kernel's internal encoding (`major << 20 | minor`).
+    pub exe_dev: u32,
+    /// `i_nlink`: 0 when the file was unlinked before (or while) it ran.
+    pub exe_nlink: u32,
     pub comm: [u8; COMM_LEN],
     pub filename: [u8; FILENAME_MAX],
     /// NUL-separated arguments, as laid out by the kernel in the new process.
@@ -189,6 +199,9 @@ pub mod capture_flags {
     /// Connects and UDP sends of processes outside [`crate::maps::SERVER_TREE`] are dropped at
     /// entry (`run`: no rule reads them); without it every one is reported (`record`).
     pub const SERVER_TREE_CONNECTS: u32 = 1 << 0;
+    /// This kernel's BTF has every member the exec probe follows to the executed file's identity
+    /// (`KernelOffsets::binprm_file` and the five after it); without it the probe skips them.
+    pub const EXE_IDENTITY: u32 = 1 << 1;
 }
 
 /// A connect() on an AF_INET or AF_INET6 socket with its outcome, or an unconnected UDP send.
@@ -358,6 +371,15 @@ pub struct KernelOffsets {
     /// How long after its exec a process outside the server tree still has its connects
     /// reported (userspace may not yet have found it to be a server), in milliseconds.
     pub recent_exec_ms: u32,
+    /// The executed file's identity at exec: `linux_binprm.file`, `file.f_inode`,
+    /// `inode.i_ino`, `inode.i_nlink`, `inode.i_sb` and `super_block.s_dev`. Meaningful only
+    /// with [`capture_flags::EXE_IDENTITY`].
+    pub binprm_file: u32,
+    pub file_f_inode: u32,
+    pub inode_i_ino: u32,
+    pub inode_i_nlink: u32,
+    pub inode_i_sb: u32,
+    pub sb_s_dev: u32,
 }
 
 #[cfg(feature = "user")]
@@ -381,12 +403,13 @@ mod pod {
 // Padding would make the two sides disagree silently; these fail the build instead.
 const _: () = assert!(core::mem::size_of::<EventHeader>() == 24);
 const _: () = assert!(
-    core::mem::size_of::<ExecEvent>() == 24 + 4 * 8 + 8 * 3 + COMM_LEN + FILENAME_MAX + ARGV_MAX
+    core::mem::size_of::<ExecEvent>()
+        == 24 + 4 * 8 + 8 * 4 + 8 + COMM_LEN + FILENAME_MAX + ARGV_MAX
 );
 const _: () = assert!(core::mem::size_of::<ForkEvent>() == 24 + 16 + 16 + COMM_LEN);
 const _: () = assert!(core::mem::size_of::<ExitEvent>() == 24 + 8 + 8);
 const _: () = assert!(core::mem::size_of::<ConnectEvent>() == 24 + 24 + 16);
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 46 * 4);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 52 * 4);
 const _: () = assert!(core::mem::size_of::<ListenEvent>() == 24 + 16 + 16);
 const _: () = assert!(core::mem::size_of::<UdpSeenKey>() == 32);
 const _: () = assert!(core::mem::size_of::<LostCounts>() == 8 * kind::COUNT as usize);

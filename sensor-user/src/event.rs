@@ -120,6 +120,34 @@ pub struct Exec {
     #[serde(default)]
     pub argv_bytes: u64,
     pub cgroup_id: u64,
+    /// The executed file (for a `#!` script its interpreter): device as stat(2) gives `st_dev`,
+    /// inode number and link count (0: unlinked before or while it ran), read by the kernel from
+    /// the file exec opened. Absent in records made before they existed and on kernels whose BTF
+    /// lacks a member on the way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exe_dev: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exe_ino: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exe_nlink: Option<u32>,
+}
+
+impl Exec {
+    /// The executed file's identity, when the kernel gave it.
+    pub fn exe_id(&self) -> Option<FileId> {
+        Some(FileId {
+            dev: self.exe_dev?,
+            ino: self.exe_ino?,
+        })
+    }
+}
+
+/// A file as the kernel knows it whatever its names: device (stat(2)'s `st_dev` encoding) and
+/// inode number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FileId {
+    pub dev: u64,
+    pub ino: u64,
 }
 
 /// A new process (threads never appear).
@@ -285,6 +313,13 @@ pub struct File {
     pub flags: u32,
     /// The syscall's result: a file descriptor or 0 on success, else -errno.
     pub ret: i32,
+    /// The file at `path` when the sensor read the event (lstat(2), so a symlink's own
+    /// identity): `st_dev` and `st_ino`. Absent when it failed (the file was already gone, the
+    /// path truncated), in `replay` of records without it, and for failed syscalls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dev: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ino: Option<u64>,
 }
 
 impl File {
@@ -293,6 +328,14 @@ impl File {
 
     pub fn succeeded(&self) -> bool {
         self.ret >= 0
+    }
+
+    /// The written file's identity, when the sensor could read it.
+    pub fn id(&self) -> Option<FileId> {
+        Some(FileId {
+            dev: self.dev?,
+            ino: self.ino?,
+        })
     }
 }
 
@@ -317,6 +360,9 @@ mod tests {
             argv_truncated: false,
             argv_bytes: 9,
             cgroup_id: 77,
+            exe_dev: Some(2049),
+            exe_ino: Some(131),
+            exe_nlink: Some(1),
         });
         let line = serde_json::to_string(&exec).expect("serialise");
         let value: serde_json::Value = serde_json::from_str(&line).expect("parse");
@@ -333,6 +379,9 @@ mod tests {
             "argv",
             "argv_truncated",
             "cgroup_id",
+            "exe_dev",
+            "exe_ino",
+            "exe_nlink",
         ] {
             assert!(value.get(key).is_some(), "{key} missing from {line}");
         }

@@ -26,7 +26,13 @@ use crate::{
 pub const PINNED: &str = "pinned";
 /// Integration test targets that run in the guest with no cgroup v2 mounted, so that
 /// `connect_entry = "auto"` takes the `sys_enter_connect` fallback there.
-const GUEST_TESTS: &[&str] = &["capture", "capture_net", "files", "detection"];
+const GUEST_TESTS: &[&str] = &[
+    "capture",
+    "capture_net",
+    "files",
+    "detection",
+    "written_exec_id",
+];
 /// Integration test targets that need a cgroup v2 group of their own: they run after the
 /// others, once the guest has mounted the hierarchy.
 const GUEST_CGROUP_TESTS: &[&str] = &["lost_per_cgroup"];

@@ -64,6 +64,15 @@ fn try_sched_process_exec(ctx: &RawTracePointContext) -> Result<(), i32> {
         event.flags |= exec_flags::FILENAME_TRUNCATED;
     }
 
+    event.exe_ino = 0;
+    event.exe_dev = 0;
+    event.exe_nlink = 0;
+    if offset!(capture_flags) as u32 & capture_flags::EXE_IDENTITY != 0
+        && exe_identity(bprm, event).is_ok()
+    {
+        event.flags |= exec_flags::EXE_IDENTITY;
+    }
+
     let mm: *const u8 = read(task, offset!(task_mm))?;
     let arg_start: u64 = read(mm, offset!(mm_arg_start))?;
     let arg_end: u64 = read(mm, offset!(mm_arg_end))?;
@@ -101,5 +110,18 @@ fn try_sched_process_exec(ctx: &RawTracePointContext) -> Result<(), i32> {
     if EVENTS.output::<[u8]>(bytes, wake).is_err() {
         count_lost(kind::EXEC);
     }
+    Ok(())
+}
+
+/// The executed file's device, inode number and link count, so that userspace can tell which
+/// file ran whatever name it ran under (a hard link, a name since replaced).
+#[inline(always)]
+fn exe_identity(bprm: *const u8, event: &mut ExecEvent) -> Result<(), i32> {
+    let file: *const u8 = read(bprm, offset!(binprm_file))?;
+    let inode: *const u8 = read(file, offset!(file_f_inode))?;
+    let sb: *const u8 = read(inode, offset!(inode_i_sb))?;
+    event.exe_ino = read(inode, offset!(inode_i_ino))?;
+    event.exe_nlink = read(inode, offset!(inode_i_nlink))?;
+    event.exe_dev = read(sb, offset!(sb_s_dev))?;
     Ok(())
 }

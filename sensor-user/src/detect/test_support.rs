@@ -24,6 +24,9 @@ pub fn exec(ts: u64, pid: u32, ppid: u32, exe: &str, argv: &[&str]) -> Event {
         argv_truncated: false,
         argv_bytes: 0,
         cgroup_id: 0,
+        exe_dev: None,
+        exe_ino: None,
+        exe_nlink: None,
     })
 }
 
@@ -54,6 +57,8 @@ pub fn write(ts: u64, pid: u32, path: &str) -> Event {
         source: None,
         flags: 0o1101,
         ret: 3,
+        dev: None,
+        ino: None,
     })
 }
 

@@ -118,6 +118,7 @@ fn decode_exec(record: &[u8]) -> Result<Event, DecodeError> {
     }
     let comm_at = offset_of!(ExecEvent, comm);
     let filename_at = offset_of!(ExecEvent, filename);
+    let identity = flags & exec_flags::EXE_IDENTITY != 0;
     Ok(Event::Exec(Exec {
         ts_ns: header.ts_ns,
         pid: header.pid,
@@ -133,7 +134,16 @@ fn decode_exec(record: &[u8]) -> Result<Event, DecodeError> {
         argv_truncated: flags & exec_flags::ARGV_TRUNCATED != 0,
         argv_bytes: u64_at(offset_of!(ExecEvent, argv_total_len)),
         cgroup_id: u64_at(offset_of!(ExecEvent, cgroup_id)),
+        exe_dev: identity.then(|| user_dev(u32_at(offset_of!(ExecEvent, exe_dev)))),
+        exe_ino: identity.then(|| u64_at(offset_of!(ExecEvent, exe_ino))),
+        exe_nlink: identity.then(|| u32_at(offset_of!(ExecEvent, exe_nlink))),
     }))
+}
+
+/// A device number in the kernel's internal encoding (`super_block.s_dev`: 12 bits of major
+/// above 20 of minor) as stat(2) reports it (`st_dev`), so that it compares with lstat's.
+fn user_dev(kernel: u32) -> u64 {
+    libc::makedev(kernel >> 20, kernel & 0xf_ffff)
 }
 
 fn decode_file(record: &[u8]) -> Result<Event, DecodeError> {
@@ -182,6 +192,9 @@ fn decode_file(record: &[u8]) -> Result<Event, DecodeError> {
         source,
         flags: u32_at(offset_of!(FileEvent, flags)),
         ret: read_at::<i32>(record, offset_of!(FileEvent, ret)),
+        // Stamped by the reader (`file_id`), which may look at the file; decoding does not.
+        dev: None,
+        ino: None,
     }))
 }
 
@@ -319,6 +332,37 @@ mod tests {
         assert_eq!(e.comm, "sh");
         assert_eq!(e.argv, ["sh", "-c", "\\xffid"]);
         assert!(!e.argv_truncated);
+        assert_eq!(e.exe_id(), None, "no identity without its flag");
+    }
+
+    #[test]
+    fn exe_identity_decodes_with_the_device_as_stat_gives_it() {
+        let mut record = exec_record(b"sh\0", exec_flags::EXE_IDENTITY);
+        let put = |r: &mut Vec<u8>, at: usize, v: &[u8]| r[at..at + v.len()].copy_from_slice(v);
+        // /dev/sda1 in the kernel's encoding (8 << 20 | 1), and a minor above 255 (259:300).
+        put(
+            &mut record,
+            offset_of!(ExecEvent, exe_dev),
+            &((8u32 << 20) | 1).to_ne_bytes(),
+        );
+        put(
+            &mut record,
+            offset_of!(ExecEvent, exe_ino),
+            &4242u64.to_ne_bytes(),
+        );
+        put(
+            &mut record,
+            offset_of!(ExecEvent, exe_nlink),
+            &0u32.to_ne_bytes(),
+        );
+        let Ok(Event::Exec(e)) = decode(&record) else {
+            panic!("not an exec");
+        };
+        assert_eq!(e.exe_dev, Some(0x801));
+        assert_eq!((e.exe_ino, e.exe_nlink), (Some(4242), Some(0)));
+        assert_eq!(user_dev((259 << 20) | 300), libc::makedev(259, 300));
+        assert_eq!(libc::major(user_dev((259 << 20) | 300)), 259);
+        assert_eq!(libc::minor(user_dev((259 << 20) | 300)), 300);
     }
 
     #[test]

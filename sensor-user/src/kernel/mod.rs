@@ -4,6 +4,7 @@
 pub mod connect_entry;
 pub mod decode;
 pub mod features;
+mod file_id;
 pub mod hooks;
 pub mod loader;
 pub mod offsets;
@@ -93,6 +94,7 @@ impl Capture {
                             self.metrics.path_truncated(completed);
                         }
                         canonicalise_dotdot(file);
+                        file_id::stamp(file);
                     }
                     out.push(event);
                 }

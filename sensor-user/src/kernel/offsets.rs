@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use btf_rs::{Btf, Type};
-use sensor_ebpf::KernelOffsets;
+use sensor_ebpf::{KernelOffsets, capture_flags};
 
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 
@@ -79,7 +79,8 @@ pub fn kernel_offsets(btf_path: &Path, tracefs: &Path) -> Result<KernelOffsets, 
                 field: name.to_owned(),
             })
     };
-    let offsets = KernelOffsets {
+    let identity = exe_identity(&btf);
+    let mut offsets = KernelOffsets {
         task_real_parent: m("task_struct", "real_parent")?,
         task_tgid: m("task_struct", "tgid")?,
         task_pid: m("task_struct", "pid")?,
@@ -126,9 +127,43 @@ pub fn kernel_offsets(btf_path: &Path, tracefs: &Path) -> Result<KernelOffsets, 
         sk_protocol: m("sock", "sk_protocol")?,
         sock_sk_err: m("sock", "sk_err")?,
         recent_exec_ms: 0,
+        binprm_file: 0,
+        file_f_inode: 0,
+        inode_i_ino: 0,
+        inode_i_nlink: 0,
+        inode_i_sb: 0,
+        sb_s_dev: 0,
     };
+    match identity {
+        Ok([file, inode, ino, nlink, sb, dev]) => {
+            offsets.binprm_file = file;
+            offsets.file_f_inode = inode;
+            offsets.inode_i_ino = ino;
+            offsets.inode_i_nlink = nlink;
+            offsets.inode_i_sb = sb;
+            offsets.sb_s_dev = dev;
+            offsets.capture_flags |= capture_flags::EXE_IDENTITY;
+        }
+        // Execs are still reported; only server-written-file-executed loses the executed
+        // file's own identity and falls back to names.
+        Err(e) => log::warn!("{e}: execs will carry no file identity"),
+    }
     check_dentry_layout(&offsets)?;
     Ok(offsets)
+}
+
+/// The members the exec probe follows to the executed file's identity: a feature of this
+/// kernel's BTF, optional, since execs are worth reporting without it.
+fn exe_identity(btf: &Btf) -> Result<[u32; 6], OffsetError> {
+    let m = |ty: &str, member: &str| member_offset(btf, ty, member);
+    Ok([
+        m("linux_binprm", "file")?,
+        m("file", "f_inode")?,
+        m("inode", "i_ino")?,
+        m("inode", "i_nlink")?,
+        m("inode", "i_sb")?,
+        m("super_block", "s_dev")?,
+    ])
 }
 
 /// The file probes' path walk reads `d_parent` and `d_name` (hash, len, name pointer) with one
@@ -284,6 +319,10 @@ format:
         let start = member_offset(&btf, "mm_struct", "arg_start").expect("arg_start");
         let end = member_offset(&btf, "mm_struct", "arg_end").expect("arg_end");
         assert_eq!(end, start + 8);
+        assert!(
+            exe_identity(&btf).is_ok(),
+            "this kernel has the exec identity members"
+        );
         assert!(matches!(
             member_offset(&btf, "task_struct", "no_such_member"),
             Err(OffsetError::NoMember { .. })

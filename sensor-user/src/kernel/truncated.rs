@@ -45,6 +45,8 @@ mod tests {
             source: None,
             flags: File::O_CREAT,
             ret: fd,
+            dev: None,
+            ino: None,
         }
     }
 

@@ -12,6 +12,9 @@ pub struct Image {
     pub exe: String,
     pub argv: Vec<String>,
     pub argv_truncated: bool,
+    /// The executed file's device and inode (the interpreter's for a `#!` script), when the
+    /// kernel gave them.
+    pub exe_id: Option<crate::event::FileId>,
 }
 
 /// An image from literals, for the rules' unit tests.
@@ -21,6 +24,7 @@ pub fn test_image(exe: &str, argv: &[&str]) -> Image {
         exe: exe.into(),
         argv: argv.iter().map(|s| (*s).to_owned()).collect(),
         argv_truncated: false,
+        exe_id: None,
     }
 }
 

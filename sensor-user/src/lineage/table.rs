@@ -171,6 +171,7 @@ impl<A: Annotation> ProcessTable<A> {
     pub fn exec(&mut self, e: Exec) -> EntityId {
         self.advance(e.ts_ns);
         let image = Arc::new(Image {
+            exe_id: e.exe_id(),
             exe: e.exe,
             argv: e.argv,
             argv_truncated: e.argv_truncated,
@@ -239,6 +240,7 @@ impl<A: Annotation> ProcessTable<A> {
                 exe: s.exe,
                 argv: s.argv,
                 argv_truncated: false,
+                exe_id: None,
             }),
             comm: s.comm,
             uid: s.uid,
@@ -393,6 +395,9 @@ mod tests {
             argv_truncated: false,
             argv_bytes: 0,
             cgroup_id: 0,
+            exe_dev: None,
+            exe_ino: None,
+            exe_nlink: None,
         }
     }
 

@@ -39,9 +39,10 @@ fn main() -> ExitCode {
         Some("tcp-storm") => tcp_storm(count(args.get(1))),
         Some("udp-storm") => udp_storm(count(args.get(1))),
         Some("hold") => hold(count(args.get(1))),
+        Some("copy") => copy(args.get(1), args.get(2)),
         _ => Err(
             "usage: workload fork-then-spawn | threads N | storm N | shell CMD | \
-             connect ADDR:PORT | sh-storm N | tcp-storm N | udp-storm N | hold N"
+             connect ADDR:PORT | sh-storm N | tcp-storm N | udp-storm N | hold N | copy SRC DST"
                 .into(),
         ),
     };
@@ -380,5 +381,15 @@ fn burst(n: usize) -> Result<(), String> {
         child.wait().map_err(|e| e.to_string())?;
     }
     println!("spawned={n}");
+    Ok(())
+}
+
+/// The process itself writes DST (a copy of SRC with its mode): a server dropping a program,
+/// without a `cp` the guest kernel's minimal root may lack.
+fn copy(from: Option<&String>, to: Option<&String>) -> Result<(), String> {
+    let (Some(from), Some(to)) = (from, to) else {
+        return Err("copy needs SRC and DST".into());
+    };
+    std::fs::copy(from, to).map_err(|e| format!("copy {from} {to}: {e}"))?;
     Ok(())
 }

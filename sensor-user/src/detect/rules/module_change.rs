@@ -128,6 +128,7 @@ mod tests {
             exe: exe.into(),
             argv: vec![exe.into()],
             argv_truncated: false,
+            exe_id: None,
         };
         assert!(rule.is_tool(&image("/usr/sbin/a2enmod")));
         assert!(rule.is_tool(&image("/usr/bin/apxs2")));

@@ -189,6 +189,7 @@ mod tests {
             exe: exe.into(),
             argv: vec![exe.into()],
             argv_truncated: false,
+            exe_id: None,
         }
     }
 

@@ -19,6 +19,7 @@ use super::{
 };
 use crate::{
     config::WrittenExecConfig,
+    event::{File, FileId, FileOp},
     lineage::{EntityId, Image, Process},
 };
 
@@ -55,7 +56,7 @@ impl super::RuleUnit for WrittenFiles {
     }
 
     fn on_file<'e>(&mut self, cx: &super::FileContext<'_, 'e>, _out: &mut Vec<Finding<'e>>) {
-        self.on_write(cx.process, &cx.file.path);
+        self.on_write(cx.process, cx.file);
     }
 }
 
@@ -67,11 +68,18 @@ pub struct Writer {
     pub root: EntityId,
 }
 
+/// Files written by server trees, each map bounded to `max` entries (oldest first out).
 pub struct WrittenFiles {
     pub common: RuleCommon,
     max: usize,
+    /// By the name written: how the script an interpreter is handed is found (the interpreter
+    /// opens it by that name), and the executed file of records that carry no identity.
     files: FxHashMap<String, Writer>,
     order: VecDeque<String>,
+    /// By device and inode, with the name written: the executed file itself, under any name it
+    /// has since (a hard link, a rename), and never another file put at that name.
+    ids: FxHashMap<FileId, (String, Writer)>,
+    id_order: VecDeque<FileId>,
 }
 
 impl WrittenFiles {
@@ -85,38 +93,53 @@ impl WrittenFiles {
             max: config.max_tracked,
             files: FxHashMap::default(),
             order: VecDeque::new(),
+            ids: FxHashMap::default(),
+            id_order: VecDeque::new(),
         }
     }
 
-    pub fn record(&mut self, path: &str, writer: Writer) {
+    pub fn record(&mut self, path: &str, id: Option<FileId>, writer: Writer) {
         if !self.common.enabled || self.max == 0 {
             return;
         }
-        if let Some(w) = self.files.get_mut(path) {
-            *w = writer;
-            return;
+        bounded_insert(
+            &mut self.files,
+            &mut self.order,
+            self.max,
+            path.to_owned(),
+            writer,
+        );
+        if let Some(id) = id {
+            bounded_insert(
+                &mut self.ids,
+                &mut self.id_order,
+                self.max,
+                id,
+                (path.to_owned(), writer),
+            );
         }
-        while self.files.len() >= self.max {
-            let Some(old) = self.order.pop_front() else {
-                break;
-            };
-            self.files.remove(&old);
-        }
-        self.files.insert(path.to_owned(), writer);
-        self.order.push_back(path.to_owned());
     }
 
-    /// A write under a web root: remembered when a server tree wrote it, forgotten otherwise.
-    pub fn on_write(&mut self, writer: &Process<Annotation>, path: &str) {
+    /// A write under a web root: remembered when a server tree wrote it. Otherwise the name no
+    /// longer stands for what a server wrote, and a file opened for writing by someone outside
+    /// a server (its content replaced) is forgotten under any name; a rename or link outside a
+    /// server leaves what the server wrote tracked under its other names.
+    pub fn on_write(&mut self, writer: &Process<Annotation>, file: &File) {
         match nearest_server(writer) {
             Some(s) => self.record(
-                path,
+                &file.path,
+                file.id(),
                 Writer {
                     process: writer.id,
                     root: s.root,
                 },
             ),
-            None => self.forget(path),
+            None => {
+                self.forget(&file.path);
+                if let (FileOp::Open, Some(id)) = (file.op, file.id()) {
+                    self.forget_id(id);
+                }
+            }
         }
     }
 
@@ -141,20 +164,44 @@ impl WrittenFiles {
         }
     }
 
-    /// The tracked file an exec runs: the executed file itself (a binary, or a `#!` script,
-    /// whose path the kernel reports as the executed file), or the script an interpreter is
-    /// given (`php /var/www/html/up/x.php`, `sh x.sh`). Any other program naming the file
+    /// Its content was replaced by someone outside a server.
+    pub fn forget_id(&mut self, id: FileId) {
+        if self.ids.remove(&id).is_some() {
+            self.id_order.retain(|i| *i != id);
+        }
+    }
+
+    /// The tracked file an exec runs: the executed file itself, by its device and inode when
+    /// the kernel gave them (by its name only in records made without), or the script an
+    /// interpreter is given (`php /var/www/html/up/x.php`, `sh x.sh`, and a `#!` script, which
+    /// the kernel runs as `interpreter script`), by name. Any other program naming the file
     /// (`ls -l`, `stat`, `cat`, `chmod +x`, `rm`) does not execute it. A relative path (`./x`,
     /// `php x.php` in the file's directory) matches a tracked path ending in it. Costs nothing
     /// while no file is tracked, the common case.
     pub fn executed<'a>(&'a self, image: &Image) -> Option<(&'a str, Writer)> {
-        if self.files.is_empty() {
+        if self.files.is_empty() && self.ids.is_empty() {
             return None;
         }
-        self.lookup(&image.exe).or_else(|| {
+        let itself = match image.exe_id {
+            Some(id) => self
+                .ids
+                .get(&id)
+                .map(|(p, w)| (p.as_str(), *w))
+                .or_else(|| self.shebang_script(image)),
+            None => self.lookup(&image.exe),
+        };
+        itself.or_else(|| {
             let script = interpreter_script(image)?;
             self.lookup(script)
         })
+    }
+
+    /// For a `#!` script the kernel's executed file is the interpreter; the script is the path
+    /// exec was given, which the kernel hands the interpreter as its operand (after the `#!`
+    /// line's own argument, if any), and the interpreter opens it by that name.
+    fn shebang_script(&self, image: &Image) -> Option<(&str, Writer)> {
+        let operand = image.argv.iter().skip(1).take(2).any(|a| *a == image.exe);
+        operand.then(|| self.lookup(&image.exe)).flatten()
     }
 
     fn lookup(&self, path: &str) -> Option<(&str, Writer)> {
@@ -173,6 +220,28 @@ impl WrittenFiles {
             .find(|(p, _)| p.strip_suffix(tail).is_some_and(|head| head.ends_with('/')))
             .map(|(p, w)| (p.as_str(), *w))
     }
+}
+
+/// Inserts or replaces `key`, first dropping the oldest keys while the map is full.
+fn bounded_insert<K: Clone + Eq + std::hash::Hash, V>(
+    map: &mut FxHashMap<K, V>,
+    order: &mut VecDeque<K>,
+    max: usize,
+    key: K,
+    value: V,
+) {
+    if let Some(v) = map.get_mut(&key) {
+        *v = value;
+        return;
+    }
+    while map.len() >= max {
+        let Some(old) = order.pop_front() else {
+            break;
+        };
+        map.remove(&old);
+    }
+    order.push_back(key.clone());
+    map.insert(key, value);
 }
 
 /// How an interpreter's command line names the code it runs.
@@ -284,9 +353,9 @@ mod tests {
             root: EntityId::new(10, 1),
         };
         assert_eq!(w.executed(&image("/var/www/html/x", &["x"])), None);
-        w.record("/var/www/html/a", writer);
-        w.record("/var/www/html/b.php", writer);
-        w.record("/var/www/html/c", writer);
+        w.record("/var/www/html/a", None, writer);
+        w.record("/var/www/html/b.php", None, writer);
+        w.record("/var/www/html/c", None, writer);
         assert_eq!(
             w.executed(&image("/var/www/html/a", &["a"])),
             None,
@@ -312,7 +381,7 @@ mod tests {
             root: EntityId::new(10, 1),
         };
         let file = "/var/www/html/up/x.php";
-        w.record(file, writer);
+        w.record(file, None, writer);
         for (exe, argv) in [
             ("/usr/bin/ls", &["ls", "-l", file][..]),
             ("/usr/bin/stat", &["stat", file]),
@@ -344,5 +413,61 @@ mod tests {
         }
         assert_eq!(w.executed(&image("/bin/sh", &["sh", "../x.php"])), None);
         assert_eq!(w.executed(&image("/bin/sh", &["sh", "y/x.php"])), None);
+    }
+
+    #[test]
+    fn the_executed_file_is_matched_by_identity_not_by_name() {
+        let mut w = WrittenFiles::new(&WrittenExecConfig::default());
+        let writer = Writer {
+            process: EntityId::new(11, 2),
+            root: EntityId::new(10, 1),
+        };
+        let file = "/var/www/html/up/x";
+        let written = FileId { dev: 2049, ino: 77 };
+        let other = FileId { dev: 2049, ino: 78 };
+        w.record(file, Some(written), writer);
+        let run = |exe: &str, argv: &[&str], id: FileId| Image {
+            exe_id: Some(id),
+            ..image(exe, argv)
+        };
+        // A hard link (or a rename) elsewhere: the same file.
+        assert_eq!(
+            w.executed(&run("/tmp/.cache/y", &["y"], written)),
+            Some((file, writer))
+        );
+        assert_eq!(
+            w.executed(&run(file, &["./x"], written)),
+            Some((file, writer))
+        );
+        // Another file put at the written name, or a copy: not what the server wrote.
+        assert_eq!(w.executed(&run(file, &["./x"], other)), None);
+        assert_eq!(w.executed(&run("/tmp/copy", &["copy"], other)), None);
+        // The same device number with another inode, the same inode on another device.
+        let elsewhere = FileId { dev: 2050, ino: 77 };
+        assert_eq!(w.executed(&run(file, &[file], elsewhere)), None);
+        // A script handed to an interpreter (or run through its `#!`, which makes the
+        // interpreter the executed file) is still found by the name it is opened by.
+        assert_eq!(
+            w.executed(&run("/usr/bin/dash", &["/bin/sh", "./x"], other)),
+            Some((file, writer))
+        );
+        // A `#!` script run as the program: the kernel's file is its interpreter, and the
+        // interpreter is handed the script by the name exec was given.
+        assert_eq!(
+            w.executed(&run("./x", &["/bin/sh", "./x"], other)),
+            Some((file, writer))
+        );
+        assert_eq!(
+            w.executed(&run("./x", &["/usr/bin/env", "python3", "./x"], other)),
+            Some((file, writer))
+        );
+        // Rewritten by someone outside a server: forgotten under every name.
+        w.forget_id(written);
+        assert_eq!(w.executed(&run("/tmp/.cache/y", &["y"], written)), None);
+        // Records without identities keep matching by name.
+        assert_eq!(
+            w.executed(&image(file, &["./x"])).map(|(p, _)| p),
+            Some(file)
+        );
     }
 }
