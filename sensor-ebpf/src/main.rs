@@ -12,6 +12,8 @@ fn main() {
 }
 
 #[cfg(target_arch = "bpf")]
+mod diag;
+#[cfg(target_arch = "bpf")]
 mod kernel;
 #[cfg(target_arch = "bpf")]
 mod probes;
@@ -102,6 +104,10 @@ static SERVER_TREE: LruHashMap<u32, u32> =
 #[cfg(target_arch = "bpf")]
 #[inline(always)]
 fn count_lost(event_kind: u32) {
+    diag::degraded!(
+        "hook=ring_output pid={} comm={} reason=ring_full kind={}",
+        event_kind
+    );
     if let Some(counter) = LOST.get_ptr_mut(event_kind) {
         // Per-CPU slot: no other writer can race this increment.
         unsafe { *counter += 1 };

@@ -16,6 +16,7 @@ use sensor_ebpf::{ARGV_MAX, ExecEvent, FILENAME_MAX, capture_flags, exec_flags, 
 
 use crate::{
     EVENTS, EXEC_SCRATCH, RECENT_EXEC, SERVER_TREE, count_lost,
+    diag::degraded,
     kernel::{header, offset, read},
     wake_later, wake_now,
 };
@@ -24,7 +25,13 @@ use crate::{
 pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
     match try_sched_process_exec(&ctx) {
         Ok(()) => 0,
-        Err(_) => 1,
+        Err(err) => {
+            degraded!(
+                "hook=sched_process_exec pid={} comm={} reason=probe_read_failed err={}",
+                err
+            );
+            1
+        }
     }
 }
 
@@ -62,15 +69,18 @@ fn try_sched_process_exec(ctx: &RawTracePointContext) -> Result<(), i32> {
     event.filename_len = copied as u32;
     if copied >= FILENAME_MAX - 1 {
         event.flags |= exec_flags::FILENAME_TRUNCATED;
+        degraded!("hook=sched_process_exec pid={} comm={} reason=filename_truncated");
     }
 
     event.exe_ino = 0;
     event.exe_dev = 0;
     event.exe_nlink = 0;
-    if offset!(capture_flags) as u32 & capture_flags::EXE_IDENTITY != 0
-        && exe_identity(bprm, event).is_ok()
-    {
-        event.flags |= exec_flags::EXE_IDENTITY;
+    if offset!(capture_flags) as u32 & capture_flags::EXE_IDENTITY != 0 {
+        if exe_identity(bprm, event).is_ok() {
+            event.flags |= exec_flags::EXE_IDENTITY;
+        } else {
+            degraded!("hook=sched_process_exec pid={} comm={} reason=exe_identity_unreadable");
+        }
     }
 
     let mm: *const u8 = read(task, offset!(task_mm))?;
@@ -82,12 +92,18 @@ fn try_sched_process_exec(ctx: &RawTracePointContext) -> Result<(), i32> {
     if len > ARGV_MAX {
         len = ARGV_MAX;
         event.flags |= exec_flags::ARGV_TRUNCATED;
+        degraded!(
+            "hook=sched_process_exec pid={} comm={} reason=argv_truncated argv_bytes={} kept={}",
+            total,
+            ARGV_MAX as u64
+        );
     }
     let argv = event.argv.get_mut(..len).ok_or(-1)?;
     // SAFETY: the helper checks the user address; the destination is bounded by the slice.
     if unsafe { bpf_probe_read_user_buf(arg_start as *const u8, argv) }.is_err() {
         len = 0;
         event.flags |= exec_flags::ARGV_UNREADABLE;
+        degraded!("hook=sched_process_exec pid={} comm={} reason=argv_unreadable");
     }
     event.argv_len = len as u32;
 

@@ -23,6 +23,7 @@ use sensor_ebpf::{
     FileEvent, PATH_KEY_MAX, PATH_MAX, PathKey, SOURCE_MAX, file_op, kind, path_flags,
 };
 
+use crate::diag::degraded;
 use crate::{
     EVENTS, FILE_SCRATCH, PATH_SCRATCH, PENDING_FILE, WATCHED_PATHS, count_lost,
     kernel::{fd_file, header, offset, read},
@@ -94,7 +95,14 @@ macro_rules! enter_program {
             let run: fn(&TracePointContext) -> Result<(), i32> = $body;
             match run(&ctx) {
                 Ok(()) => 0,
-                Err(_) => 1,
+                Err(err) => {
+                    // -E2BIG (-7): PENDING_FILE is full; otherwise a failed read.
+                    degraded!(
+                        "hook=sys_enter_file pid={} comm={} reason=enter_failed err={}",
+                        err
+                    );
+                    1
+                }
             }
         }
     };
@@ -192,7 +200,13 @@ enter_program!(sys_enter_symlinkat, |ctx| {
 pub fn sys_exit_file(ctx: TracePointContext) -> i32 {
     match try_sys_exit_file(&ctx) {
         Ok(()) => 0,
-        Err(_) => 1,
+        Err(err) => {
+            degraded!(
+                "hook=sys_exit_file pid={} comm={} reason=probe_read_failed err={}",
+                err
+            );
+            1
+        }
     }
 }
 
@@ -291,6 +305,13 @@ fn try_sys_exit_file(ctx: &TracePointContext) -> Result<(), i32> {
     if len > PATH_MAX - 1 {
         len = PATH_MAX - 1;
         flags |= path_flags::TRUNCATED;
+    }
+    if flags & path_flags::TRUNCATED != 0 {
+        degraded!(
+            "hook=sys_exit_file pid={} comm={} reason=path_truncated op={} kept={}",
+            pending.op,
+            len as u64
+        );
     }
     event.path_flags = flags;
     event.path_len = len as u32;

@@ -21,6 +21,7 @@ use aya_ebpf::{
 };
 use sensor_ebpf::{ConnectEvent, UdpSeenKey, capture_flags, connect_call, kind, proto};
 
+use crate::diag::degraded;
 use crate::{
     CONNECTING, EVENTS, PENDING_CONNECT, RECENT_EXEC, SERVER_TREE, UDP_SEEN, count_lost,
     kernel::{fd_file, header, offset, read},
@@ -189,7 +190,13 @@ fn cgroup_event(ctx: &SockAddrContext, family: u16) -> Result<ConnectEvent, i32>
 pub fn sys_enter_connect(ctx: TracePointContext) -> i32 {
     match try_sys_enter_connect(&ctx) {
         Ok(()) => 0,
-        Err(_) => 1,
+        Err(err) => {
+            degraded!(
+                "hook=sys_enter_connect pid={} comm={} reason=probe_failed err={}",
+                err
+            );
+            1
+        }
     }
 }
 
@@ -258,7 +265,13 @@ fn socket_proto(fd: u64) -> u32 {
 pub fn sys_exit_connect(ctx: TracePointContext) -> i32 {
     match try_sys_exit_connect(&ctx) {
         Ok(()) => 0,
-        Err(_) => 1,
+        Err(err) => {
+            degraded!(
+                "hook=sys_exit_connect pid={} comm={} reason=probe_failed err={}",
+                err
+            );
+            1
+        }
     }
 }
 

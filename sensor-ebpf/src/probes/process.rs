@@ -13,6 +13,7 @@ use aya_ebpf::{
 };
 use sensor_ebpf::{ExitEvent, ForkEvent, kind};
 
+use crate::diag::degraded;
 use crate::{
     EVENTS, SERVER_TREE, count_lost,
     kernel::{header, offset, read},
@@ -23,7 +24,13 @@ use crate::{
 pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
     match try_sched_process_fork(&ctx) {
         Ok(()) => 0,
-        Err(_) => 1,
+        Err(err) => {
+            degraded!(
+                "hook=sched_process_fork pid={} comm={} reason=probe_failed err={}",
+                err
+            );
+            1
+        }
     }
 }
 
@@ -72,7 +79,13 @@ fn try_sched_process_fork(ctx: &RawTracePointContext) -> Result<(), i32> {
 pub fn sched_process_exit(ctx: RawTracePointContext) -> i32 {
     match try_sched_process_exit(&ctx) {
         Ok(()) => 0,
-        Err(_) => 1,
+        Err(err) => {
+            degraded!(
+                "hook=sched_process_exit pid={} comm={} reason=probe_failed err={}",
+                err
+            );
+            1
+        }
     }
 }
 

@@ -19,6 +19,7 @@ use aya_ebpf::{
 };
 use sensor_ebpf::{ConnectEvent, ListenEvent, kind};
 
+use crate::diag::degraded;
 use crate::{
     CONNECTING, EVENTS, PENDING_CONNECT, SERVER_TREE, count_lost,
     kernel::{header, offset, read},
@@ -38,7 +39,13 @@ const ECONNABORTED: i32 = 103;
 pub fn inet_sock_set_state(ctx: RawTracePointContext) -> i32 {
     match try_inet_sock_set_state(&ctx) {
         Ok(()) => 0,
-        Err(_) => 1,
+        Err(err) => {
+            degraded!(
+                "hook=inet_sock_set_state pid={} comm={} reason=probe_failed err={}",
+                err
+            );
+            1
+        }
     }
 }
 

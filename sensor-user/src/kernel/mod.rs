@@ -6,6 +6,7 @@ pub mod decode;
 pub mod features;
 mod file_id;
 pub mod hooks;
+pub mod kernel_log;
 pub mod loader;
 pub mod offsets;
 pub mod reader;
@@ -38,6 +39,7 @@ pub struct Capture {
     server_tree: HashMap<MapData, u32, u32>,
     connect_entry: connect_entry::ConnectEntry,
     hooks: hooks::Hooks,
+    kernel_log: Option<loader::KernelLogger>,
     metrics: Arc<Metrics>,
     decoded: Vec<Result<Event, decode::DecodeError>>,
     /// The lost total last logged by [`Capture::warn_lost`].
@@ -73,6 +75,7 @@ impl Capture {
             server_tree: loaded.server_tree,
             connect_entry: loaded.connect_entry,
             hooks: loaded.hooks,
+            kernel_log: loaded.kernel_log,
             metrics,
             decoded: Vec::with_capacity(BATCH_MAX),
             lost_logged: 0,
@@ -83,6 +86,10 @@ impl Capture {
     /// counted and logged, never passed on.
     pub async fn next_batch(&mut self, out: &mut Vec<Event>) -> std::io::Result<()> {
         let trigger = self.reader.read_batch(&mut self.decoded, BATCH_MAX).await?;
+        // A program logs before it sends the record it logs about, so this batch's lines are in.
+        if let Some(logger) = &mut self.kernel_log {
+            logger.flush();
+        }
         self.metrics.ring_read(trigger.as_str());
         for result in self.decoded.drain(..) {
             match result {
