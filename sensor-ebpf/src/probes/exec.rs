@@ -69,7 +69,6 @@ fn try_sched_process_exec(ctx: &RawTracePointContext) -> Result<(), i32> {
     event.filename_len = copied as u32;
     if copied >= FILENAME_MAX - 1 {
         event.flags |= exec_flags::FILENAME_TRUNCATED;
-        degraded!("hook=sched_process_exec pid={} comm={} reason=filename_truncated");
     }
 
     event.exe_ino = 0;
@@ -92,18 +91,12 @@ fn try_sched_process_exec(ctx: &RawTracePointContext) -> Result<(), i32> {
     if len > ARGV_MAX {
         len = ARGV_MAX;
         event.flags |= exec_flags::ARGV_TRUNCATED;
-        degraded!(
-            "hook=sched_process_exec pid={} comm={} reason=argv_truncated argv_bytes={} kept={}",
-            total,
-            ARGV_MAX as u64
-        );
     }
     let argv = event.argv.get_mut(..len).ok_or(-1)?;
     // SAFETY: the helper checks the user address; the destination is bounded by the slice.
     if unsafe { bpf_probe_read_user_buf(arg_start as *const u8, argv) }.is_err() {
         len = 0;
         event.flags |= exec_flags::ARGV_UNREADABLE;
-        degraded!("hook=sched_process_exec pid={} comm={} reason=argv_unreadable");
     }
     event.argv_len = len as u32;
 
@@ -126,7 +119,28 @@ fn try_sched_process_exec(ctx: &RawTracePointContext) -> Result<(), i32> {
     if EVENTS.output::<[u8]>(bytes, wake).is_err() {
         count_lost(kind::EXEC);
     }
+    // Logged last: a statement between the argv length's bound check and its use made the
+    // compiler spill the length before the check, and an older verifier (Linux 6.1) keeps a
+    // spilled scalar's bounds only if it had them when spilled, so it rejected the read.
+    log_degraded(event.flags, event.argv_total_len);
     Ok(())
+}
+
+#[inline(always)]
+fn log_degraded(flags: u32, argv_bytes: u64) {
+    if flags & exec_flags::FILENAME_TRUNCATED != 0 {
+        degraded!("hook=sched_process_exec pid={} comm={} reason=filename_truncated");
+    }
+    if flags & exec_flags::ARGV_TRUNCATED != 0 {
+        degraded!(
+            "hook=sched_process_exec pid={} comm={} reason=argv_truncated argv_bytes={} kept={}",
+            argv_bytes,
+            ARGV_MAX as u64
+        );
+    }
+    if flags & exec_flags::ARGV_UNREADABLE != 0 {
+        degraded!("hook=sched_process_exec pid={} comm={} reason=argv_unreadable");
+    }
 }
 
 /// The executed file's device, inode number and link count, so that userspace can tell which
