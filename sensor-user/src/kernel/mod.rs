@@ -3,9 +3,11 @@
 
 pub mod connect_entry;
 pub mod decode;
+pub mod fanotify;
 pub mod features;
 pub mod hooks;
 pub mod loader;
+mod merge;
 pub mod offsets;
 pub mod reader;
 pub mod tracefs;
@@ -37,6 +39,9 @@ pub struct Capture {
     server_tree: HashMap<MapData, u32, u32>,
     connect_entry: connect_entry::ConnectEntry,
     hooks: hooks::Hooks,
+    /// File events from fanotify, merged into each batch (see [`merge`]).
+    files: Option<fanotify::FileWatch>,
+    file_events: Vec<crate::event::File>,
     metrics: Arc<Metrics>,
     decoded: Vec<Result<Event, decode::DecodeError>>,
     /// The lost total last logged by [`Capture::warn_lost`].
@@ -72,6 +77,8 @@ impl Capture {
             server_tree: loaded.server_tree,
             connect_entry: loaded.connect_entry,
             hooks: loaded.hooks,
+            files: loaded.file_watch,
+            file_events: Vec::new(),
             metrics,
             decoded: Vec::with_capacity(BATCH_MAX),
             lost_logged: 0,
@@ -81,8 +88,26 @@ impl Capture {
     /// Waits for events and appends the next batch to `out`. Records that fail to decode are
     /// counted and logged, never passed on.
     pub async fn next_batch(&mut self, out: &mut Vec<Event>) -> std::io::Result<()> {
-        let trigger = self.reader.read_batch(&mut self.decoded, BATCH_MAX).await?;
-        self.metrics.ring_read(trigger.as_str());
+        let from = out.len();
+        match &mut self.files {
+            None => {
+                let trigger = self.reader.read_batch(&mut self.decoded, BATCH_MAX).await?;
+                self.metrics.ring_read(trigger.as_str());
+            }
+            Some(files) => {
+                tokio::select! {
+                    trigger = self.reader.read_batch(&mut self.decoded, BATCH_MAX) => {
+                        self.metrics.ring_read(trigger?.as_str());
+                    }
+                    ready = files.readable() => ready?,
+                }
+                // fanotify first, the ring after: every writer's fork and exec, which precede
+                // its write, are then in this batch or an earlier one.
+                files.drain(&mut self.file_events);
+                let room = BATCH_MAX.saturating_sub(self.decoded.len());
+                self.reader.take_now(&mut self.decoded, room);
+            }
+        }
         for result in self.decoded.drain(..) {
             match result {
                 Ok(mut event) => {
@@ -101,6 +126,12 @@ impl Capture {
                     log::warn!("dropping undecodable ring buffer record: {err}");
                 }
             }
+        }
+        if !self.file_events.is_empty() {
+            for _ in &self.file_events {
+                self.metrics.event(EventKind::File);
+            }
+            merge::merge(out, from, std::mem::take(&mut self.file_events));
         }
         Ok(())
     }
