@@ -128,8 +128,11 @@ impl Capture {
             }
         }
         if !self.file_events.is_empty() {
-            for _ in &self.file_events {
+            for file in &self.file_events {
                 self.metrics.event(EventKind::File);
+                if file.path_truncated {
+                    self.metrics.path_truncated(false);
+                }
             }
             merge::merge(out, from, std::mem::take(&mut self.file_events));
         }

@@ -12,6 +12,7 @@
 
 mod parse;
 mod resolve;
+mod tail;
 
 use std::{
     ffi::CString,

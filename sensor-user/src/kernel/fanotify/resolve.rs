@@ -9,7 +9,6 @@ use std::{
         fd::{AsFd, AsRawFd, FromRawFd, OwnedFd},
         unix::ffi::OsStrExt,
     },
-    path::Path,
 };
 
 use rustix::fs::{AtFlags, FileType};
@@ -25,6 +24,9 @@ const UNKNOWN_UID: u32 = 65534;
 /// reported a second time as a modification. Bounded: a create never closed for writing (a
 /// file made with mknod, or still open) would otherwise stay forever.
 const CREATED_MAX: usize = 4096;
+
+/// An escaped path and whether it is only the path's tail.
+type Path = (String, bool);
 
 /// A filesystem the group has a mark on, and a directory on it to open handles through.
 pub struct Mount {
@@ -151,14 +153,20 @@ impl Resolver {
         out.push(pending(pid, FileOp::Rename, path, source, 0, st, clock));
     }
 
-    /// The entry's directory (opened) and its escaped full path, if under a watched prefix.
-    fn path_of(&self, entry: &DirName) -> Option<(OwnedFd, String)> {
+    /// The entry's directory (opened) and its escaped full path, if under a watched prefix. A
+    /// path too long to resolve whole is its tail, marked and not checked against the prefixes
+    /// (as the tracepoints send one).
+    fn path_of(&self, entry: &DirName) -> Option<(OwnedFd, Path)> {
         let dir = self.open_dir(&entry.dir)?;
-        let full = join(&dir_path(&dir)?, &entry.name);
+        let Some(dir_path) = dir_path(&dir) else {
+            let tail = super::tail::tail(&dir, &entry.name)?;
+            return Some((dir, (crate::escape::escape_bytes(&tail), true)));
+        };
+        let full = join(&dir_path, &entry.name);
         if !self.prefixes.iter().any(|p| full.starts_with(p)) {
             return None;
         }
-        Some((dir, crate::escape::escape_bytes(&full)))
+        Some((dir, (crate::escape::escape_bytes(&full), false)))
     }
 
     fn full_path(&self, entry: &DirName) -> Option<String> {
@@ -266,7 +274,7 @@ impl Clock {
 fn pending(
     pid: u32,
     op: FileOp,
-    path: String,
+    (path, path_truncated): Path,
     source: Option<String>,
     flags: u32,
     st: Option<rustix::fs::Stat>,
@@ -282,7 +290,7 @@ fn pending(
         uid,
         op,
         path,
-        path_truncated: false,
+        path_truncated,
         source,
         flags,
         ret: 0,
@@ -329,8 +337,8 @@ fn unescape_octal(s: &str) -> Vec<u8> {
 
 /// The nearest existing directory at or above `path`: a watched prefix that does not exist yet
 /// will be created on that directory's filesystem (unless something is mounted there first).
-pub fn nearest_existing(path: &[u8]) -> &Path {
-    let mut p = Path::new(OsStr::from_bytes(path));
+pub fn nearest_existing(path: &[u8]) -> &std::path::Path {
+    let mut p = std::path::Path::new(OsStr::from_bytes(path));
     while !p.is_dir() {
         match p.parent() {
             Some(parent) => p = parent,
