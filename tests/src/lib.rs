@@ -172,3 +172,12 @@ pub fn file_mechanisms() -> Vec<lineage_sensor::config::FileHooks> {
     }
     out
 }
+
+/// The `[capture]` table that pins `mechanism`, to put at the head of a sensor.toml.
+pub fn file_hooks_toml(mechanism: lineage_sensor::config::FileHooks) -> String {
+    let name = serde_json::to_value(mechanism)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    format!("[capture]\nfile_hooks = \"{name}\"\n")
+}

@@ -10,7 +10,7 @@ use std::{
 };
 
 use integration_tests::{
-    RunningSensor, file_mechanisms, files, require_root, temp_dir, with_sensor,
+    RunningSensor, file_hooks_toml, file_mechanisms, files, require_root, temp_dir, with_sensor,
 };
 use lineage_sensor::{
     config::{CaptureConfig, FileHooks},
@@ -169,9 +169,9 @@ fn script_past_the_walk_alerts(mechanism: FileHooks) {
     fs::write(
         &config,
         format!(
-            "[capture]\nfile_hooks = \"{}\"\n[rules.webroot_script_write]\nweb_roots = [\"{}\"]\n\
+            "{}[rules.webroot_script_write]\nweb_roots = [\"{}\"]\n\
              [incidents]\nstate_file = \"\"\n",
-            mechanism_name(mechanism),
+            file_hooks_toml(mechanism),
             www.display()
         ),
     )
@@ -197,12 +197,4 @@ fn script_past_the_walk_alerts(mechanism: FileHooks) {
     let path = found.doc["file"]["path"].as_str().unwrap_or_default();
     assert!(path.starts_with("…/"), "not marked truncated: {path}");
     assert!(path.len() > 4000, "{path}");
-}
-
-/// The `capture.file_hooks` value that pins `mechanism`.
-fn mechanism_name(mechanism: FileHooks) -> String {
-    serde_json::to_value(mechanism)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
 }
