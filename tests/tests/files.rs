@@ -104,6 +104,15 @@ fn writes_arrive_resolved(mechanism: FileHooks) {
         fs::write(tree.outside().join("moved.php"), b"m").expect("write outside");
         fs::rename(tree.outside().join("moved.php"), w.join("moved.php")).expect("rename in");
         fs::hard_link(w.join("abs.php"), w.join("sub/hard.php")).expect("link");
+        // A directory filled outside, moved in, then written to: seen at its new place.
+        let staged = tree.outside().join("staged");
+        fs::create_dir(&staged).expect("staged dir");
+        fs::write(staged.join("before.php"), b"b").expect("write in staged");
+        // Time for the sensor to read that write, so that fanotify's resolver has known the
+        // directory outside the prefix before it moves in.
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        fs::rename(&staged, w.join("staged")).expect("move dir in");
+        fs::write(w.join("staged/after.php"), b"a").expect("write in moved dir");
         // A symbolic link into the prefix: a script appears there without a write there.
         std::os::unix::fs::symlink(tree.outside().join("shell.php"), w.join("soft.php"))
             .expect("symlink");
@@ -162,6 +171,8 @@ fn writes_arrive_resolved(mechanism: FileHooks) {
         // fanotify names the new link only, not which existing name it was made from.
         assert_eq!(hard.source, None);
     }
+    find(w.join("staged"), FileOp::Rename);
+    find(w.join("staged/after.php"), FileOp::Open);
     let soft = find(w.join("soft.php"), FileOp::Symlink);
     assert_eq!(
         soft.source.as_deref(),

@@ -162,13 +162,10 @@ impl FileWatch {
         })
     }
 
-    /// Waits until events are queued.
+    /// Waits until events are queued. Readiness is cleared only by a drain that reached EAGAIN,
+    /// so events left by a drain that stopped at its bound wake the next wait at once.
     pub async fn readable(&self) -> io::Result<()> {
-        let mut guard = self.fd.readable().await?;
-        // The next drain reads until EAGAIN; readiness is re-armed here so that a later wait
-        // sleeps until the kernel queues something new.
-        guard.clear_ready();
-        Ok(())
+        self.fd.readable().await.map(drop)
     }
 
     /// Reads what is queued now (never blocks) and appends the resulting events to `out`, in
@@ -177,23 +174,23 @@ impl FileWatch {
         let clock = Clock::now();
         let mut taken = 0;
         while taken < DRAIN_MAX {
-            // SAFETY: reading into our own buffer of the given length.
-            let n = unsafe {
-                libc::read(
-                    self.fd.get_ref().as_raw_fd(),
-                    self.buf.as_mut_ptr().cast(),
-                    self.buf.len(),
-                )
-            };
-            if n <= 0 {
-                let err = io::Error::last_os_error();
-                if n < 0 && err.kind() != io::ErrorKind::WouldBlock {
-                    log::warn!("reading fanotify events: {err}");
+            let buf = &mut self.buf;
+            // try_io clears tokio's readiness when the read says EAGAIN.
+            let read = self.fd.try_io(tokio::io::Interest::READABLE, |fd| {
+                rustix::io::read(fd, &mut buf[..]).map_err(io::Error::from)
+            });
+            let n = match read {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(err) => {
+                    if err.kind() != io::ErrorKind::WouldBlock {
+                        log::warn!("reading fanotify events: {err}");
+                    }
+                    break;
                 }
-                break;
-            }
+            };
             self.raw.clear();
-            if let Err(err) = parse::parse(&self.buf[..n as usize], &mut self.raw) {
+            if let Err(err) = parse::parse(&self.buf[..n], &mut self.raw) {
                 log::warn!("dropping undecodable fanotify record: {err}");
             }
             for raw in &self.raw {

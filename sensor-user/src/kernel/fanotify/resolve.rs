@@ -3,7 +3,7 @@
 //! watched prefixes, the operation told apart by what the new entry is.
 
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     ffi::OsStr,
     os::{
         fd::{AsFd, AsRawFd, FromRawFd, OwnedFd},
@@ -24,6 +24,8 @@ const UNKNOWN_UID: u32 = 65534;
 /// reported a second time as a modification. Bounded: a create never closed for writing (a
 /// file made with mknod, or still open) would otherwise stay forever.
 const CREATED_MAX: usize = 4096;
+/// Directory paths remembered at most (a few hundred KiB).
+const DIR_PATHS_MAX: usize = 8192;
 
 /// An escaped path and whether it is only the path's tail.
 type Path = (String, bool);
@@ -38,6 +40,9 @@ pub struct Resolver {
     pub mounts: Vec<Mount>,
     pub prefixes: Vec<Vec<u8>>,
     created: HashSet<DirName>,
+    /// Directory paths by handle; forgotten whenever a directory is renamed (the only way a
+    /// known directory's path changes while it exists).
+    dir_paths: HashMap<Handle, Vec<u8>>,
 }
 
 impl Resolver {
@@ -46,12 +51,16 @@ impl Resolver {
             mounts,
             prefixes,
             created: HashSet::new(),
+            dir_paths: HashMap::new(),
         }
     }
 
     /// The events `raw` stands for (none when it lies outside every watched prefix).
     pub fn resolve(&mut self, raw: &RawEvent, clock: &Clock, out: &mut Vec<File>) {
         let ondir = raw.mask & libc::FAN_ONDIR != 0;
+        if ondir && raw.mask & (libc::FAN_RENAME | libc::FAN_MOVED_TO) != 0 {
+            self.dir_paths.clear();
+        }
         if raw.mask & libc::FAN_RENAME != 0
             && let (Some(old), Some(new)) = (&raw.old, &raw.new)
         {
@@ -111,8 +120,13 @@ impl Resolver {
                     .map(|t| crate::escape::escape_bytes(t.as_bytes()));
                 (FileOp::Symlink, target, 0)
             }
-            // A second name for an existing file: which one it was, fanotify does not say.
-            Some(FileType::RegularFile) if st.as_ref().is_some_and(|s| s.st_nlink > 1) => {
+            // A second name for an existing file: which one it was, fanotify does not say. The
+            // link count is read now, not at the call: a file created, written and closed (one
+            // merged event) and linked since is still an open; one created and linked before
+            // its close is read is taken for a link (both are creations to the rules).
+            Some(FileType::RegularFile)
+                if !closed && st.as_ref().is_some_and(|s| s.st_nlink > 1) =>
+            {
                 (FileOp::Link, None, 0)
             }
             // Gone already (a temporary file): it was still created.
@@ -156,17 +170,32 @@ impl Resolver {
     /// The entry's directory (opened) and its escaped full path, if under a watched prefix. A
     /// path too long to resolve whole is its tail, marked and not checked against the prefixes
     /// (as the tracepoints send one).
-    fn path_of(&self, entry: &DirName) -> Option<(OwnedFd, Path)> {
+    fn path_of(&mut self, entry: &DirName) -> Option<(OwnedFd, Path)> {
+        // Most events on a marked filesystem are outside every prefix: a directory seen before
+        // is judged without a handle lookup.
+        if let Some(known) = self.dir_paths.get(&entry.dir)
+            && !self.under_prefix(&join(known, &entry.name))
+        {
+            return None;
+        }
         let dir = self.open_dir(&entry.dir)?;
         let Some(dir_path) = dir_path(&dir) else {
             let tail = super::tail::tail(&dir, &entry.name)?;
             return Some((dir, (crate::escape::escape_bytes(&tail), true)));
         };
         let full = join(&dir_path, &entry.name);
-        if !self.prefixes.iter().any(|p| full.starts_with(p)) {
+        if self.dir_paths.len() >= DIR_PATHS_MAX {
+            self.dir_paths.clear();
+        }
+        self.dir_paths.insert(entry.dir.clone(), dir_path);
+        if !self.under_prefix(&full) {
             return None;
         }
         Some((dir, (crate::escape::escape_bytes(&full), false)))
+    }
+
+    fn under_prefix(&self, path: &[u8]) -> bool {
+        self.prefixes.iter().any(|p| path.starts_with(p))
     }
 
     fn full_path(&self, entry: &DirName) -> Option<String> {
