@@ -96,6 +96,7 @@ impl FileWatch {
             targets.extend(resolve::mounts_under(bytes, &mountinfo));
         }
         let mut mounts: Vec<Mount> = Vec::new();
+        let mut marked: Vec<String> = Vec::new();
         let mut has_rename = true;
         for target in targets {
             let path = Path::new(std::ffi::OsStr::from_bytes(&target));
@@ -145,9 +146,14 @@ impl FileWatch {
                 path: shown.clone(),
                 source,
             })?;
-            log::debug!("fanotify: filesystem mark on {shown}");
+            marked.push(shown);
             mounts.push(Mount { fsid, fd: dir });
         }
+        log::info!(
+            "fanotify: filesystem marks on {} for {} watched paths",
+            marked.join(", "),
+            prefixes.len()
+        );
         let prefixes = prefixes.iter().map(|p| p.as_bytes().to_vec()).collect();
         // SAFETY: the OwnedFd keeps the group open and unchanged until this AsyncFd drops it.
         let fd = unsafe { AsyncFd::register_with_interest(group, tokio::io::Interest::READABLE) }
