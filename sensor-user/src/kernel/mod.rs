@@ -139,6 +139,14 @@ impl Capture {
         Ok(())
     }
 
+    /// Marks filesystems mounted below a watched path since start (fanotify only); for the
+    /// housekeeping tick.
+    pub fn refresh_file_marks(&mut self) {
+        if let Some(files) = &mut self.files {
+            files.refresh_mounts();
+        }
+    }
+
     /// How connect() entry is observed in this session.
     pub fn connect_entry(&self) -> &connect_entry::ConnectEntry {
         &self.connect_entry

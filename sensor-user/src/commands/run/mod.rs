@@ -144,6 +144,7 @@ pub async fn run(
             _ = housekeeping.tick() => {
                 capture.warn_lost();
                 capture.sync_map_sizes();
+                capture.refresh_file_marks();
                 detector.housekeeping(&config);
             }
         }

@@ -10,24 +10,20 @@
 //! reaches this process, which resolves the directory handle and drops what is outside every
 //! prefix (docs/events.md). Each event becomes the [`File`] the tracepoints would have sent.
 
+mod marks;
 mod parse;
 mod resolve;
 mod tail;
 
 use std::{
-    ffi::CString,
     io,
-    os::{
-        fd::{AsRawFd, FromRawFd, OwnedFd},
-        unix::ffi::OsStrExt,
-    },
-    path::Path,
+    os::fd::{FromRawFd, OwnedFd},
 };
 
 use tokio::io::unix::AsyncFd;
 
 use crate::event::File;
-use resolve::{Clock, Mount, Resolver};
+use resolve::{Clock, Resolver};
 
 /// Filesystem events the file rules need; FAN_ONDIR so that renamed directories are seen.
 const MASK_BASE: u64 = libc::FAN_CREATE | libc::FAN_CLOSE_WRITE | libc::FAN_ONDIR;
@@ -61,6 +57,8 @@ pub struct FileWatch {
     raw: Vec<parse::RawEvent>,
     /// Queue overflows seen: events the kernel dropped.
     pub overflows: u64,
+    marks: marks::Marks,
+    prefixes_given: Vec<String>,
 }
 
 impl FileWatch {
@@ -80,92 +78,52 @@ impl FileWatch {
         }
         // SAFETY: a new descriptor that nothing else owns.
         let group = unsafe { OwnedFd::from_raw_fd(raw) };
-        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let mut targets: Vec<Vec<u8>> = Vec::new();
         for prefix in prefixes {
             if !prefix.starts_with('/') {
                 return Err(FanotifyError::NotAbsolute(prefix.clone()));
             }
-            let bytes = prefix.as_bytes();
-            targets.push(
-                resolve::nearest_existing(bytes)
-                    .as_os_str()
-                    .as_bytes()
-                    .to_vec(),
-            );
-            targets.extend(resolve::mounts_under(bytes, &mountinfo));
         }
-        let mut mounts: Vec<Mount> = Vec::new();
-        let mut marked: Vec<String> = Vec::new();
-        let mut has_rename = true;
-        for target in targets {
-            let path = Path::new(std::ffi::OsStr::from_bytes(&target));
-            let shown = path.display().to_string();
-            let fsid = match rustix::fs::statfs(path) {
-                Ok(s) => fsid_of(&s),
-                Err(e) => {
-                    return Err(FanotifyError::Mark {
-                        path: shown,
-                        source: e.into(),
-                    });
-                }
-            };
-            if mounts.iter().any(|m| m.fsid == fsid) {
-                continue;
-            }
-            let mask = if has_rename {
-                MASK_BASE | libc::FAN_RENAME
-            } else {
-                MASK_BASE | libc::FAN_MOVED_TO
-            };
-            match mark(&group, path, mask) {
-                Err(e) if has_rename && e.raw_os_error() == Some(libc::EINVAL) => {
-                    // Before Linux 5.17: renames arrive as FAN_MOVED_TO, without the old name.
-                    has_rename = false;
-                    mark(&group, path, MASK_BASE | libc::FAN_MOVED_TO)
-                }
-                other => other,
-            }
-            .map_err(|source| FanotifyError::Mark {
-                path: shown.clone(),
-                source,
-            })?;
-            // Not O_PATH: open_by_handle_at(2) refuses an O_PATH descriptor as its mount.
-            let dir = rustix::fs::open(
-                path,
-                rustix::fs::OFlags::RDONLY
-                    | rustix::fs::OFlags::DIRECTORY
-                    | rustix::fs::OFlags::CLOEXEC,
-                rustix::fs::Mode::empty(),
-            )
-            .map_err(|e| FanotifyError::Mark {
-                path: shown.clone(),
-                source: e.into(),
-            })?;
-            check_handles(&dir, path, fsid).map_err(|source| FanotifyError::Handle {
-                path: shown.clone(),
-                source,
-            })?;
-            marked.push(shown);
-            mounts.push(Mount { fsid, fd: dir });
-        }
+        let mut marks = marks::Marks::default();
+        let targets = marks::targets(prefixes, true);
+        marks.add(&group, &targets)?;
         log::info!(
             "fanotify: filesystem marks on {} for {} watched paths",
-            marked.join(", "),
+            marks.shown.join(", "),
             prefixes.len()
         );
+        let prefix_list = prefixes.to_vec();
         let prefixes = prefixes.iter().map(|p| p.as_bytes().to_vec()).collect();
         // SAFETY: the OwnedFd keeps the group open and unchanged until this AsyncFd drops it.
         let fd = unsafe { AsyncFd::register_with_interest(group, tokio::io::Interest::READABLE) }
             .map_err(|e| FanotifyError::Init(e.into_parts().1))?;
+        let has_rename = marks.has_rename;
         Ok(Self {
             fd,
-            resolver: Resolver::new(mounts, prefixes),
+            resolver: Resolver::new(marks.take_new(), prefixes),
+            marks,
+            prefixes_given: prefix_list,
             has_rename,
             buf: vec![0; READ_BYTES],
             raw: Vec::new(),
             overflows: 0,
         })
+    }
+
+    /// Marks filesystems mounted below a watched path since the last look (called on the
+    /// housekeeping tick: writes on such a mount before then are not seen).
+    pub fn refresh_mounts(&mut self) {
+        let targets = marks::targets(&self.prefixes_given, false);
+        if let Err(err) = self.marks.add(self.fd.get_ref(), &targets) {
+            log::warn!("fanotify: {err}; writes there are not seen");
+        }
+        let new = self.marks.take_new();
+        if !new.is_empty() {
+            log::info!(
+                "fanotify: filesystem marks on {}",
+                self.marks.shown[self.marks.shown.len() - new.len()..].join(", ")
+            );
+            self.resolver.mounts.extend(new);
+        }
     }
 
     /// Waits until events are queued. Readiness is cleared only by a drain that reached EAGAIN,
@@ -212,63 +170,4 @@ impl FileWatch {
             }
         }
     }
-}
-
-fn fsid_of(s: &rustix::fs::StatFs) -> [i32; 2] {
-    // SAFETY: __kernel_fsid_t is two ints; reading it as such is its defined layout.
-    unsafe { std::mem::transmute_copy::<_, [i32; 2]>(&s.f_fsid) }
-}
-
-fn mark(group: &OwnedFd, path: &Path, mask: u64) -> io::Result<()> {
-    let c = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // SAFETY: a valid group fd and NUL-terminated path for the duration of the call.
-    let rc = unsafe {
-        libc::fanotify_mark(
-            group.as_raw_fd(),
-            libc::FAN_MARK_ADD | libc::FAN_MARK_FILESYSTEM,
-            mask,
-            libc::AT_FDCWD,
-            c.as_ptr(),
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// Turns the marked directory into a handle and back, the way every event is resolved: refused
-/// without CAP_DAC_READ_SEARCH or on a filesystem that cannot decode handles.
-fn check_handles(dir: &OwnedFd, path: &Path, fsid: [i32; 2]) -> io::Result<()> {
-    let c = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    let mut buf = vec![0u32; 2 + 128 / 4];
-    buf[0] = 128;
-    let mut mount_id: libc::c_int = 0;
-    // SAFETY: a file_handle with room for 128 bytes, valid pointers for the call.
-    let rc = unsafe {
-        libc::name_to_handle_at(
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            buf.as_mut_ptr().cast(),
-            &mut mount_id,
-            0,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let len = (buf[0] as usize).min(128);
-    let bytes: Vec<u8> = buf[2..]
-        .iter()
-        .flat_map(|w| w.to_ne_bytes())
-        .take(len)
-        .collect();
-    let handle = parse::Handle {
-        fsid,
-        handle_type: buf[1] as i32,
-        bytes,
-    };
-    resolve::open_by_handle(std::os::fd::AsFd::as_fd(dir), &handle).map(drop)
 }

@@ -340,7 +340,7 @@ pub fn mounts_under(prefix: &[u8], mountinfo: &str) -> Vec<Vec<u8>> {
         .lines()
         .filter_map(|l| l.split(' ').nth(4))
         .map(unescape_octal)
-        .filter(|m| m.starts_with(prefix) && m.len() > prefix.len())
+        .filter(|m| m.starts_with(prefix))
         .collect()
 }
 
@@ -390,6 +390,14 @@ mod tests {
         assert_eq!(
             mounts_under(b"/srv/www/", info),
             vec![b"/srv/www/up loads".to_vec()]
+        );
+        assert_eq!(
+            mounts_under(b"/srv/www", info),
+            vec![
+                b"/srv/www/up loads".to_vec(),
+                b"/srv/www".to_vec(),
+                b"/srv/wwwx".to_vec()
+            ]
         );
     }
 
