@@ -258,7 +258,13 @@ impl Capture {
         ] {
             match self.lost.get(&index, 0) {
                 Ok(per_cpu) => {
-                    let sum: u64 = per_cpu.iter().sum();
+                    let mut sum: u64 = per_cpu.iter().sum();
+                    if kind == EventKind::File
+                        && let Some(files) = &self.files
+                    {
+                        // Each overflow stands for at least one event fanotify dropped.
+                        sum += files.overflows;
+                    }
                     self.metrics.set_lost(kind, sum);
                     total += sum;
                 }
