@@ -274,3 +274,32 @@ fn without_watched_paths_no_file_events_reach_userspace() {
         );
     }
 }
+
+/// `auto` takes fanotify only where it can see every watched path: a prefix on a filesystem
+/// that cannot report file handles (procfs) makes it fall back to the tracepoints, which then
+/// still report the other prefix's writes, and the metrics say so.
+#[test]
+fn auto_falls_back_to_the_tracepoints_where_fanotify_cannot_mark() {
+    require_root();
+    let tree = Tree::new("fallback");
+    let w = tree.watched();
+    let config = CaptureConfig {
+        watch_paths: vec![text(&w), "/proc/sys/lineage-test".into()],
+        ..CaptureConfig::default()
+    };
+    let (seen, ()) = with_sensor(config, || {
+        fs::write(w.join("x.php"), b"x").expect("write");
+    })
+    .expect("sensor");
+    let text = seen.metrics.encode().expect("encode");
+    assert!(
+        text.contains(
+            r#"lineage_sensor_hook_info{family="file",mechanism="syscall_tracepoint"} 1"#
+        ),
+        "{text}"
+    );
+    assert!(
+        files(&seen.events).any(|f| f.path == self::text(&w.join("x.php"))),
+        "the fallback still sees the writes"
+    );
+}

@@ -197,4 +197,35 @@ mod tests {
             "{text}"
         );
     }
+
+    #[test]
+    fn fanotify_is_named_and_a_missing_rename_said() {
+        let hooks = Hooks::chosen(
+            &ConnectEntry::Cgroup("/sys/fs/cgroup".into()),
+            &FileHook::Fanotify { rename: false },
+            0,
+        );
+        let file = hooks
+            .choices
+            .iter()
+            .find(|c| c.family == "file")
+            .expect("file");
+        assert_eq!(file.mechanism, "fanotify");
+        assert!(
+            file.refused.iter().any(|r| r.contains("FAN_RENAME")),
+            "{file:?}"
+        );
+        let fallback = Hooks::chosen(
+            &ConnectEntry::Cgroup("/sys/fs/cgroup".into()),
+            &FileHook::SyscallTracepoints("fanotify_init: EPERM".into()),
+            22,
+        );
+        let file = fallback
+            .choices
+            .iter()
+            .find(|c| c.family == "file")
+            .expect("file");
+        assert_eq!(file.mechanism, "syscall_tracepoint");
+        assert!(file.refused.iter().any(|r| r.contains("EPERM")), "{file:?}");
+    }
 }
