@@ -19,7 +19,7 @@ const CAP_SYS_ADMIN: u32 = 21;
 const CAP_PERFMON: u32 = 38;
 const CAP_BPF: u32 = 39;
 
-const NEEDED: [Needed; 5] = [
+const NEEDED: [Needed; 6] = [
     Needed {
         name: "CAP_BPF",
         bit: CAP_BPF,
@@ -52,6 +52,15 @@ const NEEDED: [Needed; 5] = [
               (set capture.connect_entry = \"tracepoint\" to accept that instead)",
         non_root_only: false,
     },
+    Needed {
+        name: "CAP_SYS_ADMIN",
+        bit: CAP_SYS_ADMIN,
+        why: "to see file writes under the watched paths through fanotify filesystem marks; \
+              without it they are read at syscall tracepoints, which put every syscall on the \
+              host on the tracing slow path (set capture.file_hooks = \"tracepoint\" to accept \
+              that instead)",
+        non_root_only: false,
+    },
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -67,7 +76,9 @@ pub struct MissingCapability {
 
 /// Checks the effective capabilities of this process. Unknown (no /proc/self/status) passes:
 /// the kernel's own error then says the rest. CAP_NET_ADMIN is needed unless the config pins
-/// connect() to the syscall tracepoints: the sensor does not take the expensive path silently.
+/// connect() to the syscall tracepoints, CAP_SYS_ADMIN when paths are watched unless it pins
+/// the file hooks to them or turns them off: the sensor does not take the expensive path
+/// silently. `capture` is the effective one (watched paths of the file rules included).
 pub fn check_run(capture: &crate::config::CaptureConfig) -> Result<(), MissingCapability> {
     let Some(effective) = effective_caps(Path::new("/proc/self/status")) else {
         return Ok(());
@@ -75,15 +86,26 @@ pub fn check_run(capture: &crate::config::CaptureConfig) -> Result<(), MissingCa
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
     let cgroup_hooks = capture.connect_entry == crate::config::ConnectEntryMode::Auto;
-    missing(effective, root, cgroup_hooks).map_or(Ok(()), Err)
+    let fanotify = !capture.watch_paths.is_empty()
+        && matches!(
+            capture.file_hooks,
+            crate::config::FileHooks::Auto | crate::config::FileHooks::Fanotify
+        );
+    missing(effective, root, cgroup_hooks, fanotify).map_or(Ok(()), Err)
 }
 
-fn missing(effective: u64, root: bool, cgroup_hooks: bool) -> Option<MissingCapability> {
+fn missing(
+    effective: u64,
+    root: bool,
+    cgroup_hooks: bool,
+    fanotify: bool,
+) -> Option<MissingCapability> {
     let has = |bit: u32| effective & (1 << bit) != 0;
     NEEDED
         .iter()
         .filter(|n| !(n.non_root_only && root))
         .filter(|n| cgroup_hooks || n.bit != CAP_NET_ADMIN)
+        .filter(|n| fanotify || n.bit != CAP_SYS_ADMIN)
         // CAP_SYS_ADMIN still grants what CAP_BPF and CAP_PERFMON split off from it.
         .find(|n| {
             !has(n.bit) && !((n.bit == CAP_BPF || n.bit == CAP_PERFMON) && has(CAP_SYS_ADMIN))
@@ -112,7 +134,7 @@ mod tests {
 
     #[test]
     fn each_missing_capability_is_named() {
-        assert!(missing(ALL, false, true).is_none());
+        assert!(missing(ALL, false, true, false).is_none());
         for (bit, name) in [
             (CAP_BPF, "CAP_BPF"),
             (CAP_PERFMON, "CAP_PERFMON"),
@@ -120,7 +142,7 @@ mod tests {
             (CAP_DAC_READ_SEARCH, "CAP_DAC_READ_SEARCH"),
             (CAP_NET_ADMIN, "CAP_NET_ADMIN"),
         ] {
-            let err = missing(ALL & !(1 << bit), false, true).expect(name);
+            let err = missing(ALL & !(1 << bit), false, true, false).expect(name);
             assert_eq!(err.name, name);
             assert!(err.to_string().contains(name));
         }
@@ -128,17 +150,25 @@ mod tests {
 
     #[test]
     fn root_needs_no_dac_and_sys_admin_covers_bpf() {
-        assert!(missing(ALL & !(1 << CAP_DAC_READ_SEARCH), true, true).is_none());
+        assert!(missing(ALL & !(1 << CAP_DAC_READ_SEARCH), true, true, false).is_none());
         let admin = (1 << CAP_SYS_ADMIN) | (1 << CAP_SYS_PTRACE) | (1 << CAP_NET_ADMIN);
-        assert!(missing(admin, true, true).is_none());
+        assert!(missing(admin, true, true, true).is_none());
     }
 
     #[test]
     fn pinning_the_tracepoint_needs_no_net_admin() {
         let without = ALL & !(1 << CAP_NET_ADMIN);
-        assert!(missing(without, false, false).is_none());
-        let err = missing(without, false, true).expect("auto needs it");
+        assert!(missing(without, false, false, false).is_none());
+        let err = missing(without, false, true, false).expect("auto needs it");
         assert!(err.to_string().contains("slow path"), "{err}");
+    }
+
+    #[test]
+    fn watched_paths_on_fanotify_need_sys_admin() {
+        let err = missing(ALL, false, true, true).expect("fanotify needs it");
+        assert_eq!(err.name, "CAP_SYS_ADMIN");
+        assert!(err.to_string().contains("file_hooks"), "{err}");
+        assert!(missing(ALL | (1 << CAP_SYS_ADMIN), false, true, true).is_none());
     }
 
     #[test]

@@ -145,3 +145,39 @@ pub fn server_shell(server: &std::path::Path, cmd: &str) -> Result<(), String> {
         Err(format!("{} shell {cmd:?}: {status}", server.display()))
     }
 }
+
+/// The file mechanisms this machine loads, each as the `capture.file_hooks` setting that pins
+/// it: the syscall tracepoints always, fanotify where the kernel and privileges allow a
+/// FAN_REPORT_DFID_NAME group (probed the way the sensor probes it, never by kernel version).
+/// Every file test runs once per entry.
+pub fn file_mechanisms() -> Vec<lineage_sensor::config::FileHooks> {
+    use lineage_sensor::config::FileHooks;
+    let mut out = vec![FileHooks::Tracepoint];
+    // SAFETY: plain flags; the descriptor is closed right away.
+    let fd = unsafe {
+        libc::fanotify_init(
+            libc::FAN_CLASS_NOTIF | libc::FAN_CLOEXEC | libc::FAN_REPORT_DFID_NAME,
+            libc::O_RDONLY as libc::c_uint,
+        )
+    };
+    if fd >= 0 {
+        // SAFETY: our own descriptor.
+        unsafe { libc::close(fd) };
+        out.push(FileHooks::Fanotify);
+    } else {
+        eprintln!(
+            "fanotify refused here ({}): file tests run on the syscall tracepoints only",
+            std::io::Error::last_os_error()
+        );
+    }
+    out
+}
+
+/// The `[capture]` table that pins `mechanism`, to put at the head of a sensor.toml.
+pub fn file_hooks_toml(mechanism: lineage_sensor::config::FileHooks) -> String {
+    let name = serde_json::to_value(mechanism)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    format!("[capture]\nfile_hooks = \"{name}\"\n")
+}

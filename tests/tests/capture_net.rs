@@ -333,8 +333,9 @@ fn an_attempt_closed_before_its_handshake_ends_is_reported_aborted() {
 }
 
 /// The metrics say what each hook family runs on, and how many syscall tracepoints are
-/// attached: none when nothing is watched or file hooks are off (connect entry on the cgroup
-/// hooks), some when paths are watched, more when connect() is pinned to the tracepoints.
+/// attached: none when nothing is watched, file hooks are off or on fanotify (connect entry on
+/// the cgroup hooks), some when the file hooks are pinned to the tracepoints, more when
+/// connect() is pinned to them too.
 #[test]
 fn hook_metrics_count_the_syscall_tracepoints() {
     require_root();
@@ -353,8 +354,24 @@ fn hook_metrics_count_the_syscall_tracepoints() {
         watch_paths: vec!["/var/www".into()],
         ..CaptureConfig::default()
     };
+    let connect_base = if cgroup2_root { 0.0 } else { 2.0 };
+    let fanotify =
+        integration_tests::file_mechanisms().contains(&lineage_sensor::config::FileHooks::Fanotify);
+    let (auto, text) = attached(watched.clone());
+    if fanotify {
+        // Where fanotify loads, watching paths attaches no syscall tracepoint at all.
+        assert_eq!(auto, connect_base, "{text}");
+        assert!(
+            text.contains(r#"lineage_sensor_hook_info{family="file",mechanism="fanotify"} 1"#),
+            "{text}"
+        );
+    }
+    let watched = CaptureConfig {
+        file_hooks: lineage_sensor::config::FileHooks::Tracepoint,
+        ..watched
+    };
     let (with_files, text) = attached(watched.clone());
-    assert!(with_files > 0.0, "{text}");
+    assert!(with_files > connect_base, "{text}");
     assert!(
         text.contains(
             r#"lineage_sensor_hook_info{family="file",mechanism="syscall_tracepoint"} 1"#

@@ -9,8 +9,13 @@ use std::{
     time::Duration,
 };
 
-use integration_tests::{RunningSensor, files, require_root, temp_dir, with_sensor};
-use lineage_sensor::{config::CaptureConfig, event::File};
+use integration_tests::{
+    RunningSensor, file_hooks_toml, file_mechanisms, files, require_root, temp_dir, with_sensor,
+};
+use lineage_sensor::{
+    config::{CaptureConfig, FileHooks},
+    event::File,
+};
 
 /// A fresh directory whose `watched/` subdirectory is the watched prefix.
 struct Tree {
@@ -82,11 +87,19 @@ fn report_of<'a>(mine: &[&'a File], full: &str) -> Option<&'a File> {
 #[test]
 fn a_path_60_levels_deep_and_one_over_4096_bytes_are_both_reported() {
     require_root();
+    for mechanism in file_mechanisms() {
+        eprintln!("file mechanism: {mechanism:?}");
+        deep_and_long_reported(mechanism);
+    }
+}
+
+fn deep_and_long_reported(mechanism: FileHooks) {
     let tree = Tree::new();
     let pid = std::process::id();
     let watched = tree.watched();
     let config = CaptureConfig {
         watch_paths: vec![watched.to_string_lossy().into_owned()],
+        file_hooks: mechanism,
         ..CaptureConfig::default()
     };
     let top = fs::File::open(&watched).expect("open watched");
@@ -142,6 +155,13 @@ fn a_path_60_levels_deep_and_one_over_4096_bytes_are_both_reported() {
 #[test]
 fn a_script_written_past_the_kernel_walk_in_a_web_root_raises_an_alert_marked_truncated() {
     require_root();
+    for mechanism in file_mechanisms() {
+        eprintln!("file mechanism: {mechanism:?}");
+        script_past_the_walk_alerts(mechanism);
+    }
+}
+
+fn script_past_the_walk_alerts(mechanism: FileHooks) {
     let dir = temp_dir("lineage-deep-alert-");
     let www = dir.path().join("www");
     fs::create_dir_all(&www).expect("web root");
@@ -149,7 +169,9 @@ fn a_script_written_past_the_kernel_walk_in_a_web_root_raises_an_alert_marked_tr
     fs::write(
         &config,
         format!(
-            "[rules.webroot_script_write]\nweb_roots = [\"{}\"]\n[incidents]\nstate_file = \"\"\n",
+            "{}[rules.webroot_script_write]\nweb_roots = [\"{}\"]\n\
+             [incidents]\nstate_file = \"\"\n",
+            file_hooks_toml(mechanism),
             www.display()
         ),
     )

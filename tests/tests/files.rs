@@ -7,8 +7,11 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use integration_tests::{files, require_root, with_sensor};
-use lineage_sensor::{config::CaptureConfig, event::FileOp};
+use integration_tests::{file_mechanisms, files, require_root, with_sensor};
+use lineage_sensor::{
+    config::{CaptureConfig, FileHooks},
+    event::FileOp,
+};
 
 /// A fresh directory tree: `watched/` is the prefix the sensor watches, `outside/` is not.
 struct Tree {
@@ -31,9 +34,10 @@ impl Tree {
     fn outside(&self) -> PathBuf {
         self.root.join("outside")
     }
-    fn config(&self) -> CaptureConfig {
+    fn config(&self, mechanism: FileHooks) -> CaptureConfig {
         CaptureConfig {
             watch_paths: vec![self.watched().to_string_lossy().into_owned()],
+            file_hooks: mechanism,
             ..CaptureConfig::default()
         }
     }
@@ -52,14 +56,26 @@ fn text(p: &Path) -> String {
 #[test]
 fn writes_under_the_watched_prefix_arrive_resolved_and_nothing_else_does() {
     require_root();
+    for mechanism in file_mechanisms() {
+        eprintln!("file mechanism: {mechanism:?}");
+        writes_arrive_resolved(mechanism);
+    }
+}
+
+fn writes_arrive_resolved(mechanism: FileHooks) {
     let tree = Tree::new("resolve");
     let w = tree.watched();
     let link_to_watched = tree.root.join("shortcut");
     std::os::unix::fs::symlink(&w, &link_to_watched).expect("symlink");
     fs::write(w.join("existing.php"), b"<?php ?>").expect("seed file");
 
-    let (seen, ()) = with_sensor(tree.config(), || {
+    let (seen, ()) = with_sensor(tree.config(mechanism), || {
         fs::write(w.join("abs.php"), b"x").expect("absolute write");
+        // Created, held open while another file is written, closed last: fanotify's create
+        // and close of it are two events, still one write-open.
+        let held = fs::File::create(w.join("held.php")).expect("create held");
+        fs::write(w.join("between.php"), b"b").expect("write between");
+        drop(held);
         // Relative to the cwd of a child process, so the test's own cwd is untouched.
         let status = std::process::Command::new("sh")
             .args(["-c", "echo y > rel.php"])
@@ -88,6 +104,15 @@ fn writes_under_the_watched_prefix_arrive_resolved_and_nothing_else_does() {
         fs::write(tree.outside().join("moved.php"), b"m").expect("write outside");
         fs::rename(tree.outside().join("moved.php"), w.join("moved.php")).expect("rename in");
         fs::hard_link(w.join("abs.php"), w.join("sub/hard.php")).expect("link");
+        // A directory filled outside, moved in, then written to: seen at its new place.
+        let staged = tree.outside().join("staged");
+        fs::create_dir(&staged).expect("staged dir");
+        fs::write(staged.join("before.php"), b"b").expect("write in staged");
+        // Time for the sensor to read that write, so that fanotify's resolver has known the
+        // directory outside the prefix before it moves in.
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        fs::rename(&staged, w.join("staged")).expect("move dir in");
+        fs::write(w.join("staged/after.php"), b"a").expect("write in moved dir");
         // A symbolic link into the prefix: a script appears there without a write there.
         std::os::unix::fs::symlink(tree.outside().join("shell.php"), w.join("soft.php"))
             .expect("symlink");
@@ -137,10 +162,17 @@ fn writes_under_the_watched_prefix_arrive_resolved_and_nothing_else_does() {
         Some(text(&tree.outside().join("moved.php")).as_str())
     );
     let hard = find(w.join("sub/hard.php"), FileOp::Link);
-    assert_eq!(
-        hard.source.as_deref(),
-        Some(text(&w.join("abs.php")).as_str())
-    );
+    if mechanism == FileHooks::Tracepoint {
+        assert_eq!(
+            hard.source.as_deref(),
+            Some(text(&w.join("abs.php")).as_str())
+        );
+    } else {
+        // fanotify names the new link only, not which existing name it was made from.
+        assert_eq!(hard.source, None);
+    }
+    find(w.join("staged"), FileOp::Rename);
+    find(w.join("staged/after.php"), FileOp::Open);
     let soft = find(w.join("soft.php"), FileOp::Symlink);
     assert_eq!(
         soft.source.as_deref(),
@@ -149,8 +181,23 @@ fn writes_under_the_watched_prefix_arrive_resolved_and_nothing_else_does() {
     let soft_at = find(w.join("sub/soft-at.php"), FileOp::Symlink);
     assert_eq!(soft_at.source.as_deref(), Some("/tmp/elsewhere.php"));
     assert_eq!(soft_at.ret, 0);
-    let failed = find(w.join("missing-dir/x.php"), FileOp::Open);
-    assert_eq!(failed.ret, -libc::ENOENT);
+    let missing = text(&w.join("missing-dir/x.php"));
+    if mechanism == FileHooks::Tracepoint {
+        let failed = find(w.join("missing-dir/x.php"), FileOp::Open);
+        assert_eq!(failed.ret, -libc::ENOENT);
+    } else {
+        // fanotify sees what happened to the filesystem: a failed call changed nothing.
+        assert!(mine.iter().all(|f| f.path != missing), "{mine:#?}");
+    }
+    // One event per write-open: a created file's close is not a second, "modification" one.
+    for name in ["abs.php", "held.php"] {
+        let events: Vec<_> = mine
+            .iter()
+            .filter(|f| f.path == text(&w.join(name)))
+            .collect();
+        assert_eq!(events.len(), 1, "{events:#?}");
+        assert_ne!(events[0].flags & (libc::O_CREAT as u32), 0, "{events:#?}");
+    }
 
     for f in &mine {
         assert!(
@@ -168,6 +215,13 @@ fn writes_under_the_watched_prefix_arrive_resolved_and_nothing_else_does() {
 #[test]
 fn paths_cross_mount_points() {
     require_root();
+    for mechanism in file_mechanisms() {
+        eprintln!("file mechanism: {mechanism:?}");
+        paths_cross(mechanism);
+    }
+}
+
+fn paths_cross(mechanism: FileHooks) {
     let tree = Tree::new("mount");
     let mnt = tree.watched().join("mnt");
     fs::create_dir_all(&mnt).expect("mountpoint");
@@ -183,7 +237,7 @@ fn paths_cross_mount_points() {
         )
     };
     assert_eq!(rc, 0, "mount tmpfs: {}", std::io::Error::last_os_error());
-    let result = with_sensor(tree.config(), || {
+    let result = with_sensor(tree.config(mechanism), || {
         fs::create_dir_all(mnt.join("deep/er")).expect("dirs on tmpfs");
         fs::write(mnt.join("deep/er/shell.php"), b"x").expect("write on tmpfs");
     });
@@ -201,13 +255,51 @@ fn paths_cross_mount_points() {
 #[test]
 fn without_watched_paths_no_file_events_reach_userspace() {
     require_root();
-    let tree = Tree::new("none");
-    let (seen, ()) = with_sensor(CaptureConfig::default(), || {
-        fs::write(tree.watched().join("x.php"), b"x").expect("write");
+    for mechanism in file_mechanisms() {
+        let tree = Tree::new("none");
+        let config = CaptureConfig {
+            file_hooks: mechanism,
+            ..CaptureConfig::default()
+        };
+        let (seen, ()) = with_sensor(config, || {
+            fs::write(tree.watched().join("x.php"), b"x").expect("write");
+        })
+        .expect("sensor");
+        let count = files(&seen.events)
+            .filter(|f| f.path.starts_with(&text(&tree.root)))
+            .count();
+        assert_eq!(
+            count, 0,
+            "nothing is watched, so nothing is sent ({mechanism:?})"
+        );
+    }
+}
+
+/// `auto` takes fanotify only where it can see every watched path: a prefix on a filesystem
+/// that cannot report file handles (procfs) makes it fall back to the tracepoints, which then
+/// still report the other prefix's writes, and the metrics say so.
+#[test]
+fn auto_falls_back_to_the_tracepoints_where_fanotify_cannot_mark() {
+    require_root();
+    let tree = Tree::new("fallback");
+    let w = tree.watched();
+    let config = CaptureConfig {
+        watch_paths: vec![text(&w), "/proc/sys/lineage-test".into()],
+        ..CaptureConfig::default()
+    };
+    let (seen, ()) = with_sensor(config, || {
+        fs::write(w.join("x.php"), b"x").expect("write");
     })
     .expect("sensor");
-    let count = files(&seen.events)
-        .filter(|f| f.path.starts_with(&text(&tree.root)))
-        .count();
-    assert_eq!(count, 0, "nothing is watched, so nothing is sent");
+    let text = seen.metrics.encode().expect("encode");
+    assert!(
+        text.contains(
+            r#"lineage_sensor_hook_info{family="file",mechanism="syscall_tracepoint"} 1"#
+        ),
+        "{text}"
+    );
+    assert!(
+        files(&seen.events).any(|f| f.path == self::text(&w.join("x.php"))),
+        "the fallback still sees the writes"
+    );
 }

@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use integration_tests::{RunningSensor, require_root, temp_dir};
+use integration_tests::{RunningSensor, file_hooks_toml, file_mechanisms, require_root, temp_dir};
+use lineage_sensor::config::FileHooks;
 use serde_json::Value;
 
 const WITHIN: Duration = Duration::from_secs(30);
@@ -23,6 +24,13 @@ fn sha256(path: &std::path::Path) -> String {
 #[test]
 fn file_alerts_waiting_for_their_hash_survive_sigkill() {
     require_root();
+    for mechanism in file_mechanisms() {
+        eprintln!("file mechanism: {mechanism:?}");
+        waiting_alerts_survive(mechanism);
+    }
+}
+
+fn waiting_alerts_survive(mechanism: FileHooks) {
     let dir = temp_dir("lineage-hash-kill-");
     let www = dir.path().join("www");
     std::fs::create_dir_all(&www).expect("web root");
@@ -32,8 +40,9 @@ fn file_alerts_waiting_for_their_hash_survive_sigkill() {
     std::fs::write(
         &config,
         format!(
-            "[rules.webroot_script_write]\nweb_roots = [\"{}\"]\nhash_delay_ms = 10000\n\
+            "{}[rules.webroot_script_write]\nweb_roots = [\"{}\"]\nhash_delay_ms = 10000\n\
              [incidents]\nstate_file = \"{}\"\n",
+            file_hooks_toml(mechanism),
             www.display(),
             state.display()
         ),

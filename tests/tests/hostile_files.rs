@@ -10,7 +10,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use integration_tests::{RunningSensor, require_root, temp_dir};
+use integration_tests::{RunningSensor, file_hooks_toml, file_mechanisms, require_root, temp_dir};
+use lineage_sensor::config::FileHooks;
 use serde_json::Value;
 
 /// Alerts must leave this soon after the write (hash delay 200 ms, hash deadline 1 s).
@@ -59,6 +60,13 @@ fn alert_for(sensor: &RunningSensor, path: &Path, written: Instant) -> Value {
 #[test]
 fn planted_fifos_devices_sockets_and_links_are_reported_unhashed_and_never_stall_the_sensor() {
     require_root();
+    for mechanism in file_mechanisms() {
+        eprintln!("file mechanism: {mechanism:?}");
+        planted_files_reported(mechanism);
+    }
+}
+
+fn planted_files_reported(mechanism: FileHooks) {
     let dir = temp_dir("lineage-hostile-files-");
     let www = dir.path().join("www");
     let outside = dir.path().join("outside");
@@ -68,8 +76,9 @@ fn planted_fifos_devices_sockets_and_links_are_reported_unhashed_and_never_stall
     std::fs::write(
         &config,
         format!(
-            "[rules.webroot_script_write]\nweb_roots = [\"{}\"]\nhash_delay_ms = 200\n\
+            "{}[rules.webroot_script_write]\nweb_roots = [\"{}\"]\nhash_delay_ms = 200\n\
              [incidents]\nstate_file = \"\"\n",
+            file_hooks_toml(mechanism),
             www.display()
         ),
     )
@@ -162,6 +171,13 @@ fn planted_fifos_devices_sockets_and_links_are_reported_unhashed_and_never_stall
 #[test]
 fn sigterm_during_a_long_hash_delay_stops_at_once_and_the_alert_still_leaves() {
     require_root();
+    for mechanism in file_mechanisms() {
+        eprintln!("file mechanism: {mechanism:?}");
+        sigterm_during_hash_delay(mechanism);
+    }
+}
+
+fn sigterm_during_hash_delay(mechanism: FileHooks) {
     let dir = temp_dir("lineage-hostile-delay-");
     let www = dir.path().join("www");
     std::fs::create_dir_all(&www).expect("web root");
@@ -169,8 +185,9 @@ fn sigterm_during_a_long_hash_delay_stops_at_once_and_the_alert_still_leaves() {
     std::fs::write(
         &config,
         format!(
-            "[rules.webroot_script_write]\nweb_roots = [\"{}\"]\nhash_delay_ms = 10000\n\
+            "{}[rules.webroot_script_write]\nweb_roots = [\"{}\"]\nhash_delay_ms = 10000\n\
              [incidents]\nstate_file = \"\"\n",
+            file_hooks_toml(mechanism),
             www.display()
         ),
     )

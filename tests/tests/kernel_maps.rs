@@ -33,7 +33,8 @@ fn a_blocked_write_open_is_a_pending_entry_until_it_returns() {
     // SAFETY: a valid NUL-terminated path.
     assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
     let config = dir.path().join("sensor.toml");
-    std::fs::write(&config, "").expect("write config");
+    // pending_file is the syscall tracepoints' map: pinned, since fanotify would be chosen.
+    std::fs::write(&config, "[capture]\nfile_hooks = \"tracepoint\"\n").expect("write config");
     let sensor = RunningSensor::start(&config);
 
     // Opening a FIFO for writing blocks until a reader comes: the entry is parked meanwhile.

@@ -4,7 +4,8 @@
 
 use std::{path::Path, process::Command, time::Duration};
 
-use integration_tests::{RunningSensor, require_root, temp_dir};
+use integration_tests::{RunningSensor, file_hooks_toml, file_mechanisms, require_root, temp_dir};
+use lineage_sensor::config::FileHooks;
 
 const WORKLOAD: &str = env!("CARGO_BIN_EXE_workload");
 const WITHIN: Duration = Duration::from_secs(30);
@@ -24,6 +25,13 @@ fn run(program: &str, args: &[&str], cwd: &Path) {
 #[test]
 fn only_executing_a_server_written_file_alerts() {
     require_root();
+    for mechanism in file_mechanisms() {
+        eprintln!("file mechanism: {mechanism:?}");
+        executing_written_files_alerts(mechanism);
+    }
+}
+
+fn executing_written_files_alerts(mechanism: FileHooks) {
     let dir = temp_dir("lineage-written-exec-");
     let www = dir.path().join("www");
     let up = www.join("up");
@@ -34,8 +42,9 @@ fn only_executing_a_server_written_file_alerts() {
     std::fs::write(
         &config,
         format!(
-            "[rules.webroot_script_write]\nweb_roots = [\"{}\"]\n[rate_limit]\nwindow_secs = 0\n\
+            "{}[rules.webroot_script_write]\nweb_roots = [\"{}\"]\n[rate_limit]\nwindow_secs = 0\n\
              [incidents]\nstate_file = \"\"\n",
+            file_hooks_toml(mechanism),
             www.display()
         ),
     )

@@ -99,7 +99,10 @@ pub async fn record(
                 }
                 writer.flush()?;
             }
-            _ = lost_poll.tick() => capture.warn_lost(),
+            _ = lost_poll.tick() => {
+                capture.warn_lost();
+                capture.refresh_file_marks();
+            }
         }
     }
 

@@ -88,11 +88,12 @@ pub struct CaptureConfig {
     /// map lookup in the kernel. `everyone`: all of them (`record` always uses this).
     pub connects_from: ConnectScope,
     /// How file writes, renames and links under the watched paths are seen. `auto`: the
-    /// cheapest mechanism this kernel and these privileges allow (today the file syscalls'
-    /// tracepoints, which put every syscall on the host on the tracing slow path), and nothing at
-    /// all when no path is watched. `off`: never, even when file rules are enabled (they then
-    /// never fire; the start-up log says so): for hosts where the per-syscall cost matters more
-    /// than web-root writes.
+    /// cheapest mechanism this kernel and these privileges allow, probed at start: fanotify
+    /// (filesystem marks, needs CAP_SYS_ADMIN and CAP_DAC_READ_SEARCH; no per-syscall cost),
+    /// else the file syscalls' tracepoints (which put every syscall on the host on the tracing
+    /// slow path), and nothing at all when no path is watched. `fanotify` / `tracepoint`: that
+    /// mechanism or a start-up error. `off`: never, even when file rules are enabled (they then
+    /// never fire; the start-up log says so).
     pub file_hooks: FileHooks,
 }
 
@@ -103,6 +104,10 @@ pub enum FileHooks {
     #[default]
     Auto,
     Off,
+    /// fanotify or nothing: start fails when the kernel or the privileges refuse it.
+    Fanotify,
+    /// The file syscalls' tracepoints, even where fanotify would do.
+    Tracepoint,
 }
 
 /// See [`CaptureConfig::connects_from`].

@@ -7,12 +7,17 @@ use prometheus::{IntGauge, IntGaugeVec, Opts, Registry};
 
 use super::connect_entry::ConnectEntry;
 
+/// Why the file family never runs on fentry or BPF LSM: the cheaper mechanisms the issue names,
+/// which this build does not carry (this project's build host refuses both at load anyway).
+const NO_BPF_FILE_PROGRAMS: &str =
+    "fentry and BPF LSM: this build has no file programs of those types";
+
 /// One hook family and the mechanism chosen for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HookChoice {
     /// `process`, `connect`, `connect_outcome`, `listen`, `udp_send` or `file`.
     pub family: &'static str,
-    /// `raw_tracepoint`, `cgroup_sock_addr`, `syscall_tracepoint` or `none`.
+    /// `raw_tracepoint`, `cgroup_sock_addr`, `fanotify`, `syscall_tracepoint` or `none`.
     pub mechanism: &'static str,
     /// Why the cheaper mechanisms were not used; empty when this is the cheapest.
     pub refused: Vec<String>,
@@ -21,7 +26,10 @@ pub struct HookChoice {
 /// How file writes are seen in this session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FileHook {
-    SyscallTracepoints,
+    /// fanotify filesystem marks; `rename`: FAN_RENAME (both names) rather than FAN_MOVED_TO.
+    Fanotify { rename: bool },
+    /// The file syscalls' tracepoints, and why fanotify was not used.
+    SyscallTracepoints(String),
     /// Not at all, and why.
     Off(&'static str),
 }
@@ -63,14 +71,21 @@ impl Hooks {
                 choice("listen", "raw_tracepoint", Vec::new()),
                 udp_send,
                 match files {
-                    FileHook::SyscallTracepoints => choice(
+                    FileHook::Fanotify { rename } => choice(
+                        "file",
+                        "fanotify",
+                        std::iter::once(NO_BPF_FILE_PROGRAMS.to_owned())
+                            .chain((!rename).then(|| {
+                                "fanotify: no FAN_RENAME on this kernel, so a rename's old name \
+                                 is not reported"
+                                    .to_owned()
+                            }))
+                            .collect(),
+                    ),
+                    FileHook::SyscallTracepoints(why) => choice(
                         "file",
                         "syscall_tracepoint",
-                        vec![
-                            "fentry and BPF LSM: this build has no file programs of those types"
-                                .to_owned(),
-                            "fanotify: not implemented yet".to_owned(),
-                        ],
+                        vec![NO_BPF_FILE_PROGRAMS.to_owned(), format!("fanotify: {why}")],
                     ),
                     FileHook::Off(why) => choice("file", "none", vec![(*why).to_owned()]),
                 },
@@ -155,7 +170,7 @@ mod tests {
         );
         let forced = Hooks::chosen(
             &ConnectEntry::Syscall("no cgroup v2".into()),
-            &FileHook::SyscallTracepoints,
+            &FileHook::SyscallTracepoints("EPERM".into()),
             24,
         );
         let udp = forced
@@ -181,5 +196,36 @@ mod tests {
             text.contains("lineage_sensor_syscall_tracepoints_attached 2"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn fanotify_is_named_and_a_missing_rename_said() {
+        let hooks = Hooks::chosen(
+            &ConnectEntry::Cgroup("/sys/fs/cgroup".into()),
+            &FileHook::Fanotify { rename: false },
+            0,
+        );
+        let file = hooks
+            .choices
+            .iter()
+            .find(|c| c.family == "file")
+            .expect("file");
+        assert_eq!(file.mechanism, "fanotify");
+        assert!(
+            file.refused.iter().any(|r| r.contains("FAN_RENAME")),
+            "{file:?}"
+        );
+        let fallback = Hooks::chosen(
+            &ConnectEntry::Cgroup("/sys/fs/cgroup".into()),
+            &FileHook::SyscallTracepoints("fanotify_init: EPERM".into()),
+            22,
+        );
+        let file = fallback
+            .choices
+            .iter()
+            .find(|c| c.family == "file")
+            .expect("file");
+        assert_eq!(file.mechanism, "syscall_tracepoint");
+        assert!(file.refused.iter().any(|r| r.contains("EPERM")), "{file:?}");
     }
 }

@@ -14,6 +14,7 @@ use sensor_ebpf::{OFFSETS_GLOBAL, PATH_KEY_MAX, PathKey, capture_flags, maps};
 
 use super::{
     connect_entry::ConnectEntry,
+    fanotify::{FanotifyError, FileWatch},
     features::{FeatureError, probe},
     hooks::{FileHook, Hooks},
     offsets::{OffsetError, VMLINUX_BTF, check_syscall_layout, kernel_offsets},
@@ -107,6 +108,8 @@ pub enum LoadError {
         hook: String,
         source: ProgramError,
     },
+    #[error("capture.file_hooks = \"fanotify\": {0}")]
+    Fanotify(#[from] FanotifyError),
     #[error("watched path {path:?}: {reason}")]
     WatchPath { path: String, reason: &'static str },
 }
@@ -123,6 +126,8 @@ pub struct Loaded {
     pub hooks: Hooks,
     /// The programs' diagnostics, read after each batch of events.
     pub kernel_log: Option<KernelLogger>,
+    /// File events through fanotify, when that is the file mechanism.
+    pub file_watch: Option<FileWatch>,
 }
 
 pub type KernelLogger = aya_log::EbpfLogger<super::kernel_log::RateBound<&'static dyn log::Log>>;
@@ -181,13 +186,29 @@ pub fn load(config: &CaptureConfig) -> Result<Loaded, LoadError> {
         }
     };
     log::info!("connect() destinations from the {connect_entry}");
-    let files = if config.file_hooks == FileHooks::Off {
-        FileHook::Off("capture.file_hooks = \"off\"")
-    } else if config.watch_paths.is_empty() {
-        FileHook::Off("no path is watched")
-    } else {
-        syscall_tracepoints += attach_file_programs(&mut ebpf, &tracefs, offsets.tp_syscall_args)?;
-        FileHook::SyscallTracepoints
+    let mut file_watch = None;
+    let fanotify = match config.file_hooks {
+        FileHooks::Off => None,
+        _ if config.watch_paths.is_empty() => None,
+        FileHooks::Tracepoint => Some(Err("capture.file_hooks = \"tracepoint\"".to_owned())),
+        FileHooks::Fanotify => Some(Ok(FileWatch::open(&config.watch_paths)?)),
+        FileHooks::Auto => Some(FileWatch::open(&config.watch_paths).map_err(|e| e.to_string())),
+    };
+    let files = match fanotify {
+        None if config.file_hooks == FileHooks::Off => {
+            FileHook::Off("capture.file_hooks = \"off\"")
+        }
+        None => FileHook::Off("no path is watched"),
+        Some(Ok(watch)) => {
+            let rename = watch.has_rename;
+            file_watch = Some(watch);
+            FileHook::Fanotify { rename }
+        }
+        Some(Err(why)) => {
+            syscall_tracepoints +=
+                attach_file_programs(&mut ebpf, &tracefs, offsets.tp_syscall_args)?;
+            FileHook::SyscallTracepoints(why)
+        }
     };
     let hooks = Hooks::chosen(&connect_entry, &files, syscall_tracepoints);
     hooks.log();
@@ -230,6 +251,7 @@ pub fn load(config: &CaptureConfig) -> Result<Loaded, LoadError> {
         server_tree,
         connect_entry,
         hooks,
+        file_watch,
     })
 }
 

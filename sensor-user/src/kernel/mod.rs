@@ -3,11 +3,13 @@
 
 pub mod connect_entry;
 pub mod decode;
+pub mod fanotify;
 pub mod features;
 mod file_id;
 pub mod hooks;
 pub mod kernel_log;
 pub mod loader;
+mod merge;
 pub mod offsets;
 pub mod reader;
 pub mod tracefs;
@@ -40,6 +42,9 @@ pub struct Capture {
     connect_entry: connect_entry::ConnectEntry,
     hooks: hooks::Hooks,
     kernel_log: Option<loader::KernelLogger>,
+    /// File events from fanotify, merged into each batch (see [`merge`]).
+    files: Option<fanotify::FileWatch>,
+    file_events: Vec<crate::event::File>,
     metrics: Arc<Metrics>,
     decoded: Vec<Result<Event, decode::DecodeError>>,
     /// The lost total last logged by [`Capture::warn_lost`].
@@ -76,6 +81,8 @@ impl Capture {
             connect_entry: loaded.connect_entry,
             hooks: loaded.hooks,
             kernel_log: loaded.kernel_log,
+            files: loaded.file_watch,
+            file_events: Vec::new(),
             metrics,
             decoded: Vec::with_capacity(BATCH_MAX),
             lost_logged: 0,
@@ -85,12 +92,30 @@ impl Capture {
     /// Waits for events and appends the next batch to `out`. Records that fail to decode are
     /// counted and logged, never passed on.
     pub async fn next_batch(&mut self, out: &mut Vec<Event>) -> std::io::Result<()> {
-        let trigger = self.reader.read_batch(&mut self.decoded, BATCH_MAX).await?;
+        let from = out.len();
+        match &mut self.files {
+            None => {
+                let trigger = self.reader.read_batch(&mut self.decoded, BATCH_MAX).await?;
+                self.metrics.ring_read(trigger.as_str());
+            }
+            Some(files) => {
+                tokio::select! {
+                    trigger = self.reader.read_batch(&mut self.decoded, BATCH_MAX) => {
+                        self.metrics.ring_read(trigger?.as_str());
+                    }
+                    ready = files.readable() => ready?,
+                }
+                // fanotify first, the ring after: every writer's fork and exec, which precede
+                // its write, are then in this batch or an earlier one.
+                files.drain(&mut self.file_events);
+                let room = BATCH_MAX.saturating_sub(self.decoded.len());
+                self.reader.take_now(&mut self.decoded, room);
+            }
+        }
         // A program logs before it sends the record it logs about, so this batch's lines are in.
         if let Some(logger) = &mut self.kernel_log {
             logger.flush();
         }
-        self.metrics.ring_read(trigger.as_str());
         for result in self.decoded.drain(..) {
             match result {
                 Ok(mut event) => {
@@ -111,7 +136,27 @@ impl Capture {
                 }
             }
         }
+        if !self.file_events.is_empty() {
+            for file in &mut self.file_events {
+                self.metrics.event(EventKind::File);
+                if file.path_truncated {
+                    self.metrics.path_truncated(false);
+                }
+                if file.ino.is_none() {
+                    file_id::stamp(file);
+                }
+            }
+            merge::merge(out, from, std::mem::take(&mut self.file_events));
+        }
         Ok(())
+    }
+
+    /// Marks filesystems mounted below a watched path since start (fanotify only); for the
+    /// housekeeping tick.
+    pub fn refresh_file_marks(&mut self) {
+        if let Some(files) = &mut self.files {
+            files.refresh_mounts();
+        }
     }
 
     /// How connect() entry is observed in this session.
@@ -225,7 +270,13 @@ impl Capture {
         ] {
             match self.lost.get(&index, 0) {
                 Ok(per_cpu) => {
-                    let sum: u64 = per_cpu.iter().sum();
+                    let mut sum: u64 = per_cpu.iter().sum();
+                    if kind == EventKind::File
+                        && let Some(files) = &self.files
+                    {
+                        // Each overflow stands for at least one event fanotify dropped.
+                        sum += files.overflows;
+                    }
                     self.metrics.set_lost(kind, sum);
                     total += sum;
                 }

@@ -80,6 +80,13 @@ impl EventReader {
     }
 }
 
+impl EventReader {
+    /// Decodes up to `max` records that are there now, without waiting.
+    pub fn take_now(&mut self, out: &mut Vec<Result<Event, DecodeError>>, max: usize) -> usize {
+        take(self.ring.get_mut(), out, max)
+    }
+}
+
 /// Decodes up to `max` records; returns how many.
 fn take(
     ring: &mut RingBuf<MapData>,

@@ -98,7 +98,7 @@ pub async fn run(
     options: &RunOptions,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<RunTotals, RunError> {
-    crate::privileges::check_run(&config.capture)?;
+    crate::privileges::check_run(&config.effective_capture())?;
     state_files::check_locations(config).map_err(RunError::UnsafeState)?;
     let mut config = config.clone();
     let metrics = Arc::new(Metrics::new()?);
@@ -144,6 +144,7 @@ pub async fn run(
             _ = housekeeping.tick() => {
                 capture.warn_lost();
                 capture.sync_map_sizes();
+                capture.refresh_file_marks();
                 detector.housekeeping(&config);
             }
         }
