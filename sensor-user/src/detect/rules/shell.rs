@@ -195,7 +195,7 @@ mod tests {
     #[test]
     fn a_shell_copied_under_another_name_is_a_shell() {
         let host = FakeHost {
-            copies: vec![("/tmp/kworker", "/usr/bin/dash")],
+            copies: vec![("/usr/local/lib/kworker", "/usr/bin/dash")],
             ..FakeHost::default()
         };
         let mut engine = Engine::new(&Config::default(), HostInfo::default())
@@ -204,16 +204,16 @@ mod tests {
         let mut alerts = Vec::new();
         engine.process(exec(1, 10, 1, "/usr/sbin/nginx", &["nginx"]), &mut alerts);
         engine.process(
-            exec(2, 20, 10, "/tmp/kworker", &["kworker", "-c", "x"]),
+            exec(2, 20, 10, "/usr/local/lib/kworker", &["kworker", "-c", "x"]),
             &mut alerts,
         );
-        engine.process(exec(3, 21, 10, "/tmp/other", &["other"]), &mut alerts);
+        engine.process(exec(3, 21, 10, "/usr/local/lib/other", &["other"]), &mut alerts);
         // Outside a server, a copy is nobody's business.
-        engine.process(exec(4, 30, 1, "/tmp/kworker", &["kworker"]), &mut alerts);
+        engine.process(exec(4, 30, 1, "/usr/local/lib/kworker", &["kworker"]), &mut alerts);
         assert_eq!(alerts.len(), 1, "{alerts:#?}");
         let v = serde_json::to_value(&alerts[0]).expect("json");
         assert_eq!(v["rule"]["id"], "server-spawned-shell");
-        assert_eq!(v["process"]["executable"], "/tmp/kworker");
+        assert_eq!(v["process"]["executable"], "/usr/local/lib/kworker");
         assert_eq!(v["lineage"]["shell_copy_of"], "/usr/bin/dash");
     }
 }
