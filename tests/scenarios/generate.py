@@ -1073,6 +1073,12 @@ def fb_php_fpm_image_upload():
     return s
 
 
+# Issue 17's scenarios (servers by role and launcher, sh -c --) live in roles.py.
+import roles  # noqa: E402
+
+roles.register(globals())
+
+
 def main():
     names = set()
     for fn in scenarios:
