@@ -261,3 +261,29 @@ fn servers_seeded_from_proc_are_known_by_their_sockets_and_titles() {
     let v = serde_json::to_value(&alerts[0]).expect("json");
     assert_eq!(v["lineage"]["indicators"][0], "interactive-shell");
 }
+
+/// A listener that starts a named server (a supervisor with an admin port, a CI runner) does
+/// not take over the named server's incidents: they stay rooted at the server one recognises.
+#[test]
+fn a_named_server_below_a_listener_roots_its_own_incidents() {
+    let mut engine = Engine::new(&Config::default(), HostInfo::default()).expect("engine");
+    let mut alerts = Vec::new();
+    let sup = &["python3", "/usr/bin/supervisord", "-n"];
+    engine.process(exec(1, 10, 1, "/usr/bin/python3.11", sup), &mut alerts);
+    engine.process(listen(2, 10, 9001), &mut alerts);
+    engine.process(exec(3, 11, 10, "/usr/sbin/nginx", &["nginx"]), &mut alerts);
+    engine.process(exec(4, 12, 11, "/bin/sh", &["sh", "-c", "id"]), &mut alerts);
+    engine.process(exec(5, 13, 10, "/bin/sh", &["sh", "-c", "id"]), &mut alerts);
+    let roots: Vec<(u64, &str)> = alerts
+        .iter()
+        .map(|a| {
+            let first = a.lineage.ancestry.first();
+            (
+                first.map_or(0, |p| u64::from(p.pid)),
+                a.lineage.server.as_ref().map_or("", |s| s.family.as_str()),
+            )
+        })
+        .collect();
+    assert_eq!(roots, [(11, "nginx"), (10, "python-web")]);
+    assert_ne!(alerts[0].lineage.incident.id, alerts[1].lineage.incident.id);
+}
