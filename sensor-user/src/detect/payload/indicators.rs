@@ -84,8 +84,12 @@ fn is_fileless(exe: &str) -> bool {
 /// `-i` alone or in a cluster of a shell's options, before the script or command operand.
 fn has_interactive_flag(args: &[String]) -> bool {
     for a in args {
-        if a == "--" || !a.starts_with('-') || a.starts_with("--") {
+        if a == "--" || !a.starts_with('-') {
             return false;
+        }
+        // Long options (`--login`, `--norc`) come before the short ones too.
+        if a.starts_with("--") {
+            continue;
         }
         if a[1..].contains('i') && a[1..].chars().all(|c| c.is_ascii_alphabetic()) {
             return true;
