@@ -42,6 +42,13 @@ fn view(alert: &Value) -> BTreeMap<&'static str, Value> {
     v.insert("file", alert["file"]["path"].clone());
     v.insert("action", alert["event"]["action"].clone());
     v.insert("severity", alert["lineage"]["severity"].clone());
+    v.insert("family", alert["lineage"]["server"]["family"].clone());
+    v.insert(
+        "listen_port",
+        alert["lineage"]["server"]["listen_port"].clone(),
+    );
+    v.insert("indicators", alert["lineage"]["indicators"].clone());
+    v.insert("commands", alert["lineage"]["shell"]["commands"].clone());
     v
 }
 
@@ -103,8 +110,17 @@ fn check(name: &str) -> Result<usize, String> {
                 g.get("ancestry_users")
             ));
         }
-        // Optional, for the file rules.
-        for key in ["file", "action", "severity"] {
+        // Optional: for the file rules, and (issue 17) the server's family and port, the
+        // indicators and a shell payload's commands.
+        for key in [
+            "file",
+            "action",
+            "severity",
+            "family",
+            "listen_port",
+            "indicators",
+            "commands",
+        ] {
             if let Some(x) = w.get(key)
                 && g.get(key) != Some(x)
             {

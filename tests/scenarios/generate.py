@@ -155,6 +155,7 @@ class Sc:
 
 SHELL, RECON, OUT = "server-spawned-shell", "server-spawned-recon", "server-outbound-unknown"
 WEBROOT, MODULE, EXECD = "webroot-script-write", "server-module-change", "server-written-file-executed"
+TEMPX = "server-temp-file-executed"
 RENAME_FLAGS = 0
 TOMCAT = ["/usr/lib/jvm/java-17-openjdk-amd64/bin/java", "-Djava.util.logging.config.file=/var/lib/tomcat9/conf/logging.properties",
           "-classpath", "/usr/share/tomcat9/bin/bootstrap.jar:/usr/share/tomcat9/bin/tomcat-juli.jar",
@@ -529,6 +530,8 @@ def ws_double_fork_orphan():
     s.exec(k, "/tmp/.k", ["/tmp/.k"], ppid=1)
     s.connect(k, "203.0.113.77", 8080)
     s.alert(SHELL, w, sh, root=m)
+    # issue 17: a binary run from /tmp below a server alerts from its exec alone.
+    s.alert(TEMPX, w, k, root=m)
     s.alert(OUT, w, k, root=m, dest="203.0.113.77:8080")
     return s
 
@@ -1068,6 +1071,12 @@ def fb_php_fpm_image_upload():
     s.file(w, "/var/www/html/cache/page.html")
     s.file(w, "/var/www/html/x.php", ret=-13)
     return s
+
+
+# Issue 17's scenarios (servers by role and launcher, sh -c --) live in roles.py.
+import roles  # noqa: E402
+
+roles.register(globals())
 
 
 def main():

@@ -20,6 +20,8 @@ const HOST_TEST_PACKAGES: &[&str] = &[
     "util-linux",
     "bash",
     "bpftool",
+    // javac and jar: tests/tests/listener_role.rs builds a `java -jar` application.
+    "default-jdk-headless",
 ];
 
 pub fn test() -> anyhow::Result<()> {

@@ -3,7 +3,7 @@
 
 use super::{
     Alert, AlertEvent, Container, Destination, FileInfo, Host, Incident, LineageInfo, NamedId,
-    Network, ProcessInfo, RuleInfo, Server, Threat, User, rfc3339,
+    Network, ProcessInfo, RuleInfo, Server, ShellInfo, Threat, User, rfc3339,
 };
 use crate::{
     config::{Severity, Technique},
@@ -35,6 +35,8 @@ pub struct AlertInput<'a, A> {
     pub incident: String,
     pub suppressed_count: u64,
     pub shell_copy_of: Option<String>,
+    pub shell: Option<ShellInfo>,
+    pub indicators: Vec<&'static str>,
 }
 
 /// The file an alert is about, and (for a file event) `event.action` and `event.type`.
@@ -163,6 +165,8 @@ impl Alert {
                 suppressed_count: input.suppressed_count,
                 args_truncated: p.image.argv_truncated,
                 shell_copy_of: input.shell_copy_of,
+                shell: input.shell,
+                indicators: input.indicators,
                 file_hash_missing: None,
             },
         }

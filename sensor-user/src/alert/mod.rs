@@ -152,6 +152,14 @@ pub struct LineageInfo {
     /// The process is a shell by content: its file is a copy of this shell (`run` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shell_copy_of: Option<String>,
+    /// For a shell running a `-c` payload: its commands, as the shell splits them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shell: Option<ShellInfo>,
+    /// What about the process always alerts below a server (`interactive-shell`,
+    /// `download-to-shell`, `decode-to-shell`, `dev-tcp`, `chmod-and-run`, `temp-exec`,
+    /// `fileless`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub indicators: Vec<&'static str>,
     /// `run` only: why a file alert has no `file.hash` (`too_large`, `not_regular`,
     /// `symlink_in_path`, `gone`, `unreadable`, `deadline`, `busy`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -183,6 +191,12 @@ pub struct FileInfo {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct FileHash {
     pub sha256: String,
+}
+
+/// `lineage.shell`: a shell payload split into simple commands (words, then redirections).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ShellInfo {
+    pub commands: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::{
     detection_content as content,
     detection_entries::{
-        AllowedDestination, Exclusion, FamilyConfig, InlineInterpreter, ReconTool,
+        AllowedDestination, Exclusion, FamilyConfig, InlineInterpreter, ReconTool, RoleExemption,
     },
 };
 
@@ -35,6 +35,15 @@ pub struct DetectConfig {
     /// write or a module tool whose process or any ancestor is one of these: packages install web
     /// pages, modules and server configuration all the time.
     pub package_managers: Vec<String>,
+    /// Servers by role: a process that puts a TCP socket into LISTEN (a `listen` event, or a
+    /// listening socket found in /proc when `run` starts) is a server whatever its name, and so
+    /// are the processes it forks. Its family is the first whose `listen_ports` hold the port,
+    /// else the first whose `interpreters` match its executable (`java -jar app.jar` is
+    /// java-appserver), else `listener`. In `run` and `replay` alike.
+    pub servers_by_role: bool,
+    /// Processes that listen in order to give people shells (or run commands by design): never
+    /// servers by role. Setting this replaces the whole default list.
+    pub not_servers_by_role: Vec<RoleExemption>,
 }
 
 impl Default for DetectConfig {
@@ -45,6 +54,8 @@ impl Default for DetectConfig {
             families: content::families(),
             extra_families: Vec::new(),
             package_managers: content::package_managers(),
+            servers_by_role: true,
+            not_servers_by_role: super::detection_roles::not_servers_by_role(),
         }
     }
 }
@@ -91,6 +102,8 @@ pub struct RulesConfig {
     pub server_module_change: ServerModuleChangeConfig,
     /// A file a server wrote under a web root, executed.
     pub server_written_file_executed: WrittenExecConfig,
+    /// A binary below a server executed from a temporary directory or from memory.
+    pub server_temp_file_executed: TempExecConfig,
 }
 
 /// webroot-script-write (T1505.003): a script or page file created, modified, renamed or linked
@@ -348,6 +361,29 @@ impl Default for RateLimitConfig {
         Self {
             window_secs: 60,
             max_tracked: 10_000,
+        }
+    }
+}
+
+/// server-temp-file-executed: a binary below a server executed from /tmp, /var/tmp, /dev/shm,
+/// /run/user or memory.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TempExecConfig {
+    /// Whether the rule runs.
+    pub enabled: bool,
+    /// Severity of its alerts.
+    pub severity: Severity,
+    /// Narrow exceptions; every field given must match (see docs/detection.md).
+    pub exclude: Vec<Exclusion>,
+}
+
+impl Default for TempExecConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            severity: Severity::Critical,
+            exclude: Vec::new(),
         }
     }
 }

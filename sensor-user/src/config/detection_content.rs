@@ -110,6 +110,17 @@ pub fn families() -> Vec<FamilyConfig> {
                 r"com\.sun\.enterprise\.glassfish",
                 r"(?i)websphere|weblogic",
                 r"/j2ee/cluster/apps/sap\.com",
+                // Launcher classes of packaged applications (Elastic
+                // persistence_webserver_suspicious_child_execution's java list): Spring Boot,
+                // Quarkus, Micronaut, Dropwizard, Play, Helidon, Vert.x, Keycloak, Jenkins,
+                // WebSphere Liberty, Resin. A bare `java -jar app.jar` is one by role once it
+                // listens (detect.servers_by_role).
+                r"org\.springframework\.boot\.loader\.",
+                r"quarkus-run\.jar|io\.quarkus\.runner\.GeneratedMain",
+                r"io\.micronaut\.runtime\.Micronaut|io\.dropwizard\.cli\.ServerCommand",
+                r"play\.core\.server\.ProdServerStart|io\.helidon\.(microprofile\.server\.Main|webserver)",
+                r"io\.vertx\.core\.Launcher|org\.keycloak|jenkins\.war",
+                r"com\.ibm\.ws\.(runtime\.WsServer|kernel\.boot)|com\.caucho\.server\.resin",
             ],
         ),
         // Elastic gunicorn*, uwsgi, uvicorn, daphne, waitress-serve, hypercorn, granian, flask;
@@ -132,6 +143,9 @@ pub fn families() -> Vec<FamilyConfig> {
                 r"(^|[ /])(gunicorn|uvicorn|uwsgi|hypercorn|granian|daphne|waitress-serve)( |$)",
                 r"-m (gunicorn|uvicorn|hypercorn|daphne|flask run)",
                 r"manage\.py runserver",
+                // Process titles (setproctitle) that /proc shows for servers started before
+                // the sensor: "gunicorn: worker [app:app]", "uWSGI worker 1".
+                r"^gunicorn: (master|worker)|^uWSGI (master|worker|http)",
             ],
         ),
         // Elastic ruby* with puma, rails or passenger in the parent command line; Falco
@@ -145,6 +159,8 @@ pub fn families() -> Vec<FamilyConfig> {
                 r"(^|[ /])(puma|unicorn|unicorn_rails|thin|rackup)( |$)",
                 r"rails (server|s)( |$)",
                 r"(?i)passenger",
+                // Titles: "puma: cluster worker 0: 17 [app]", "unicorn_rails worker[0]".
+                r"^(puma|unicorn|unicorn_rails|thin): |^(unicorn|unicorn_rails) (master|worker)",
             ],
         ),
         // Elastic starman, plackup, twiggy, hypnotoad, starlet.
@@ -153,7 +169,11 @@ pub fn families() -> Vec<FamilyConfig> {
             Web,
             &["starman", "plackup", "twiggy", "hypnotoad", "starlet"],
             &["perl*"],
-            &[r"(^|[ /])(starman|plackup|twiggy|hypnotoad|starlet)( |$)"],
+            &[
+                r"(^|[ /])(starman|plackup|twiggy|hypnotoad|starlet)( |$)",
+                // Titles: "starman master -l :5000 app.psgi", "starman worker ...".
+                r"^(starman|starlet) (master|worker)",
+            ],
         ),
         // Sigma …/node and CVE-2025-55182 (React2Shell) parent markers; Elastic
         // initial_access_execution_susp_react_serv_child. node is also a build tool (Falco keeps

@@ -115,3 +115,16 @@ impl AllowedDestination {
         }
     }
 }
+
+/// A process that is never a server by role (`detect.not_servers_by_role`).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RoleExemption {
+    /// Glob on the executed file (with a `/`, on the whole path; without, on the file name).
+    pub executable: String,
+    /// Regular expression searched in the command line (argv joined by spaces); absent: any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub argv_pattern: Option<String>,
+    /// Why it gives shells or runs commands by design (kept for the reader; not matched).
+    pub reason: String,
+}

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 mod detection;
 mod detection_content;
 mod detection_entries;
+mod detection_roles;
 #[cfg(test)]
 mod docs_check;
 mod limits;
@@ -19,11 +20,13 @@ mod locate;
 mod output;
 mod ownership;
 
+pub use detection::TempExecConfig;
 pub use detection::{
     Deployer, DetectConfig, IncidentConfig, OutboundRuleConfig, RateLimitConfig, ReconRuleConfig,
     RulesConfig, ServerModuleChangeConfig, Severity, ShellRuleConfig, WebrootScriptWriteConfig,
     WrittenExecConfig,
 };
+pub use detection_entries::RoleExemption;
 pub use detection_entries::{
     AllowedDestination, Exclusion, FamilyConfig, InlineInterpreter, ReconTool, Technique,
 };

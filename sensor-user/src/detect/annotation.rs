@@ -40,6 +40,9 @@ pub struct ServerRef {
     pub root: EntityId,
     /// Recognised by this listening port rather than by its executable.
     pub listen_port: Option<u16>,
+    /// The outermost server above (or this one) recognised by its executable or command line,
+    /// not by a port: see [`nearest_server`].
+    pub named_root: Option<EntityId>,
 }
 
 impl crate::lineage::Annotation for Annotation {
@@ -73,13 +76,29 @@ fn listen_port(p: &Process<Annotation>, family: FamilyId) -> Option<u16> {
 /// The server an alert is about: the process itself when it is one, else the nearest above.
 pub fn nearest_server(p: &Process<Annotation>) -> Option<Arc<ServerRef>> {
     match p.annotation.family {
-        Some(family) => Some(Arc::new(ServerRef {
-            id: p.id,
-            family,
-            image: p.image.clone(),
-            root: p.annotation.server.as_ref().map_or(p.id, |s| s.root),
-            listen_port: listen_port(p, family),
-        })),
+        Some(family) => {
+            let above = p.annotation.server.as_ref();
+            let listen_port = listen_port(p, family);
+            // A process known only by listening (a supervisor with an admin port, a test
+            // harness, a CI runner) may start named servers: their incidents stay rooted at the
+            // named server, the one an analyst recognises.
+            let named_root = match listen_port {
+                Some(_) => above.and_then(|s| s.named_root),
+                None => Some(above.and_then(|s| s.named_root).unwrap_or(p.id)),
+            };
+            let root = match listen_port {
+                Some(_) => above.map_or(p.id, |s| s.root),
+                None => named_root.unwrap_or(p.id),
+            };
+            Some(Arc::new(ServerRef {
+                id: p.id,
+                family,
+                image: p.image.clone(),
+                root,
+                listen_port,
+                named_root,
+            }))
+        }
         None => p.annotation.server.clone(),
     }
 }

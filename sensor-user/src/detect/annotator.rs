@@ -50,8 +50,17 @@ impl Annotator {
         self.listen_checked.shrink_to_fit();
     }
 
-    /// A process read from /proc, annotated as if it had just exec'd.
+    /// A process read from /proc, annotated as if it had just exec'd. In `run`, one that holds
+    /// a listening socket is a server by role, like one whose `listen` event was seen.
     pub fn seeded(&mut self, table: &mut Table, families: &Families, rules: &Rules, id: EntityId) {
+        let port = self
+            .facts
+            .as_mut()
+            .filter(|_| families.by_role_enabled() && id.pid > 2)
+            .and_then(|facts| facts.any_listening_port(id.pid));
+        if let Some(port) = port {
+            self.mark_listening(table, families, id, port);
+        }
         self.annotate(table, families, rules, id, true);
         // Forked before the programs were attached: the kernel cannot have followed them.
         if self.collect_server_pids
@@ -139,6 +148,55 @@ impl Annotator {
             copy_of,
         };
         Some(())
+    }
+
+    /// `id` put a socket into LISTEN on `port` (a `listen` event): a server by role, whose
+    /// annotation is recomputed so that its later forks and children are below a server.
+    pub fn listening(
+        &mut self,
+        table: &mut Table,
+        families: &Families,
+        rules: &Rules,
+        id: EntityId,
+        port: u16,
+    ) {
+        if self.mark_listening(table, families, id, port) {
+            self.annotate(table, families, rules, id, false);
+        }
+    }
+
+    /// Records the role family of a listening process that is not a server yet (init never is:
+    /// socket activation makes it hold ports); true if it became one.
+    fn mark_listening(
+        &mut self,
+        table: &mut Table,
+        families: &Families,
+        id: EntityId,
+        port: u16,
+    ) -> bool {
+        let Some(p) = table.get(id) else {
+            return false;
+        };
+        let known = p.annotation.family.is_some() || p.annotation.listening.is_some();
+        if known || id.pid <= 1 || p.annotation.shell_below_server {
+            return false;
+        }
+        if families
+            .classify(&p.image, &mut self.scratch, &mut self.owners)
+            .is_some()
+        {
+            return false;
+        }
+        let Some(family) = families.by_role(&p.image, port) else {
+            return false;
+        };
+        match table.get_mut(id) {
+            Some(p) => {
+                p.annotation.listening = Some((family, port));
+                true
+            }
+            None => false,
+        }
     }
 
     /// Whether servers can be found by listening port: in `run`, with some family listing ports.

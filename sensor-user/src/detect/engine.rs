@@ -20,7 +20,7 @@ use super::{
 use crate::{
     alert::Alert,
     config::Config,
-    event::{Connect, Event, Fork},
+    event::{Connect, Event, Fork, Listen},
     lineage::{EntityId, Limits, ProcessTable, SeedProcess},
     metrics::Metrics,
 };
@@ -187,8 +187,7 @@ impl Engine {
                 self.raise_all(findings, out);
                 return;
             }
-            // Listeners are known to the kernel's server tree; the rules do not read them yet.
-            Event::Listen(_) => {}
+            Event::Listen(l) => self.on_listen(&l),
         }
         self.raise_all(findings, out);
     }
@@ -216,6 +215,17 @@ impl Engine {
             let ts = p.last_seen_ns;
             self.on_exec(id, ts, findings);
         }
+    }
+
+    /// A process put a socket into LISTEN: a server by role from now on (its forks too),
+    /// unless it already is one or gives shells by design.
+    fn on_listen(&mut self, l: &Listen) {
+        let Some(id) = self.table.live(l.pid).map(|p| p.id) else {
+            return;
+        };
+        let (families, rules) = (&self.families, &self.rules);
+        self.annotator
+            .listening(&mut self.table, families, rules, id, l.port);
     }
 
     fn on_connect<'e>(&mut self, c: &'e Connect, findings: &mut Vec<Finding<'e>>) {

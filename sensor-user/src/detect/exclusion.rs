@@ -6,6 +6,7 @@ use super::{
     DetectError,
     family::{Families, FamilyId},
     matcher::{ExeMatcher, anchored_regex, single_exe},
+    payload::without_end_of_options,
 };
 use crate::{config::Exclusion as ExclusionConfig, lineage::Image};
 
@@ -103,12 +104,15 @@ impl Exclusion {
             return false;
         }
         if let Some(args) = &self.args {
+            // `sh -c -- CMD` (glibc 2.38+ system() and popen()) is `sh -c CMD` to the shell,
+            // so to an exclusion too.
+            let argv = without_end_of_options(&s.image.argv);
             // A truncated argv is not the whole command: never excluded on its start alone.
             if s.image.argv_truncated
-                || args.len() != s.image.argv.len()
+                || args.len() != argv.len()
                 || !args
                     .iter()
-                    .zip(&s.image.argv)
+                    .zip(argv.iter())
                     .all(|(re, arg)| re.is_match(arg))
             {
                 return false;
@@ -152,6 +156,16 @@ mod tests {
             )
         };
         assert!(check(&["sh", "-c", "/usr/sbin/sendmail -t -i"]));
+        // glibc 2.38+ popen(): the same command to the shell, so to the exclusion.
+        assert!(check(&["sh", "-c", "--", "/usr/sbin/sendmail -t -i"]));
+        assert!(!check(&["sh", "-c", "--", "/usr/sbin/sendmail -t -i; id"]));
+        assert!(!check(&[
+            "sh",
+            "-c",
+            "--",
+            "--",
+            "/usr/sbin/sendmail -t -i"
+        ]));
         assert!(check(&[
             "sh",
             "-c",

@@ -2,12 +2,12 @@
 
 use std::cell::RefCell;
 
-use regex::RegexSet;
+use regex::{Regex, RegexSet};
 use rustc_hash::FxHashMap;
 
 use super::{
     DetectError,
-    matcher::{ExeMatcher, effective_name, regex_set},
+    matcher::{ExeMatcher, effective_name, regex, regex_set},
 };
 use crate::{
     config::{DetectConfig, FamilyConfig, Technique},
@@ -15,6 +15,9 @@ use crate::{
 };
 
 pub type FamilyId = u16;
+
+/// The family of a server known only by its role (it listens).
+pub const LISTENER: &str = "listener";
 
 pub struct Families {
     names: Vec<String>,
@@ -26,6 +29,11 @@ pub struct Families {
     transparent: ExeMatcher,
     /// `listen_ports` of every family: port -> family.
     listen_ports: FxHashMap<u16, FamilyId>,
+    /// The `listener` family of servers known by role alone; None when `servers_by_role` is off.
+    listener: Option<FamilyId>,
+    /// `not_servers_by_role`: executables, and per entry an optional command line pattern.
+    role_exempt: ExeMatcher,
+    role_exempt_argv: Vec<Option<Regex>>,
     /// What [`Self::classify`] found for recent executables. A host runs the same few hundred
     /// files over and over, and the glob sets cost far more than a lookup. Only behind `&self`
     /// because classify is a query; the engine that owns this is used by one thread at a time.
@@ -47,6 +55,9 @@ struct ExeVerdict {
 /// long path is not kept, and a full cache starts over (its contents are only a speed-up).
 const BY_EXE_MAX_ENTRIES: usize = 1024;
 const BY_EXE_MAX_PATH: usize = 256;
+
+/// What /proc/PID/exe adds to a file deleted since it was executed.
+const DELETED: &str = " (deleted)";
 
 impl Families {
     pub fn new(config: &DetectConfig) -> Result<Self, DetectError> {
@@ -129,9 +140,44 @@ impl Families {
                 )?)
             });
         }
+        let mut names: Vec<String> = all.iter().map(|(_, f)| f.name.clone()).collect();
+        let mut techniques: Vec<Technique> = all.iter().map(|(_, f)| f.technique).collect();
+        // A site may define its own `listener` family (by ports); role then joins it.
+        let listener = if !config.servers_by_role {
+            None
+        } else if let Some(i) = names.iter().position(|n| n == LISTENER) {
+            FamilyId::try_from(i).ok()
+        } else {
+            names.push(LISTENER.to_owned());
+            techniques.push(Technique::WebShell);
+            FamilyId::try_from(names.len() - 1).ok()
+        };
+        let exempt: Vec<(usize, &str, String)> = config
+            .not_servers_by_role
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let field = format!("detect.not_servers_by_role[{i}].executable");
+                (i, e.executable.as_str(), field)
+            })
+            .collect();
+        let role_exempt_argv = config
+            .not_servers_by_role
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                e.argv_pattern
+                    .as_deref()
+                    .map(|p| regex(p, &format!("detect.not_servers_by_role[{i}].argv_pattern")))
+                    .transpose()
+            })
+            .collect::<Result<_, _>>()?;
         Ok(Self {
-            names: all.iter().map(|(_, f)| f.name.clone()).collect(),
-            techniques: all.iter().map(|(_, f)| f.technique).collect(),
+            names,
+            techniques,
+            listener,
+            role_exempt: ExeMatcher::new_owned(&exempt)?,
+            role_exempt_argv,
             executables: ExeMatcher::new_owned(&exes)?,
             interpreters: ExeMatcher::new_owned(&interps)?,
             argv,
@@ -169,6 +215,15 @@ impl Families {
         scratch: &mut Vec<usize>,
         owners: &mut Vec<usize>,
     ) -> Option<FamilyId> {
+        // A server seeded after its package was upgraded runs a file that is gone: /proc names
+        // it "/usr/sbin/nginx (deleted)", which is still nginx.
+        if let Some(exe) = image.exe.strip_suffix(DELETED) {
+            let live = Image {
+                exe: exe.to_owned(),
+                ..image.clone()
+            };
+            return self.classify(&live, scratch, owners);
+        }
         let name = effective_name(image);
         // busybox goes by an applet name taken from argv, so its path alone decides nothing.
         let cacheable = name == image.name() && image.exe.len() <= BY_EXE_MAX_PATH;
@@ -258,6 +313,11 @@ impl Families {
         FamilyId::try_from(found?).ok()
     }
 
+    /// Whether a listening process can be a server by role (`servers_by_role`).
+    pub fn by_role_enabled(&self) -> bool {
+        self.listener.is_some()
+    }
+
     /// Whether any family has `listen_ports`.
     pub fn has_listen_ports(&self) -> bool {
         !self.listen_ports.is_empty()
@@ -266,6 +326,44 @@ impl Families {
     /// The family that listens on `port`, if any.
     pub fn by_listen_port(&self, port: u16) -> Option<FamilyId> {
         self.listen_ports.get(&port).copied()
+    }
+
+    /// The family of a process that listens on `port`, when it is a server by role: the
+    /// family pinned to the port, else its runtime's (the first family whose `interpreters`
+    /// match: `java -jar app.jar` is a Java application server), else `listener`. None when
+    /// role recognition is off or the process gives shells by design.
+    pub fn by_role(&self, image: &Image, port: u16) -> Option<FamilyId> {
+        let listener = self.listener?;
+        let name = effective_name(image);
+        let exe = image.exe.strip_suffix(DELETED).unwrap_or(&image.exe);
+        if self.not_servers.is_match(exe, name) || self.exempt_by_role(image, exe, name) {
+            return None;
+        }
+        if let Some(f) = self.by_listen_port(port) {
+            return Some(f);
+        }
+        let (mut scratch, mut owners) = (Vec::new(), Vec::new());
+        self.interpreters
+            .owners_into(exe, name, &mut scratch, &mut owners);
+        let runtime = owners
+            .iter()
+            .min()
+            .and_then(|&o| FamilyId::try_from(o).ok());
+        Some(runtime.unwrap_or(listener))
+    }
+
+    fn exempt_by_role(&self, image: &Image, exe: &str, name: &str) -> bool {
+        let (mut scratch, mut owners) = (Vec::new(), Vec::new());
+        self.role_exempt
+            .owners_into(exe, name, &mut scratch, &mut owners);
+        if owners.is_empty() {
+            return false;
+        }
+        let command_line = image.command_line();
+        owners.iter().any(|&i| match self.role_exempt_argv.get(i) {
+            Some(Some(re)) => re.is_match(&command_line),
+            _ => true,
+        })
     }
 
     pub fn is_transparent(&self, image: &Image) -> bool {
@@ -327,6 +425,64 @@ mod tests {
             ),
             ("/usr/sbin/mariadbd", &["mariadbd"], Some("database")),
             ("/usr/bin/bash", &["bash"], None),
+            // Process titles, as /proc shows servers started before the sensor.
+            (
+                "/usr/bin/ruby3.1",
+                &["puma: cluster worker 0: 17 [shop]"],
+                Some("ruby-web"),
+            ),
+            (
+                "/usr/bin/ruby3.1",
+                &["puma 6.4.2 (tcp://0.0.0.0:9292) [shop]"],
+                Some("ruby-web"),
+            ),
+            (
+                "/usr/bin/ruby3.1",
+                &["unicorn_rails worker[1] -c config/unicorn.rb -E production"],
+                Some("ruby-web"),
+            ),
+            (
+                "/usr/bin/perl",
+                &["starman worker -l :5000 /srv/app.psgi"],
+                Some("perl-web"),
+            ),
+            (
+                "/usr/bin/python3.11",
+                &["gunicorn: worker [app:app]"],
+                Some("python-web"),
+            ),
+            (
+                "/usr/bin/python3.11",
+                &["uWSGI worker 2"],
+                Some("python-web"),
+            ),
+            (
+                "/usr/sbin/nginx (deleted)",
+                &["nginx: worker process"],
+                Some("nginx"),
+            ),
+            (
+                "/usr/lib/postgresql/16/bin/postgres",
+                &["postgres: 16/main: checkpointer"],
+                Some("database"),
+            ),
+            ("/usr/bin/ruby3.1", &["rake", "assets:precompile"], None),
+            // Spring Boot's launcher, from the jar's manifest or named on the command line.
+            (
+                "/usr/lib/jvm/java-21-openjdk-amd64/bin/java",
+                &[
+                    "java",
+                    "-cp",
+                    "/srv/app.jar",
+                    "org.springframework.boot.loader.launch.JarLauncher",
+                ],
+                Some("java-appserver"),
+            ),
+            (
+                "/usr/bin/java",
+                &["java", "-jar", "/deployments/quarkus-run.jar"],
+                Some("java-appserver"),
+            ),
         ];
         for (exe, argv, want) in cases {
             assert_eq!(family_of(&f, exe, argv).as_deref(), *want, "{exe} {argv:?}");
@@ -416,6 +572,9 @@ mod tests {
         let mut config = DetectConfig::default();
         config.families[4].argv_patterns.push("(unclosed".into());
         let err = Families::new(&config).err().expect("bad regex").to_string();
-        assert!(err.contains("detect.families[4].argv_patterns[8]"), "{err}");
+        assert!(
+            err.contains("detect.families[4].argv_patterns[14]"),
+            "{err}"
+        );
     }
 }

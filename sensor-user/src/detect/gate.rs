@@ -192,6 +192,6 @@ mod tests {
         assert!(server(0).is_some());
         assert_ne!(server(0), server(1));
         assert_ne!(alerts[0].event.id, alerts[1].event.id);
-        assert_eq!(engine.totals().alerts, [2, 0, 0, 0, 0, 0]);
+        assert_eq!(engine.totals().alerts, [2, 0, 0, 0, 0, 0, 0]);
     }
 }

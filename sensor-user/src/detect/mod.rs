@@ -12,8 +12,11 @@ mod host_facts;
 mod incident;
 mod learned;
 mod matcher;
+mod payload;
 mod rate_limit;
 mod report;
+#[cfg(test)]
+mod role_tests;
 pub mod rules;
 #[cfg(test)]
 mod test_support;

@@ -4,15 +4,17 @@
 use std::fmt;
 
 use super::{
-    annotation::{Table, ancestry},
+    annotation::{Annotation, Table, ancestry},
     family::Families,
     gate::{Admitted, GateCounts, Sighting},
     incident::digest_hex,
+    payload::{Command, Indicator, Payload, exec_indicators, payload_indicators, script_of},
     rules::{Finding, RuleId},
 };
 use crate::{
-    alert::{Alert, AlertInput, FileEvent, RuleInfo, Server},
+    alert::{Alert, AlertInput, FileEvent, RuleInfo, Server, ShellInfo},
     config::Technique,
+    lineage::Process,
 };
 
 /// Where the events come from: names the host in alerts and turns event times into wall time.
@@ -40,6 +42,7 @@ pub fn alert(
         _ => s.server.as_ref().map(|sv| families.technique(sv.family)),
     };
     let p = s.process;
+    let (shell, indicators) = shell_facts(rule, p);
     Alert::build(AlertInput {
         rule: RuleInfo {
             id: meta.id,
@@ -78,7 +81,33 @@ pub fn alert(
         incident: admitted.incident,
         suppressed_count: admitted.suppressed_before,
         shell_copy_of: p.annotation.copy_of.as_deref().map(str::to_owned),
+        shell: shell.map(|payload| ShellInfo {
+            commands: payload.commands.iter().map(Command::display).collect(),
+        }),
+        indicators: indicators.into_iter().map(Indicator::as_str).collect(),
     })
+}
+
+/// A shell's payload and what in the process always alerts (process rules only: a file event's
+/// writer is not what such an alert is about).
+fn shell_facts(rule: RuleId, p: &Process<Annotation>) -> (Option<Payload>, Vec<Indicator>) {
+    if !matches!(
+        rule,
+        RuleId::ServerSpawnedShell | RuleId::ServerSpawnedRecon | RuleId::ServerTempFileExecuted
+    ) {
+        return (None, Vec::new());
+    }
+    let is_shell = p.annotation.shell_below_server;
+    let mut indicators = exec_indicators(&p.image.exe, &p.image.argv, is_shell);
+    let payload = script_of(&p.image.argv)
+        .filter(|_| is_shell)
+        .map(Payload::parse);
+    if let Some(payload) = &payload {
+        indicators.extend(payload_indicators(payload));
+        indicators.sort_unstable();
+        indicators.dedup();
+    }
+    (payload, indicators)
 }
 
 /// What the engine did, for the shutdown report.

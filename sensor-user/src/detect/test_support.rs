@@ -6,7 +6,7 @@ use std::sync::{
 };
 
 use super::HostFacts;
-use crate::event::{Event, Exec, File, FileOp, Fork};
+use crate::event::{Event, Exec, Family, File, FileOp, Fork, Listen, Proto};
 
 pub fn exec(ts: u64, pid: u32, ppid: u32, exe: &str, argv: &[&str]) -> Event {
     Event::Exec(Exec {
@@ -41,6 +41,20 @@ pub fn fork(ts: u64, pid: u32, ppid: u32) -> Event {
         gid: 33,
         comm: "x".into(),
         cgroup_id: 0,
+    })
+}
+
+/// `pid` puts a TCP socket on `port` into LISTEN.
+pub fn listen(ts: u64, pid: u32, port: u16) -> Event {
+    Event::Listen(Listen {
+        ts_ns: ts,
+        pid,
+        tid: pid,
+        uid: 33,
+        family: Family::Inet6,
+        addr: std::net::IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+        port,
+        proto: Proto::Tcp,
     })
 }
 
@@ -79,6 +93,14 @@ impl HostFacts for FakeHost {
             .filter(|(p, port)| *p == pid && wanted(*port))
             .map(|(_, port)| *port)
             .collect()
+    }
+
+    fn any_listening_port(&mut self, pid: u32) -> Option<u16> {
+        self.listeners
+            .iter()
+            .filter(|(p, _)| *p == pid)
+            .map(|(_, port)| *port)
+            .min()
     }
 
     fn shell_copied_to(&mut self, _pid: u32, exe: &str) -> Option<Arc<str>> {

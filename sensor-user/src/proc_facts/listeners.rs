@@ -2,7 +2,11 @@
 //! (`/proc/PID/net/tcp{,6}`) that its fd table holds (`/proc/PID/fd`). Workers forked from a
 //! master hold the master's listening sockets too, which is what makes them servers.
 
-use std::{fs, path::Path};
+use std::{
+    fs,
+    path::Path,
+    time::{Duration, Instant},
+};
 
 use rustc_hash::FxHashMap;
 
@@ -41,6 +45,68 @@ pub fn listening_ports(proc_pid: &Path, wanted: &dyn Fn(u16) -> bool) -> Vec<u16
     ports.sort_unstable();
     ports.dedup();
     ports
+}
+
+/// The LISTEN sockets of each network namespace, read once and kept a short while: seeding
+/// asks about every process on the host, most of them in the same namespace, and a busy
+/// server's /proc/net/tcp holds thousands of lines.
+#[derive(Default)]
+pub struct ListenTables {
+    /// Network namespace inode -> (when read, LISTEN socket inode -> port).
+    by_netns: FxHashMap<u64, (Instant, FxHashMap<u64, u16>)>,
+}
+
+/// How long a namespace's table is trusted: a seeding pass, not the sensor's lifetime.
+const TABLE_TTL: Duration = Duration::from_secs(2);
+/// Bound on the namespaces kept (one per container); the map starts over past it.
+const MAX_NETNS: usize = 4096;
+
+impl ListenTables {
+    /// The lowest TCP port on which the process at `proc_pid` holds a listening socket. Its fd
+    /// table is read first: most processes hold no socket, and then no table is read.
+    pub fn lowest_port(&mut self, proc_pid: &Path) -> Option<u16> {
+        let sockets = socket_inodes(proc_pid);
+        if sockets.is_empty() {
+            return None;
+        }
+        let netns = fs::read_link(proc_pid.join("ns/net"))
+            .ok()
+            .and_then(|t| bracketed_inode(t.to_str()?, "net:["))?;
+        let fresh = self
+            .by_netns
+            .get(&netns)
+            .is_some_and(|(read, _)| read.elapsed() < TABLE_TTL);
+        if !fresh {
+            if self.by_netns.len() >= MAX_NETNS {
+                self.by_netns.clear();
+            }
+            let mut table = FxHashMap::default();
+            for name in ["net/tcp", "net/tcp6"] {
+                if let Ok(text) = fs::read_to_string(proc_pid.join(name)) {
+                    listen_inodes(&text, &|_| true, &mut table);
+                }
+            }
+            self.by_netns.insert(netns, (Instant::now(), table));
+        }
+        let (_, table) = self.by_netns.get(&netns)?;
+        sockets.iter().filter_map(|i| table.get(i)).copied().min()
+    }
+}
+
+/// The socket inodes in a process's fd table.
+fn socket_inodes(proc_pid: &Path) -> Vec<u64> {
+    let Ok(fds) = fs::read_dir(proc_pid.join("fd")) else {
+        return Vec::new();
+    };
+    fds.flatten()
+        .filter_map(|fd| fs::read_link(fd.path()).ok())
+        .filter_map(|t| bracketed_inode(t.to_str()?, "socket:["))
+        .collect()
+}
+
+/// `N` from a link target `PREFIXN]` (`socket:[N]`, `net:[N]`).
+fn bracketed_inode(target: &str, prefix: &str) -> Option<u64> {
+    target.strip_prefix(prefix)?.strip_suffix(']')?.parse().ok()
 }
 
 /// Adds the inode -> port of each wanted LISTEN socket in a /proc/net/tcp{,6} table.
@@ -96,7 +162,14 @@ mod tests {
                 .iter()
                 .all(|&p| p != port)
         );
+        let mut tables = ListenTables::default();
+        let lowest = tables.lowest_port(me).expect("this process listens");
+        assert!(lowest <= port);
         drop(listener);
         assert!(listening_ports(me, &|p| p == port).is_empty());
+        assert_eq!(
+            ListenTables::default().lowest_port(Path::new("/proc/1/none")),
+            None
+        );
     }
 }

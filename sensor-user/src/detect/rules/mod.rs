@@ -208,6 +208,7 @@ id::registry! {
     ServerSpawnedShell = 0 => shell: shell::ShellRule,
     ServerSpawnedRecon = 1 => recon: recon::ReconRule,
     ServerOutboundUnknown = 2 => outbound: outbound::OutboundRule,
+    ServerTempFileExecuted = 6 => temp_exec: temp_exec::TempExecRule,
 }
 
 /// The compiled rules and what they share, routing each event to them.
@@ -370,6 +371,7 @@ mod tests {
                 "webroot-script-write",
                 "server-module-change",
                 "server-written-file-executed",
+                "server-temp-file-executed",
             ]
         );
     }

@@ -11,7 +11,7 @@ use regex::Regex;
 use super::{
     super::{
         DetectError,
-        annotation::{Annotation, Table, effective_parent},
+        annotation::Annotation,
         family::Families,
         matcher::{ExeMatcher, effective_name, regex},
     },
@@ -49,7 +49,7 @@ impl super::RuleUnit for ReconRule {
         }
         // Reused buffers, lent out while `fires` borrows the rule.
         let (mut scratch, mut owners) = (take(&mut self.scratch), take(&mut self.owners));
-        let fires = self.fires(cx.table, cx.process, &mut scratch, &mut owners);
+        let fires = self.fires(cx.process, &mut scratch, &mut owners);
         (self.scratch, self.owners) = (scratch, owners);
         if fires {
             out.push(super::Finding::new(
@@ -107,11 +107,11 @@ impl ReconRule {
         })
     }
 
-    /// A tool started by a server itself, or below a shell a server started; a shell below a
-    /// server is the shell rule's.
+    /// A tool anywhere below a server (started by the server, below a shell it started, or by
+    /// a helper such as a script run by an application: recon, download and network tools
+    /// always alert below a server); a shell below a server is the shell rule's.
     pub fn fires(
         &self,
-        table: &Table,
         p: &Process<Annotation>,
         scratch: &mut Vec<usize>,
         owners: &mut Vec<usize>,
@@ -119,9 +119,7 @@ impl ReconRule {
         if !self.common.enabled || p.annotation.shell_below_server {
             return false;
         }
-        let started_by_server =
-            effective_parent(table, p.id).is_some_and(|pp| pp.annotation.family.is_some());
-        (started_by_server || p.annotation.below_shell) && self.is_tool(&p.image, scratch, owners)
+        self.is_tool(&p.image, scratch, owners)
     }
 
     pub fn is_tool(
@@ -178,5 +176,32 @@ mod tests {
             &["rotatelogs", "/var/log/a", "86400"]
         ));
         assert!(!is("/usr/bin/ffmpeg", &["ffmpeg", "-i", "a.mp4"]));
+    }
+
+    /// Below a helper the application runs (not a shell), a download tool still alerts.
+    #[test]
+    fn tools_alert_anywhere_below_a_server() {
+        use crate::{
+            config::Config,
+            detect::{Engine, HostInfo, test_support::*},
+        };
+        let mut engine = Engine::new(&Config::default(), HostInfo::default()).expect("engine");
+        let mut alerts = Vec::new();
+        engine.process(exec(1, 10, 1, "/usr/sbin/nginx", &["nginx"]), &mut alerts);
+        engine.process(
+            exec(2, 11, 10, "/usr/bin/python3", &["python3", "/srv/app/thumbs.py"]),
+            &mut alerts,
+        );
+        engine.process(
+            exec(3, 12, 11, "/usr/bin/curl", &["curl", "-s", "http://192.0.2.1/x"]),
+            &mut alerts,
+        );
+        engine.process(
+            exec(4, 13, 11, "/usr/bin/convert", &["convert", "a.png", "b.jpg"]),
+            &mut alerts,
+        );
+        let got: Vec<&str> = alerts.iter().map(|a| a.process.executable.as_str()).collect();
+        assert_eq!(got, ["/usr/bin/curl"]);
+        assert_eq!(alerts[0].rule.id, "server-spawned-recon");
     }
 }

