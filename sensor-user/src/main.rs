@@ -73,6 +73,8 @@ fn dispatch(command: cli::Command) -> anyhow::Result<ExitCode> {
             file,
             config,
             seed_proc,
+            baseline,
+            save_baseline,
         } => {
             let config_path = config;
             let config = load_config(config_path.as_deref())?;
@@ -80,9 +82,31 @@ fn dispatch(command: cli::Command) -> anyhow::Result<ExitCode> {
                 commands::build_engine(&config, config_path.as_deref(), HostInfo::default())?;
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
-            let totals =
-                commands::replay::replay_file(engine, &config, &file, seed_proc, &mut out)?;
+            let totals = if baseline.is_some() || save_baseline.is_some() {
+                use commands::replay::{learn_file, learn_record, open_record};
+                let learned = match &baseline {
+                    Some(p) if p.extension().is_some_and(|e| e == "toml") => learn_file(p)?,
+                    Some(p) => learn_record(&config, open_record(p)?)?,
+                    None => Default::default(),
+                };
+                commands::replay::replay_with_baseline(
+                    &config,
+                    learned,
+                    open_record(&file)?,
+                    &mut out,
+                    save_baseline.as_deref(),
+                )?
+            } else {
+                commands::replay::replay_file(engine, &config, &file, seed_proc, &mut out)?
+            };
             log::info!("replayed {}; {totals}", file.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        cli::Command::Baseline {
+            command: cli::BaselineCommand::Merge { files, close },
+        } => {
+            let text = lineage_sensor::detect::baseline::merge_files(&files, close)?;
+            std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes())?;
             Ok(ExitCode::SUCCESS)
         }
         cli::Command::CheckConfig { file } => {

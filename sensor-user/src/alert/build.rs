@@ -2,7 +2,7 @@
 //! process in it (the process, its parent, each ancestor) comes from [`process_info`].
 
 use super::{
-    Alert, AlertEvent, Container, Destination, FileInfo, Host, Incident, LineageInfo, NamedId,
+    Alert, AlertEvent, BaselineInfo, Container, Destination, FileInfo, Host, Incident, LineageInfo, NamedId,
     Network, ProcessInfo, RuleInfo, Server, Threat, User, rfc3339,
 };
 use crate::{
@@ -35,6 +35,8 @@ pub struct AlertInput<'a, A> {
     pub incident: String,
     pub suppressed_count: u64,
     pub shell_copy_of: Option<String>,
+    /// The learned baseline's template of a command it did not know.
+    pub baseline_new: Option<String>,
 }
 
 /// The file an alert is about, and (for a file event) `event.action` and `event.type`.
@@ -164,6 +166,10 @@ impl Alert {
                 args_truncated: p.image.argv_truncated,
                 shell_copy_of: input.shell_copy_of,
                 file_hash_missing: None,
+                baseline: input.baseline_new.map(|template| BaselineInfo {
+                    new: true,
+                    template,
+                }),
             },
         }
     }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+mod baseline;
 mod detection;
 mod detection_content;
 mod detection_entries;
@@ -19,6 +20,7 @@ mod locate;
 mod output;
 mod ownership;
 
+pub use baseline::BaselineConfig;
 pub use detection::{
     Deployer, DetectConfig, IncidentConfig, OutboundRuleConfig, RateLimitConfig, ReconRuleConfig,
     RulesConfig, ServerModuleChangeConfig, Severity, ShellRuleConfig, WebrootScriptWriteConfig,
@@ -53,6 +55,8 @@ pub struct Config {
     pub output: OutputConfig,
     /// The metrics and health endpoint.
     pub metrics: MetricsConfig,
+    /// The learned habits of each server.
+    pub baseline: BaselineConfig,
 }
 
 /// Kernel-side capture settings.

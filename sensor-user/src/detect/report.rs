@@ -78,6 +78,7 @@ pub fn alert(
         incident: admitted.incident,
         suppressed_count: admitted.suppressed_before,
         shell_copy_of: p.annotation.copy_of.as_deref().map(str::to_owned),
+        baseline_new: admitted.baseline_new,
     })
 }
 
