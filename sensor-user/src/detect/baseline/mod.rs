@@ -268,3 +268,5 @@ fn interactive(image: &Image) -> bool {
                 && a.contains('i'))
     })
 }
+#[cfg(test)]
+mod tests;
