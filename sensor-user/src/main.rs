@@ -85,9 +85,9 @@ fn dispatch(command: cli::Command) -> anyhow::Result<ExitCode> {
             let totals = if baseline.is_some() || save_baseline.is_some() {
                 use commands::replay::{learn_file, learn_record, open_record};
                 let learned = match &baseline {
-                    Some(p) if p.extension().is_some_and(|e| e == "toml") => learn_file(p)?,
-                    Some(p) => learn_record(&config, open_record(p)?)?,
-                    None => Default::default(),
+                    Some(p) if p.extension().is_some_and(|e| e == "toml") => Some(learn_file(p)?),
+                    Some(p) => Some(learn_record(&config, open_record(p)?)?),
+                    None => None,
                 };
                 commands::replay::replay_with_baseline(
                     &config,

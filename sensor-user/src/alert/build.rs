@@ -2,8 +2,8 @@
 //! process in it (the process, its parent, each ancestor) comes from [`process_info`].
 
 use super::{
-    Alert, AlertEvent, BaselineInfo, Container, Destination, FileInfo, Host, Incident, LineageInfo, NamedId,
-    Network, ProcessInfo, RuleInfo, Server, Threat, User, rfc3339,
+    Alert, AlertEvent, BaselineInfo, Container, Destination, FileInfo, Host, Incident, LineageInfo,
+    NamedId, Network, ProcessInfo, RuleInfo, Server, Threat, User, rfc3339,
 };
 use crate::{
     config::{Severity, Technique},

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use super::{
-    baseline::{Baseline, Judgement},
     annotation::{Annotation, ServerRef, Table, effective_parent, nearest_server, top_below_init},
+    baseline::{Baseline, Judgement},
     exclusion::{Subject, any_matches},
     family::Families,
     incident::Incidents,

@@ -55,7 +55,9 @@ impl BaselineMetrics {
     /// Servers being learned, servers learned, templates.
     pub fn set_sizes(&self, learning: usize, learned: usize, templates: usize) {
         let g = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
-        self.servers.with_label_values(&["learning"]).set(g(learning));
+        self.servers
+            .with_label_values(&["learning"])
+            .set(g(learning));
         self.servers.with_label_values(&["learned"]).set(g(learned));
         self.templates.set(g(templates));
     }

@@ -214,4 +214,3 @@ pub fn merge_files(paths: &[PathBuf], close: bool) -> Result<String, BaselineErr
         message,
     })
 }
-

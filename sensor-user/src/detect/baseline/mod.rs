@@ -222,11 +222,11 @@ impl Baseline {
                 learning_ends_wall_ns: theirs.learning_ends_wall_ns,
                 templates: BTreeSet::new(),
             });
-            ours.learning_ends_wall_ns = match (ours.learning_ends_wall_ns, theirs.learning_ends_wall_ns)
-            {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                _ => None,
-            };
+            ours.learning_ends_wall_ns =
+                match (ours.learning_ends_wall_ns, theirs.learning_ends_wall_ns) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    _ => None,
+                };
             for t in theirs.templates {
                 if ours.templates.len() >= self.max_templates {
                     break;
@@ -245,7 +245,10 @@ impl Baseline {
     pub fn stats(&self, now_wall_ns: u64) -> BaselineStats {
         let mut s = BaselineStats::default();
         for habits in self.servers.values() {
-            if habits.learning_ends_wall_ns.is_some_and(|end| now_wall_ns < end) {
+            if habits
+                .learning_ends_wall_ns
+                .is_some_and(|end| now_wall_ns < end)
+            {
                 s.learning += 1;
             } else {
                 s.learned += 1;

@@ -216,24 +216,56 @@ mod tests {
     fn temporary_names_numbers_ids_and_dates_do_not_make_a_new_template() {
         let pairs = [
             (
-                &["sh", "-c", "convert /tmp/phpA1b2C3 -resize 800x600 /tmp/thumb_17.png"][..],
-                &["sh", "-c", "convert /tmp/phpZz9Qq1 -resize 120x90 /tmp/thumb_4242.png"][..],
+                &[
+                    "sh",
+                    "-c",
+                    "convert /tmp/phpA1b2C3 -resize 800x600 /tmp/thumb_17.png",
+                ][..],
+                &[
+                    "sh",
+                    "-c",
+                    "convert /tmp/phpZz9Qq1 -resize 120x90 /tmp/thumb_4242.png",
+                ][..],
             ),
             (
-                &["sh", "-c", "clamdscan --no-summary /var/www/app/storage/uploads/2024/05/a.pdf"],
-                &["sh", "-c", "clamdscan --no-summary /var/www/app/storage/uploads/x/y/z.docx"],
+                &[
+                    "sh",
+                    "-c",
+                    "clamdscan --no-summary /var/www/app/storage/uploads/2024/05/a.pdf",
+                ],
+                &[
+                    "sh",
+                    "-c",
+                    "clamdscan --no-summary /var/www/app/storage/uploads/x/y/z.docx",
+                ],
             ),
             (
                 &["sh", "-c", "gzip -9 report-2024-05-01.csv"],
                 &["sh", "-c", "gzip -9 report-2026-12-31.csv"],
             ),
             (
-                &["sh", "-c", "tar -xzf job-550e8400-e29b-41d4-a716-446655440000.tgz"],
-                &["sh", "-c", "tar -xzf job-123e4567-e89b-12d3-a456-426614174000.tgz"],
+                &[
+                    "sh",
+                    "-c",
+                    "tar -xzf job-550e8400-e29b-41d4-a716-446655440000.tgz",
+                ],
+                &[
+                    "sh",
+                    "-c",
+                    "tar -xzf job-123e4567-e89b-12d3-a456-426614174000.tgz",
+                ],
             ),
             (
-                &["sh", "-c", "git cat-file -p d41d8cd98f00b204e9800998ecf8427e"],
-                &["sh", "-c", "git cat-file -p 9e107d9d372bb6826bd81d3542a419d6"],
+                &[
+                    "sh",
+                    "-c",
+                    "git cat-file -p d41d8cd98f00b204e9800998ecf8427e",
+                ],
+                &[
+                    "sh",
+                    "-c",
+                    "git cat-file -p 9e107d9d372bb6826bd81d3542a419d6",
+                ],
             ),
             (
                 &["sh", "-c", "unoconv -f pdf doc_aB3xY9kQ.docx"],
@@ -248,7 +280,10 @@ mod tests {
             assert_eq!(t("/bin/sh", a), t("/bin/sh", b), "{a:?} vs {b:?}");
         }
         assert_eq!(
-            t("/bin/sh", &["sh", "-c", "convert /tmp/phpA1b2C3 -resize 800x600 x.png"]),
+            t(
+                "/bin/sh",
+                &["sh", "-c", "convert /tmp/phpA1b2C3 -resize 800x600 x.png"]
+            ),
             "[/bin/sh] sh -c 'convert /tmp/<path> -resize <n>x<n> x.png'"
         );
     }
@@ -299,7 +334,15 @@ mod tests {
     #[test]
     fn runs_and_placeholders() {
         let mut out = String::new();
-        for w in ["12345", "php8", "base64", "deadbeef01", "tmpA1b2C3", "abc", "v2.1.0"] {
+        for w in [
+            "12345",
+            "php8",
+            "base64",
+            "deadbeef01",
+            "tmpA1b2C3",
+            "abc",
+            "v2.1.0",
+        ] {
             push_plain(w, &mut out);
             out.push(' ');
         }

@@ -19,7 +19,13 @@ fn config(learning_secs: u64) -> Config {
 /// php-fpm (pid 10) started at 1 s, its worker 11.
 fn php(engine: &mut Engine, out: &mut Vec<Alert>) {
     engine.process(
-        exec(S, 10, 1, "/usr/sbin/php-fpm8.2", &["php-fpm: master process"]),
+        exec(
+            S,
+            10,
+            1,
+            "/usr/sbin/php-fpm8.2",
+            &["php-fpm: master process"],
+        ),
         out,
     );
     engine.process(fork(S + 1, 11, 10), out);
@@ -45,7 +51,13 @@ fn known_templates_are_counted_after_learning_and_new_ones_alert_as_new() {
     let i = RuleId::ServerSpawnedShell.index();
     assert_eq!(engine.totals().alerts[i], 2);
     engine.process(
-        exec(201 * S, 23, 11, "/bin/sh", &["sh", "-c", "cat /etc/hostname"]),
+        exec(
+            201 * S,
+            23,
+            11,
+            "/bin/sh",
+            &["sh", "-c", "cat /etc/hostname"],
+        ),
         &mut alerts,
     );
     assert_eq!(alerts.len(), 1);
@@ -177,9 +189,15 @@ fn files_merge_sorted_with_the_earliest_window_and_close() {
     engine.baseline().load_file(&fleet).expect("load");
     let mut alerts = Vec::new();
     php(&mut engine, &mut alerts);
-    engine.process(exec(2 * S, 20, 11, "/bin/sh", &["sh", "-c", "z"]), &mut alerts);
+    engine.process(
+        exec(2 * S, 20, 11, "/bin/sh", &["sh", "-c", "z"]),
+        &mut alerts,
+    );
     assert!(alerts.is_empty(), "{alerts:#?}");
-    engine.process(exec(3 * S, 21, 11, "/bin/sh", &["sh", "-c", "y"]), &mut alerts);
+    engine.process(
+        exec(3 * S, 21, 11, "/bin/sh", &["sh", "-c", "y"]),
+        &mut alerts,
+    );
     assert_eq!(alerts.len(), 1);
     assert!(alerts[0].lineage.baseline.is_some());
 }
