@@ -78,8 +78,13 @@ fn dispatch(command: cli::Command) -> anyhow::Result<ExitCode> {
         } => {
             let config_path = config;
             let config = load_config(config_path.as_deref())?;
+            // The test record of `--baseline` is detected with learning over.
+            let test_config = match &baseline {
+                Some(_) => commands::replay::learning_over(&config),
+                None => config.clone(),
+            };
             let engine =
-                commands::build_engine(&config, config_path.as_deref(), HostInfo::default())?;
+                commands::build_engine(&test_config, config_path.as_deref(), HostInfo::default())?;
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
             let totals = if baseline.is_some() || save_baseline.is_some() {
@@ -90,7 +95,8 @@ fn dispatch(command: cli::Command) -> anyhow::Result<ExitCode> {
                     None => None,
                 };
                 commands::replay::replay_with_baseline(
-                    &config,
+                    engine,
+                    &test_config,
                     learned,
                     open_record(&file)?,
                     &mut out,

@@ -10,8 +10,9 @@ use std::{
 };
 
 use lineage_sensor::{
-    commands::replay::{learn_record, replay, replay_with_baseline},
+    commands::replay::{learn_record, learning_over, replay, replay_with_baseline},
     config::Config,
+    detect::{Engine, HostInfo},
 };
 use serde_json::Value;
 
@@ -77,7 +78,9 @@ fn check(name: &str) -> Result<usize, String> {
     if learn_path.exists() {
         let learn = fs::read(&learn_path).map_err(|e| format!("{name}: {e}"))?;
         let learned = learn_record(&config, &learn[..]).map_err(|e| format!("{name}: {e}"))?;
-        replay_with_baseline(&config, Some(learned), &record[..], &mut out, None)
+        let over = learning_over(&config);
+        let engine = Engine::new(&over, HostInfo::default()).map_err(|e| format!("{name}: {e}"))?;
+        replay_with_baseline(engine, &over, Some(learned), &record[..], &mut out, None)
             .map_err(|e| format!("{name}: {e}"))?;
         // A habit is silenced by the baseline, not by anything else: without it, it alerts.
         let mut plain = Vec::new();

@@ -112,24 +112,29 @@ pub fn learn_file(path: &Path) -> Result<Learned, ReplayError> {
     Ok(servers)
 }
 
-/// Detects on the `test` record with a learned baseline (a fresh engine: the records' pids and
-/// clocks are their own). With one, learning is over: a server it does not know is judged
-/// against an empty baseline, as the test of a tuning wants. Without one, the record is learned
-/// as `run` would. `save`, if given, receives the baseline afterwards (an export).
+/// The config the test record of `replay --baseline` is detected with: learning is over, so a
+/// server the baseline does not know is judged against no habits, as the test of a tuning
+/// wants.
+pub fn learning_over(config: &Config) -> Config {
+    let mut over = config.clone();
+    over.baseline.learning_secs = 0;
+    over
+}
+
+/// Detects on the `test` record with `engine` (fresh: the records' pids and clocks are their
+/// own; built from [`learning_over`] when there is a learned baseline) and the `learned`
+/// baseline; without one the record is learned as `run` would. `save`, if given, receives the
+/// baseline afterwards (an export).
 pub fn replay_with_baseline(
+    mut engine: Engine,
     config: &Config,
     learned: Option<Learned>,
     test: impl BufRead,
     out: &mut dyn Write,
     save: Option<&Path>,
 ) -> Result<EngineTotals, ReplayError> {
-    let mut over = config.clone();
-    if learned.is_some() {
-        over.baseline.learning_secs = 0;
-    }
-    let mut engine = Engine::new(&over, HostInfo::default())?;
     engine.baseline().merge(learned.unwrap_or_default());
-    let totals = replay_with(&mut engine, &over, test, false, out)?;
+    let totals = replay_with(&mut engine, config, test, false, out)?;
     if let Some(path) = save {
         let text = engine.baseline().render(path).map_err(DetectError::from)?;
         std::fs::write(path, text)?;

@@ -89,6 +89,8 @@ pub struct EngineTotals {
     pub alerts: [u64; RuleId::ALL.len()],
     pub suppressed: [u64; RuleId::ALL.len()],
     pub excluded: [u64; RuleId::ALL.len()],
+    /// Known to the learned baseline, over all rules.
+    pub baselined: u64,
     pub processes: usize,
     pub evicted: u64,
 }
@@ -101,6 +103,7 @@ impl EngineTotals {
             alerts: counts.alerts,
             suppressed: counts.suppressed,
             excluded: counts.excluded,
+            baselined: counts.baselined.iter().sum(),
             processes: table.len(),
             evicted: stats.evicted_after_grace + stats.evicted_over_cap,
         }
@@ -119,6 +122,9 @@ impl fmt::Display for EngineTotals {
                 self.suppressed[i],
                 self.excluded[i]
             )?;
+        }
+        if self.baselined > 0 {
+            write!(f, "; known to the learned baseline: {}", self.baselined)?;
         }
         write!(
             f,
