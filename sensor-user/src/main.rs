@@ -120,6 +120,10 @@ fn dispatch(command: cli::Command) -> anyhow::Result<ExitCode> {
             commands::build_engine(&config, Some(&file), HostInfo::default())?;
             // As `run` would refuse them: state below a directory others can write.
             lineage_sensor::config::check_state_locations(&config)?;
+            // As `run` would refuse to start: a fleet baseline it cannot read.
+            for path in &config.baseline.load {
+                lineage_sensor::detect::baseline::read(path)?;
+            }
             println!("{}: valid", file.display());
             Ok(ExitCode::SUCCESS)
         }

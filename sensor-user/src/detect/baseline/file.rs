@@ -17,10 +17,11 @@ use super::{Baseline, Habits, ServerKey};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BaselineError {
-    #[error("baseline file {path}: {source}")]
+    // Not named `source`: the message already says it, and a source would repeat it in a chain.
+    #[error("baseline file {path}: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("baseline file {path}: {message}")]
     Format { path: PathBuf, message: String },
@@ -121,9 +122,9 @@ fn rfc3339(wall_ns: u64) -> String {
 
 /// Reads a baseline file (not through a link: the sensor reads it as root).
 pub fn read(path: &Path) -> Result<BTreeMap<ServerKey, Habits>, BaselineError> {
-    let bytes = crate::state_file::read_no_follow(path).map_err(|source| BaselineError::Io {
+    let bytes = crate::state_file::read_no_follow(path).map_err(|error| BaselineError::Io {
         path: path.to_owned(),
-        source,
+        error,
     })?;
     let text = String::from_utf8(bytes).map_err(|e| BaselineError::Format {
         path: path.to_owned(),
@@ -141,8 +142,8 @@ impl Baseline {
                 self.dirty = false;
                 Ok(())
             }
-            Err(BaselineError::Io { source, .. })
-                if source.kind() == std::io::ErrorKind::NotFound =>
+            Err(BaselineError::Io { error, .. })
+                if error.kind() == std::io::ErrorKind::NotFound =>
             {
                 Ok(())
             }
@@ -162,9 +163,9 @@ impl Baseline {
             return Ok(());
         }
         let text = self.render(path)?;
-        let io = |source| BaselineError::Io {
+        let io = |error| BaselineError::Io {
             path: path.to_owned(),
-            source,
+            error,
         };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(io)?;
