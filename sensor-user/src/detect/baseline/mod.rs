@@ -116,9 +116,14 @@ impl Baseline {
             && !interactive(&p.image)
     }
 
-    /// Run from a temporary directory or from memory: dropped there, never a habit.
+    /// Run from a temporary directory or from memory (a memfd, or a descriptor executed by
+    /// fexecve, named as the kernel or /proc shows them): dropped there, never a habit.
     fn volatile_executable(&self, exe: &str) -> bool {
-        exe.starts_with("/memfd:") || self.normaliser.below_prefix(exe)
+        exe.starts_with("/memfd:")
+            || exe.starts_with("/dev/fd/")
+            || exe.starts_with("/proc/self/fd/")
+            || exe.ends_with(" (deleted)")
+            || self.normaliser.below_prefix(exe)
     }
 
     /// Learns or judges the shell `p` below `server` (of family `family`) at `ts_ns`.

@@ -73,9 +73,10 @@ fn the_baseline_never_silences_what_always_alerts() {
     let mut engine = Engine::new(&config(100), HostInfo::default()).expect("engine");
     let mut alerts = Vec::new();
     php(&mut engine, &mut alerts);
-    let risky: [(&str, &[&str]); 4] = [
+    let risky: [(&str, &[&str]); 5] = [
         ("/usr/bin/curl", &["curl", "-s", "http://198.51.100.9/x"]),
         ("/tmp/sh", &["sh", "-c", "id"]),
+        ("/run/user/33/sh", &["sh", "-c", "id"]),
         ("/bin/bash", &["bash", "-i"]),
         ("/usr/bin/id", &["id"]),
     ];
@@ -85,7 +86,7 @@ fn the_baseline_never_silences_what_always_alerts() {
         pid += 1;
     }
     let learned = alerts.len();
-    assert!(learned >= 3, "{alerts:#?}");
+    assert_eq!(learned, 5, "each alerts while learning: {alerts:#?}");
     alerts.clear();
     for (exe, argv) in risky {
         engine.process(exec(500 * S, pid, 11, exe, argv), &mut alerts);
