@@ -23,6 +23,20 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum BaselineCommand {
+    /// Merge baseline files (exports of several hosts) into one, sorted, on stdout: templates
+    /// add up, and each server's learning ends when the earliest file says.
+    Merge {
+        /// The files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// End every server's learning: for a file reviewed as the fleet's normal.
+        #[arg(long)]
+        close: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum Command {
     /// Write every kernel event (exec, fork, exit, connect) as one JSON line; see docs/events.md.
     Record {
@@ -57,6 +71,19 @@ pub enum Command {
         /// depends on the record alone).
         #[arg(long)]
         seed_proc: bool,
+        /// Learn the baseline from this record first, as if each server's learning window had
+        /// passed over it, then detect on FILE with it (a `.toml` file is read as a baseline
+        /// file instead: an export or a fleet's merge).
+        #[arg(long, value_name = "LEARN")]
+        baseline: Option<PathBuf>,
+        /// Write the baseline as it stands after the replay to this file (an export).
+        #[arg(long, value_name = "OUT")]
+        save_baseline: Option<PathBuf>,
+    },
+    /// Learned baseline files (see docs/detection.md, "Learned baseline").
+    Baseline {
+        #[command(subcommand)]
+        command: BaselineCommand,
     },
     /// Validate a configuration file; exit code 2 and a message naming file, line and field if it
     /// is not valid.

@@ -73,16 +73,46 @@ fn dispatch(command: cli::Command) -> anyhow::Result<ExitCode> {
             file,
             config,
             seed_proc,
+            baseline,
+            save_baseline,
         } => {
             let config_path = config;
             let config = load_config(config_path.as_deref())?;
+            // The test record of `--baseline` is detected with learning over.
+            let test_config = match &baseline {
+                Some(_) => commands::replay::learning_over(&config),
+                None => config.clone(),
+            };
             let engine =
-                commands::build_engine(&config, config_path.as_deref(), HostInfo::default())?;
+                commands::build_engine(&test_config, config_path.as_deref(), HostInfo::default())?;
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
-            let totals =
-                commands::replay::replay_file(engine, &config, &file, seed_proc, &mut out)?;
+            let totals = if baseline.is_some() || save_baseline.is_some() {
+                use commands::replay::{learn_file, learn_record, open_record};
+                let learned = match &baseline {
+                    Some(p) if p.extension().is_some_and(|e| e == "toml") => Some(learn_file(p)?),
+                    Some(p) => Some(learn_record(&config, open_record(p)?)?),
+                    None => None,
+                };
+                commands::replay::replay_with_baseline(
+                    engine,
+                    &test_config,
+                    learned,
+                    open_record(&file)?,
+                    &mut out,
+                    save_baseline.as_deref(),
+                )?
+            } else {
+                commands::replay::replay_file(engine, &config, &file, seed_proc, &mut out)?
+            };
             log::info!("replayed {}; {totals}", file.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        cli::Command::Baseline {
+            command: cli::BaselineCommand::Merge { files, close },
+        } => {
+            let text = lineage_sensor::detect::baseline::merge_files(&files, close)?;
+            std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes())?;
             Ok(ExitCode::SUCCESS)
         }
         cli::Command::CheckConfig { file } => {
@@ -90,6 +120,10 @@ fn dispatch(command: cli::Command) -> anyhow::Result<ExitCode> {
             commands::build_engine(&config, Some(&file), HostInfo::default())?;
             // As `run` would refuse them: state below a directory others can write.
             lineage_sensor::config::check_state_locations(&config)?;
+            // As `run` would refuse to start: a fleet baseline it cannot read.
+            for path in &config.baseline.load {
+                lineage_sensor::detect::baseline::read(path)?;
+            }
             println!("{}: valid", file.display());
             Ok(ExitCode::SUCCESS)
         }

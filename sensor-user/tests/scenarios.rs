@@ -1,6 +1,7 @@
 //! Replays every scenario of tests/scenarios through the real engine (the default config, or
 //! NAME.config.toml where a scenario has one) and compares the alerts with NAME.expect.json; see
-//! tests/scenarios/generate.py for the format.
+//! tests/scenarios/generate.py for the format. A scenario with NAME.learn.ndjson is replayed as
+//! `replay --baseline NAME.learn.ndjson NAME.ndjson` is (see tests/scenarios/generate_habits.py).
 
 use std::{
     collections::BTreeMap,
@@ -8,7 +9,11 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use lineage_sensor::{commands::replay::replay, config::Config};
+use lineage_sensor::{
+    commands::replay::{learn_record, learning_over, replay, replay_with_baseline},
+    config::Config,
+    detect::{Engine, HostInfo},
+};
 use serde_json::Value;
 
 fn corpus() -> PathBuf {
@@ -49,6 +54,7 @@ fn view(alert: &Value) -> BTreeMap<&'static str, Value> {
     );
     v.insert("indicators", alert["lineage"]["indicators"].clone());
     v.insert("commands", alert["lineage"]["shell"]["commands"].clone());
+    v.insert("baseline_new", alert["lineage"]["baseline"]["new"].clone());
     v
 }
 
@@ -75,7 +81,23 @@ fn check(name: &str) -> Result<usize, String> {
     }
     let mut out = Vec::new();
     let config = config_for(name)?;
-    replay(&config, &record[..], false, &mut out).map_err(|e| format!("{name}: {e}"))?;
+    let learn_path = dir.join(format!("{name}.learn.ndjson"));
+    if learn_path.exists() {
+        let learn = fs::read(&learn_path).map_err(|e| format!("{name}: {e}"))?;
+        let learned = learn_record(&config, &learn[..]).map_err(|e| format!("{name}: {e}"))?;
+        let over = learning_over(&config);
+        let engine = Engine::new(&over, HostInfo::default()).map_err(|e| format!("{name}: {e}"))?;
+        replay_with_baseline(engine, &over, Some(learned), &record[..], &mut out, None)
+            .map_err(|e| format!("{name}: {e}"))?;
+        // A habit is silenced by the baseline, not by anything else: without it, it alerts.
+        let mut plain = Vec::new();
+        replay(&config, &record[..], false, &mut plain).map_err(|e| format!("{name}: {e}"))?;
+        if name.starts_with("benign-") && plain.is_empty() {
+            return Err(format!("{name}: quiet even without the learned baseline"));
+        }
+    } else {
+        replay(&config, &record[..], false, &mut out).map_err(|e| format!("{name}: {e}"))?;
+    }
     let text = String::from_utf8(out).map_err(|e| format!("{name}: output not UTF-8: {e}"))?;
     let got: Vec<Value> = text
         .lines()
@@ -92,8 +114,15 @@ fn check(name: &str) -> Result<usize, String> {
     let mut label_to_id: BTreeMap<String, Value> = BTreeMap::new();
     let mut id_to_label: BTreeMap<String, String> = BTreeMap::new();
     for (i, (g, w)) in got_views.iter().zip(&want).enumerate() {
-        for key in ["rule", "server", "process", "ancestry", "destination"] {
-            if w.get(key) != g.get(key) {
+        for key in [
+            "rule",
+            "server",
+            "process",
+            "ancestry",
+            "destination",
+            "baseline_new",
+        ] {
+            if w.get(key).unwrap_or(&Value::Null) != g.get(key).unwrap_or(&Value::Null) {
                 problems.push(format!(
                     "alert {i}: {key}: expected {}, got {}",
                     w.get(key).unwrap_or(&Value::Null),
@@ -182,6 +211,7 @@ fn scenario_names() -> Vec<String> {
             e.file_name()
                 .to_str()
                 .and_then(|n| n.strip_suffix(".ndjson"))
+                .filter(|n| !n.ends_with(".learn"))
                 .map(str::to_owned)
         })
         .collect();
@@ -196,6 +226,14 @@ fn every_scenario_gives_its_expected_alerts() {
     let benign = names.iter().filter(|n| n.starts_with("benign-")).count();
     assert!(alerting >= 30, "only {alerting} alerting scenarios");
     assert!(benign >= 15, "only {benign} benign scenarios");
+    let habits = names
+        .iter()
+        .filter(|n| n.starts_with("benign-") && corpus().join(format!("{n}.learn.ndjson")).exists())
+        .count();
+    assert!(
+        habits >= 20,
+        "only {habits} benign scenarios with a learning record"
+    );
     let mut failures = Vec::new();
     for name in &names {
         match check(name) {

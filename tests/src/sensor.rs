@@ -51,6 +51,7 @@ impl RunningSensor {
         config: &Path,
         wrapper: &[String],
     ) -> Result<RunningSensor, (ExitStatus, Vec<String>)> {
+        isolate_baseline(config);
         let metrics_port = free_port();
         let mut command = match wrapper.split_first() {
             Some((program, args)) => {
@@ -322,4 +323,23 @@ impl Drop for RunningSensor {
             let _ = child.wait();
         }
     }
+}
+
+/// The host's default baseline state file is never a test's: a habit one test run learned there
+/// would silence the same test's alert a learning window later. A config that names it (a copy
+/// of deploy/lineage-sensor.toml) or has no `[baseline]` keeps the baseline in memory instead.
+fn isolate_baseline(config: &Path) {
+    const DEFAULT: &str = "\"/var/lib/lineage-sensor/baseline.toml\"";
+    let Ok(text) = std::fs::read_to_string(config) else {
+        return;
+    };
+    let text = if text
+        .lines()
+        .any(|l| l.trim_start().starts_with("[baseline]"))
+    {
+        text.replace(DEFAULT, "\"\"")
+    } else {
+        format!("{text}\n[baseline]\nstate_file = \"\"\n")
+    };
+    let _ = std::fs::write(config, text);
 }

@@ -2,8 +2,8 @@
 //! process in it (the process, its parent, each ancestor) comes from [`process_info`].
 
 use super::{
-    Alert, AlertEvent, Container, Destination, FileInfo, Host, Incident, LineageInfo, NamedId,
-    Network, ProcessInfo, RuleInfo, Server, ShellInfo, Threat, User, rfc3339,
+    Alert, AlertEvent, BaselineInfo, Container, Destination, FileInfo, Host, Incident, LineageInfo,
+    NamedId, Network, ProcessInfo, RuleInfo, Server, ShellInfo, Threat, User, rfc3339,
 };
 use crate::{
     config::{Severity, Technique},
@@ -37,6 +37,8 @@ pub struct AlertInput<'a, A> {
     pub shell_copy_of: Option<String>,
     pub shell: Option<ShellInfo>,
     pub indicators: Vec<&'static str>,
+    /// The learned baseline's template of a command it did not know.
+    pub baseline_new: Option<String>,
 }
 
 /// The file an alert is about, and (for a file event) `event.action` and `event.type`.
@@ -168,6 +170,10 @@ impl Alert {
                 shell: input.shell,
                 indicators: input.indicators,
                 file_hash_missing: None,
+                baseline: input.baseline_new.map(|template| BaselineInfo {
+                    new: true,
+                    template,
+                }),
             },
         }
     }

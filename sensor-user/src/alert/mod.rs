@@ -164,6 +164,18 @@ pub struct LineageInfo {
     /// `symlink_in_path`, `gone`, `unreadable`, `deadline`, `busy`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub file_hash_missing: Option<&'static str>,
+    /// Present when the server's learned baseline is over and did not know this command.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<BaselineInfo>,
+}
+
+/// `lineage.baseline`: the learned habits of the server had no such command.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct BaselineInfo {
+    /// Always true: a known command is not alerted.
+    pub new: bool,
+    /// The command as the baseline learns it (see docs/detection.md), to add it if it is normal.
+    pub template: String,
 }
 
 /// ECS `file.*`. The path is as the kernel resolved it, in the escaped form of

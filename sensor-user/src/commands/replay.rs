@@ -11,10 +11,16 @@ use std::{
 use crate::{
     alert::Alert,
     config::Config,
-    detect::{DetectError, Engine, EngineTotals, HostInfo},
+    detect::{
+        DetectError, Engine, EngineTotals, HostInfo,
+        baseline::{self, Habits, ServerKey},
+    },
     lineage::{LineageError, clock_ticks_per_sec, read_proc},
     record::{RecordError, read_events},
 };
+
+/// A learned baseline: per server, its habits.
+pub type Learned = std::collections::BTreeMap<ServerKey, Habits>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
@@ -58,7 +64,8 @@ pub fn replay_file(
             })?,
         ))
     };
-    replay_with(engine, config, input, seed_proc, out).map_err(|err| match err {
+    let mut engine = engine;
+    replay_with(&mut engine, config, input, seed_proc, out).map_err(|err| match err {
         ReplayError::Record { source, .. } => ReplayError::Record {
             path: path.to_owned(),
             source,
@@ -75,7 +82,7 @@ pub fn replay(
     out: &mut dyn Write,
 ) -> Result<EngineTotals, ReplayError> {
     replay_with(
-        Engine::new(config, HostInfo::default())?,
+        &mut Engine::new(config, HostInfo::default())?,
         config,
         input,
         seed_proc,
@@ -83,8 +90,60 @@ pub fn replay(
     )
 }
 
-fn replay_with(
+/// The learned baseline of a record (its alerts discarded), as if each server's learning
+/// window had passed over it: `replay --baseline LEARN TEST`'s first half.
+pub fn learn_record(config: &Config, learn: impl BufRead) -> Result<Learned, ReplayError> {
+    let mut learner = Engine::new(config, HostInfo::default())?;
+    replay_with(&mut learner, config, learn, false, &mut std::io::sink())?;
+    let mut servers = learner.baseline().take_servers();
+    for habits in servers.values_mut() {
+        habits.learning_ends_wall_ns = None;
+    }
+    Ok(servers)
+}
+
+/// A baseline file (an export, a fleet's merge) read for `replay --baseline FILE.toml`; its
+/// learning is taken as over.
+pub fn learn_file(path: &Path) -> Result<Learned, ReplayError> {
+    let mut servers = baseline::read(path).map_err(DetectError::from)?;
+    for habits in servers.values_mut() {
+        habits.learning_ends_wall_ns = None;
+    }
+    Ok(servers)
+}
+
+/// The config the test record of `replay --baseline` is detected with: learning is over, so a
+/// server the baseline does not know is judged against no habits, as the test of a tuning
+/// wants.
+pub fn learning_over(config: &Config) -> Config {
+    let mut over = config.clone();
+    over.baseline.learning_secs = 0;
+    over
+}
+
+/// Detects on the `test` record with `engine` (fresh: the records' pids and clocks are their
+/// own; built from [`learning_over`] when there is a learned baseline) and the `learned`
+/// baseline; without one the record is learned as `run` would. `save`, if given, receives the
+/// baseline afterwards (an export).
+pub fn replay_with_baseline(
     mut engine: Engine,
+    config: &Config,
+    learned: Option<Learned>,
+    test: impl BufRead,
+    out: &mut dyn Write,
+    save: Option<&Path>,
+) -> Result<EngineTotals, ReplayError> {
+    engine.baseline().merge(learned.unwrap_or_default());
+    let totals = replay_with(&mut engine, config, test, false, out)?;
+    if let Some(path) = save {
+        let text = engine.baseline().render(path).map_err(DetectError::from)?;
+        std::fs::write(path, text)?;
+    }
+    Ok(totals)
+}
+
+fn replay_with(
+    engine: &mut Engine,
     config: &Config,
     input: impl BufRead,
     seed_proc: bool,
@@ -122,4 +181,19 @@ fn replay_with(
     }
     out.flush()?;
     Ok(engine.totals())
+}
+
+/// Opens a record file (`-` for stdin).
+pub fn open_record(path: &Path) -> Result<Box<dyn BufRead>, ReplayError> {
+    if path == Path::new("-") {
+        return Ok(Box::new(BufReader::with_capacity(
+            1 << 16,
+            std::io::stdin(),
+        )));
+    }
+    let file = File::open(path).map_err(|source| ReplayError::Open {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(Box::new(BufReader::with_capacity(1 << 16, file)))
 }

@@ -164,6 +164,27 @@ pub fn check_ranges(config: &Config) -> Result<(), (String, String)> {
             unit: "s",
         },
         Range {
+            field: "baseline.learning_secs",
+            value: config.baseline.learning_secs,
+            min: 0,
+            max: 365 * 86_400,
+            unit: "s",
+        },
+        Range {
+            field: "baseline.max_servers",
+            value: n(config.baseline.max_servers),
+            min: 1,
+            max: 100_000,
+            unit: "",
+        },
+        Range {
+            field: "baseline.max_templates_per_server",
+            value: n(config.baseline.max_templates_per_server),
+            min: 1,
+            max: 100_000,
+            unit: "",
+        },
+        Range {
             field: "rate_limit.max_tracked",
             value: n(config.rate_limit.max_tracked),
             min: 1,

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+mod baseline;
 mod detection;
 mod detection_content;
 mod detection_entries;
@@ -21,6 +22,7 @@ mod output;
 mod ownership;
 
 pub use detection::TempExecConfig;
+pub use baseline::BaselineConfig;
 pub use detection::{
     Deployer, DetectConfig, IncidentConfig, OutboundRuleConfig, RateLimitConfig, ReconRuleConfig,
     RulesConfig, ServerModuleChangeConfig, Severity, ShellRuleConfig, WebrootScriptWriteConfig,
@@ -56,6 +58,8 @@ pub struct Config {
     pub output: OutputConfig,
     /// The metrics and health endpoint.
     pub metrics: MetricsConfig,
+    /// The learned habits of each server.
+    pub baseline: BaselineConfig,
 }
 
 /// Kernel-side capture settings.

@@ -51,6 +51,11 @@ pub fn state_locations(config: &Config) -> Vec<PathBuf> {
         paths.push(pending);
     }
     paths.extend(config.rules.server_outbound_unknown.state_file.clone());
+    paths.extend(
+        Some(&config.baseline.state_file)
+            .filter(|p| !p.as_os_str().is_empty())
+            .cloned(),
+    );
     paths.extend(config.output.sinks.iter().filter_map(|s| s.path.clone()));
     paths
 }

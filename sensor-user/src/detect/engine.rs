@@ -44,10 +44,12 @@ impl Engine {
             max_entries: config.lineage.max_processes,
             ..Limits::default()
         };
-        let gate = Gate::new(
+        let mut gate = Gate::new(
             Incidents::new(config.incidents.span_secs),
             RateLimiter::new(config.rate_limit.window_secs, config.rate_limit.max_tracked),
         );
+        gate.baseline = super::baseline::Baseline::new(&config.baseline);
+        gate.baseline.set_boot_wall_ns(host.boot_wall_ns);
         Ok(Self {
             table: ProcessTable::new(limits),
             families,
@@ -104,6 +106,7 @@ impl Engine {
     }
 
     pub fn set_host(&mut self, host: HostInfo) {
+        self.gate.baseline.set_boot_wall_ns(host.boot_wall_ns);
         self.host = host;
     }
 
@@ -142,6 +145,11 @@ impl Engine {
         self.rules.units.outbound.learned.save(path)
     }
 
+    /// The learned baseline (see [`super::baseline`]): loading, saving, merging, its sizes.
+    pub fn baseline(&mut self) -> &mut super::baseline::Baseline {
+        &mut self.gate.baseline
+    }
+
     /// Adds processes read from /proc (oldest first), classifying each as if it had just exec'd
     /// (annotated, never alerted on). A shell below a server is annotated as such: after a
     /// restart, the tools a web shell started before the restart goes on to run must still be
@@ -157,6 +165,9 @@ impl Engine {
     /// Feeds one event; alerts are appended to `out`.
     pub fn process(&mut self, event: Event, out: &mut Vec<Alert>) {
         self.events += 1;
+        if self.events == 1 {
+            self.gate.baseline.open(event.ts_ns());
+        }
         let mut findings = Vec::new();
         match event {
             Event::Fork(f) => self.on_fork(f, &mut findings),

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::{
     annotation::{Annotation, ServerRef, Table, effective_parent, nearest_server, top_below_init},
+    baseline::{Baseline, Judgement},
     exclusion::{Subject, any_matches},
     family::Families,
     incident::Incidents,
@@ -59,6 +60,8 @@ pub struct Admitted {
     pub incident: String,
     /// Identical alerts held back since the previous one.
     pub suppressed_before: u64,
+    /// The learned baseline's template, when the alert is about a command it did not know.
+    pub baseline_new: Option<String>,
 }
 
 /// Per rule, in [`RuleId::ALL`] order.
@@ -67,6 +70,8 @@ pub struct GateCounts {
     pub alerts: [u64; RuleId::ALL.len()],
     pub suppressed: [u64; RuleId::ALL.len()],
     pub excluded: [u64; RuleId::ALL.len()],
+    /// Known to the learned baseline: counted, not alerted.
+    pub baselined: [u64; RuleId::ALL.len()],
 }
 
 pub struct Gate {
@@ -74,6 +79,7 @@ pub struct Gate {
     rate: RateLimiter,
     metrics: Option<Arc<Metrics>>,
     pub counts: GateCounts,
+    pub baseline: Baseline,
 }
 
 impl Gate {
@@ -83,6 +89,7 @@ impl Gate {
             rate,
             metrics: None,
             counts: GateCounts::default(),
+            baseline: Baseline::default(),
         }
     }
 
@@ -110,6 +117,17 @@ impl Gate {
             self.counts.excluded[i] += 1;
             return None;
         }
+        let baseline_new = match self.judge_baseline(f, s) {
+            Judgement::Known => {
+                self.counts.baselined[i] += 1;
+                if let Some(m) = &self.metrics {
+                    m.baseline.alert_baselined(f.rule.as_str());
+                }
+                return None;
+            }
+            Judgement::New(template) => Some(template),
+            Judgement::Untracked | Judgement::Learning => None,
+        };
         let key = RateLimiter::key(&[
             f.rule.as_str(),
             s.family_name,
@@ -142,7 +160,19 @@ impl Gate {
             severity: f.severity.unwrap_or(rule.severity),
             incident,
             suppressed_before,
+            baseline_new,
         })
+    }
+
+    /// The one place the learned baseline is consulted.
+    fn judge_baseline(&mut self, f: &Finding<'_>, s: &Sighting<'_>) -> Judgement {
+        match &s.server {
+            Some(server) if self.baseline.applies(f, s.process) => {
+                self.baseline
+                    .judge(s.family_name, server, s.process, f.ts_ns)
+            }
+            _ => Judgement::Untracked,
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 
 mod annotation;
 mod annotator;
+pub mod baseline;
 mod engine;
 mod exclusion;
 mod family;
@@ -32,6 +33,8 @@ pub use rules::RuleId;
 pub enum DetectError {
     #[error("{field}: {message}")]
     Invalid { field: String, message: String },
+    #[error(transparent)]
+    Baseline(#[from] baseline::BaselineError),
     #[error("learned-destinations state file {path}: {source}")]
     State {
         path: std::path::PathBuf,

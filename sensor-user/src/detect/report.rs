@@ -8,7 +8,7 @@ use super::{
     family::Families,
     gate::{Admitted, GateCounts, Sighting},
     incident::digest_hex,
-    payload::{Command, Indicator, Payload, exec_indicators, payload_indicators, script_of},
+    payload::{Command, Indicator, Payload, facts},
     rules::{Finding, RuleId},
 };
 use crate::{
@@ -85,6 +85,7 @@ pub fn alert(
             commands: payload.commands.iter().map(Command::display).collect(),
         }),
         indicators: indicators.into_iter().map(Indicator::as_str).collect(),
+        baseline_new: admitted.baseline_new,
     })
 }
 
@@ -97,17 +98,7 @@ fn shell_facts(rule: RuleId, p: &Process<Annotation>) -> (Option<Payload>, Vec<I
     ) {
         return (None, Vec::new());
     }
-    let is_shell = p.annotation.shell_below_server;
-    let mut indicators = exec_indicators(&p.image.exe, &p.image.argv, is_shell);
-    let payload = script_of(&p.image.argv)
-        .filter(|_| is_shell)
-        .map(Payload::parse);
-    if let Some(payload) = &payload {
-        indicators.extend(payload_indicators(payload));
-        indicators.sort_unstable();
-        indicators.dedup();
-    }
-    (payload, indicators)
+    facts(&p.image.exe, &p.image.argv, p.annotation.shell_below_server)
 }
 
 /// What the engine did, for the shutdown report.
@@ -117,6 +108,8 @@ pub struct EngineTotals {
     pub alerts: [u64; RuleId::ALL.len()],
     pub suppressed: [u64; RuleId::ALL.len()],
     pub excluded: [u64; RuleId::ALL.len()],
+    /// Known to the learned baseline, over all rules.
+    pub baselined: u64,
     pub processes: usize,
     pub evicted: u64,
 }
@@ -129,6 +122,7 @@ impl EngineTotals {
             alerts: counts.alerts,
             suppressed: counts.suppressed,
             excluded: counts.excluded,
+            baselined: counts.baselined.iter().sum(),
             processes: table.len(),
             evicted: stats.evicted_after_grace + stats.evicted_over_cap,
         }
@@ -147,6 +141,9 @@ impl fmt::Display for EngineTotals {
                 self.suppressed[i],
                 self.excluded[i]
             )?;
+        }
+        if self.baselined > 0 {
+            write!(f, "; known to the learned baseline: {}", self.baselined)?;
         }
         write!(
             f,

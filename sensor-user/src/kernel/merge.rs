@@ -67,6 +67,9 @@ mod tests {
             argv_truncated: false,
             argv_bytes: 0,
             cgroup_id: 0,
+            exe_dev: None,
+            exe_ino: None,
+            exe_nlink: None,
         })
     }
 
@@ -96,6 +99,8 @@ mod tests {
             source: None,
             flags: 0,
             ret: 0,
+            dev: None,
+            ino: None,
         }
     }
 

@@ -2,6 +2,7 @@
 //! counters end in `_total`, and labels take a handful of fixed values only. [`endpoint`]
 //! serves them.
 
+mod baseline;
 pub mod endpoint;
 
 use prometheus::{
@@ -24,6 +25,7 @@ pub struct Metrics {
     kernel_map_entries: IntGaugeVec,
     alert_latency: Histogram,
     ready: IntGauge,
+    pub baseline: baseline::BaselineMetrics,
 }
 
 /// Delivery accounting, by sink name (names are few: one per configured sink).
@@ -187,7 +189,9 @@ impl Metrics {
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
+        let baseline = baseline::BaselineMetrics::new(&registry)?;
         Ok(Self {
+            baseline,
             registry,
             events,
             events_lost,

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::{RunError, state_files};
+use super::{RunError, baseline_state, state_files};
 use crate::{
     alert::Alert,
     config::Config,
@@ -39,6 +39,7 @@ impl Detector {
         if let Some(path) = &config.rules.server_outbound_unknown.state_file {
             engine.load_learned(path)?;
         }
+        baseline_state::load(&mut engine, config)?;
         Ok(Self {
             engine,
             metrics: metrics.clone(),
@@ -118,6 +119,7 @@ impl Detector {
             crate::memory::give_back();
         }
         self.save_learned(config);
+        baseline_state::save(&mut self.engine, config, &self.metrics);
     }
 
     /// Logs rather than fails: the learned state is a convenience.
@@ -137,6 +139,7 @@ impl Detector {
         fresh
             .engine
             .restore_incidents(self.engine.incidents_snapshot());
+        baseline_state::hand_over(&mut self.engine, &mut fresh.engine);
         *self = fresh;
     }
 
@@ -145,6 +148,7 @@ impl Detector {
         if let Some(path) = &config.rules.server_outbound_unknown.state_file {
             self.engine.save_learned(path)?;
         }
+        baseline_state::save(&mut self.engine, config, &self.metrics);
         if let Err(err) = state_files::save_incidents(&mut self.engine, config) {
             log::warn!("{err}");
         }

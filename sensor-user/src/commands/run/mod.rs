@@ -24,6 +24,7 @@ use crate::{
     sink::{SinkError, Sinks},
 };
 
+mod baseline_state;
 mod detector;
 mod reload;
 mod state_files;

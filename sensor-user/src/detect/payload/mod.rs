@@ -169,5 +169,18 @@ fn is_assignment(word: &str) -> bool {
     })
 }
 
+/// A process's shell payload (when it is a shell) and what in it always alerts: the same facts
+/// for the rule that decides whether the baseline may judge it and for the alert that lists them.
+pub fn facts(exe: &str, argv: &[String], is_shell: bool) -> (Option<Payload>, Vec<Indicator>) {
+    let mut indicators = exec_indicators(exe, argv, is_shell);
+    let payload = script_of(argv).filter(|_| is_shell).map(Payload::parse);
+    if let Some(payload) = &payload {
+        indicators.extend(payload_indicators(payload));
+        indicators.sort_unstable();
+        indicators.dedup();
+    }
+    (payload, indicators)
+}
+
 #[cfg(test)]
 mod tests;

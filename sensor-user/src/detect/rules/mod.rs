@@ -87,6 +87,9 @@ pub struct Finding<'e> {
     pub severity: Option<Severity>,
     /// Overrides the incident root (the writer's tree for an executed file).
     pub root: Option<EntityId>,
+    /// Alerts whether or not the server's learned baseline knows the command: the hook every
+    /// always-alerting decision (payloads, interactive shells) sets (see detect::baseline).
+    pub always_alert: bool,
 }
 
 impl<'e> Finding<'e> {
@@ -100,6 +103,7 @@ impl<'e> Finding<'e> {
             action: None,
             severity: None,
             root: None,
+            always_alert: false,
         }
     }
 

@@ -10,6 +10,7 @@ use super::{
         annotation::Annotation,
         family::Families,
         matcher::{ExeMatcher, effective_name},
+        payload::facts,
     },
     RuleCommon,
 };
@@ -42,11 +43,13 @@ impl super::RuleUnit for ShellRule {
 
     fn on_exec<'e>(&mut self, cx: &super::ExecContext<'_>, out: &mut Vec<super::Finding<'e>>) {
         if super::below_server(&cx.process.annotation) && self.fires(cx.process) {
-            out.push(super::Finding::new(
-                super::RuleId::ServerSpawnedShell,
-                cx.process.id,
-                cx.ts_ns,
-            ));
+            let image = &cx.process.image;
+            let (_, indicators) = facts(&image.exe, &image.argv, true);
+            out.push(super::Finding {
+                // A payload that downloads, decodes or opens a reverse shell is never a habit.
+                always_alert: !indicators.is_empty(),
+                ..super::Finding::new(super::RuleId::ServerSpawnedShell, cx.process.id, cx.ts_ns)
+            });
         }
     }
 }
