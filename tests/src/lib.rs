@@ -6,7 +6,9 @@
 pub mod alert;
 pub mod capture;
 pub mod cgroup;
+pub mod https_receiver;
 pub mod kernel_counters;
+pub mod pki;
 pub mod receivers;
 pub mod sensor;
 pub mod tree;

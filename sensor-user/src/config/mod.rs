@@ -17,6 +17,7 @@ mod limits;
 mod lineage;
 mod locate;
 mod output;
+mod output_secrets;
 mod ownership;
 
 pub use detection::{
@@ -32,6 +33,7 @@ pub use output::{
     DEFAULT_SPOOL_MAX_BYTES, HttpFormat, MetricsConfig, OutputConfig, SinkConfig, SinkKind,
     SyslogProtocol,
 };
+pub use output_secrets::{Secret, SecretError, SecretSource, SinkTls, check_inline_secrets};
 
 /// The whole configuration. Every section is optional and defaults to safe values.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
@@ -227,7 +229,9 @@ impl Config {
             &mut text,
         )
         .map_err(read)?;
-        Config::parse(&text, path)
+        let config = Config::parse(&text, path)?;
+        check_inline_secrets(path, &config.output)?;
+        Ok(config)
     }
 
     /// Parses and validates config text; `path` is used in error messages only.
