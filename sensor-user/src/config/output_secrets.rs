@@ -11,7 +11,10 @@ use super::{ConfigError, OutputConfig};
 /// sink starts and again on SIGHUP (a rotated Kubernetes Secret or systemd credential is picked
 /// up without a restart).
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "a string, or { file = \"...\" } or { env = \"...\" } (with an optional prefix)"
+)]
 pub enum Secret {
     /// The value itself, in the config file: only for values that are not secret.
     Inline(String),
@@ -275,6 +278,12 @@ mod tests {
                 "{err} should name {field}"
             );
         }
+        let typo = parse(
+            "[[output.sinks]]\ntype = \"http\"\nurl = \"https://x/\"\nheaders = { A = { fiel = \"/k\" } }\n",
+        )
+        .expect_err("typo")
+        .to_string();
+        assert!(typo.contains("{ file = "), "{typo}");
         let ok = parse(
             "[[output.sinks]]\ntype = \"syslog\"\naddress = \"siem:6514\"\nprotocol = \"tls\"\n\
              tls = { ca_file = \"/ca.pem\", crt_file = \"/c.pem\", key_file = \"/k.pem\" }\n",

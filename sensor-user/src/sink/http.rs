@@ -214,7 +214,15 @@ impl Http {
                 tls::explain(e, &name, &tls)
             );
         }
-        if let ureq::Error::Io(_) = err
+        // Only a connection cut after it was made: a refused or timed-out connect would just
+        // fail (or wait) again.
+        if let ureq::Error::Io(io) = err
+            && matches!(
+                io.kind(),
+                std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::UnexpectedEof
+            )
             && self.url.starts_with("https://")
             && let Some(why) = self.address().and_then(|address| {
                 let tls = SinkTls {
