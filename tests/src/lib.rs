@@ -11,6 +11,7 @@ pub mod kernel_counters;
 pub mod pki;
 pub mod receivers;
 pub mod sensor;
+pub mod sink_feed;
 pub mod tree;
 
 pub use alert::{Alert, briefs};

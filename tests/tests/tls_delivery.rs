@@ -1,44 +1,22 @@
-//! Alerts over TLS to real receivers with certificates made here (rcgen): our own HTTPS receiver
-//! (hyper on rustls) as webhook, Elasticsearch `_bulk` and Splunk HEC endpoint, and Debian's
-//! rsyslogd with its gtls driver receiving RFC 5425. The sinks run as in the sensor (queue,
-//! spool, retries, metrics) and are fed alert lines made here, so every alert is known: none
-//! may be lost, whatever the certificates do. `cargo xtask test` installs rsyslog-gnutls.
+//! Alerts over HTTPS to our own receiver (hyper on rustls) acting as webhook, Elasticsearch
+//! `_bulk` and Splunk HEC endpoint, with certificates made here (rcgen). The sinks run as in the
+//! sensor (queue, spool, retries, metrics) and are fed alert lines made here, so every alert is
+//! known: none may be lost, whatever the certificates do.
 
 use std::{path::Path, sync::Arc, time::Duration};
 
 use integration_tests::{
     https_receiver::{HttpsReceiver, ServerTls},
     pki::{Ca, Leaf, Pair},
-    receivers::{Rsyslog, RsyslogTls, deduplicated, wait_until},
+    receivers::{deduplicated, wait_until},
     scratch,
+    sink_feed::{alert, config, ids, replace},
 };
 use lineage_sensor::{
     config::{Config, SinkConfig},
     metrics::Metrics,
     sink::{Sinks, delivery::Transport as _, http::Http},
 };
-
-/// One alert line, as the sensor writes them (the fields the sinks read, and a unique id).
-fn alert(id: &str) -> Arc<[u8]> {
-    Arc::from(
-        format!(
-            r#"{{"@timestamp":"2026-12-05T05:00:00.123456789Z","event":{{"id":"{id}","severity":73}},"rule":{{"id":"server-spawned-shell"}},"process":{{"args":["sh","-c","{id}"]}}}}"#
-        )
-        .into_bytes(),
-    )
-}
-
-fn ids(prefix: &str, n: usize) -> Vec<String> {
-    (0..n).map(|i| format!("{prefix}-{i:04}")).collect()
-}
-
-fn config(dir: &Path, sinks: &str) -> Config {
-    let text = format!(
-        "[output]\nspool_dir = \"{}\"\n\n{sinks}",
-        dir.join("spool").display()
-    );
-    Config::parse(&text, Path::new("tls-test.toml")).expect("valid config")
-}
 
 /// Alerts (JSON values) in the NDJSON, `_bulk` or HEC bodies posted to `path`.
 fn posted(receiver: &HttpsReceiver, path: &str) -> Vec<serde_json::Value> {
@@ -325,13 +303,6 @@ fn https_receiver_of_another_ca_is_refused_until_fixed() {
     sinks.stop();
 }
 
-/// Writes `from`'s content to `path` as a rotation tool would: whole, by rename.
-fn replace(path: &Path, from: &Path) {
-    let tmp = path.with_extension("new");
-    std::fs::copy(from, &tmp).expect("copy");
-    std::fs::rename(&tmp, path).expect("rename");
-}
-
 /// Certificate rotation while alerts flow: the receiver starts to demand client certificates
 /// of a new CA, the sensor's certificate files are replaced, and the reload SIGHUP does
 /// (`Sinks::reload` with the same configuration) makes the sink read them again. Every alert
@@ -399,153 +370,6 @@ fn client_certificate_rotation_on_reload_loses_nothing() {
     );
     for reason in lineage_sensor::metrics::DROP_REASONS {
         assert_eq!(metrics.sink_dropped_count("hook", reason), 0, "{reason}");
-    }
-    sinks.stop();
-}
-
-fn syslog_sink(rsyslog: &Rsyslog, ca: &Path, client: Option<&Pair>) -> String {
-    let client = client.map_or(String::new(), |c| {
-        format!(
-            ", crt_file = \"{}\", key_file = \"{}\"",
-            c.crt.display(),
-            c.key.display()
-        )
-    });
-    format!(
-        "[[output.sinks]]\ntype = \"syslog\"\nname = \"siem\"\naddress = \"127.0.0.1:{}\"\nprotocol = \"tls\"\nretry_max_secs = 1\ntls = {{ ca_file = \"{}\"{client} }}\n",
-        rsyslog.port,
-        ca.display()
-    )
-}
-
-fn rsyslog_ids(rsyslog: &Rsyslog) -> Vec<String> {
-    deduplicated(&rsyslog.alerts())
-}
-
-/// RFC 5425 to Debian's rsyslogd (gtls driver): without a client certificate when it does not
-/// ask for one, with one when it does; a sink without one is refused by it (counted), and
-/// nothing is lost.
-#[test]
-fn syslog_tls_to_rsyslog_with_and_without_client_certificates() {
-    let dir = scratch("tls-rsyslog");
-    let ca = Ca::new("syslog CA");
-    let ca_file = ca.write(&dir.join("ca.pem"));
-    let server = ca.issue(Leaf::Server, &dir, "rsyslog");
-    let client = ca.issue(Leaf::Client, &dir, "client");
-    let mut rsyslog = Rsyslog::new(&dir);
-    rsyslog.set_tls(Some(RsyslogTls {
-        crt: server.crt.clone(),
-        key: server.key.clone(),
-        client_ca: ca_file.clone(),
-        require_client_cert: false,
-    }));
-    rsyslog.start();
-
-    let metrics = Arc::new(Metrics::new().expect("metrics"));
-    let anonymous = config(&dir, &syslog_sink(&rsyslog, &ca_file, None));
-    let sinks = Sinks::start(&anonymous.output, metrics.clone()).expect("sinks");
-    let first = ids("syslog-anon", 5);
-    for id in &first {
-        sinks.send_line(alert(id));
-    }
-    wait_until("5 alerts at rsyslog over TLS", || {
-        rsyslog_ids(&rsyslog) == first
-    });
-    sinks.stop();
-
-    // rsyslog now demands a client certificate of our CA.
-    rsyslog.stop();
-    rsyslog.set_tls(Some(RsyslogTls {
-        require_client_cert: true,
-        crt: server.crt.clone(),
-        key: server.key.clone(),
-        client_ca: ca_file.clone(),
-    }));
-    rsyslog.start();
-    let metrics = Arc::new(Metrics::new().expect("metrics"));
-    let sinks = Sinks::start(&anonymous.output, metrics.clone()).expect("sinks");
-    let second = ids("syslog-mtls", 5);
-    for id in &second {
-        sinks.send_line(alert(id));
-    }
-    wait_until("the anonymous sink refused, counted", || {
-        metrics.sink_failed_count("siem") >= 2
-    });
-    assert_eq!(
-        rsyslog_ids(&rsyslog),
-        first,
-        "nothing got through without a certificate"
-    );
-    sinks.stop();
-    // The same sink (same spool) with the client certificate: what waited goes out.
-    let mutual = config(&dir, &syslog_sink(&rsyslog, &ca_file, Some(&client)));
-    let metrics = Arc::new(Metrics::new().expect("metrics"));
-    let sinks = Sinks::start(&mutual.output, metrics.clone()).expect("sinks");
-    let all: Vec<String> = first.iter().chain(&second).cloned().collect();
-    wait_until("the waiting alerts with a client certificate", || {
-        rsyslog_ids(&rsyslog) == all
-    });
-    for reason in lineage_sensor::metrics::DROP_REASONS {
-        assert_eq!(metrics.sink_dropped_count("siem", reason), 0, "{reason}");
-    }
-    sinks.stop();
-}
-
-/// rsyslogd with a certificate of another CA is refused (the error names the CA file); the
-/// alerts wait, and arrive once it has the right certificate, all counted as sent.
-#[test]
-fn syslog_tls_receiver_of_another_ca_is_refused_until_fixed() {
-    let dir = scratch("tls-rsyslog-ca");
-    let ca = Ca::new("syslog CA");
-    let stranger = Ca::new("another CA");
-    let ca_file = ca.write(&dir.join("ca.pem"));
-    let wrong = stranger.issue(Leaf::Server, &dir, "wrong");
-    let right = ca.issue(Leaf::Server, &dir, "right");
-    let mut rsyslog = Rsyslog::new(&dir);
-    rsyslog.set_tls(Some(RsyslogTls {
-        crt: wrong.crt.clone(),
-        key: wrong.key.clone(),
-        client_ca: ca_file.clone(),
-        require_client_cert: false,
-    }));
-    rsyslog.start();
-    let config = config(&dir, &syslog_sink(&rsyslog, &ca_file, None));
-
-    let mut direct = lineage_sensor::sink::syslog::Syslog::new(
-        format!("127.0.0.1:{}", rsyslog.port),
-        lineage_sensor::config::SyslogProtocol::Tls,
-        10,
-        Duration::from_secs(10),
-    )
-    .with_tls(config.output.sinks[0].tls.clone().unwrap_or_default());
-    let err = direct.send(&[alert("x").to_vec()]).expect_err("another CA");
-    assert!(
-        err.contains("not signed by a CA trusted here") && err.contains("ca.pem"),
-        "{err}"
-    );
-
-    let metrics = Arc::new(Metrics::new().expect("metrics"));
-    let sinks = Sinks::start(&config.output, metrics.clone()).expect("sinks");
-    let sent = ids("syslog-ca", 10);
-    for id in &sent {
-        sinks.send_line(alert(id));
-    }
-    wait_until("refusals counted", || {
-        metrics.sink_failed_count("siem") >= 2
-    });
-    assert!(rsyslog_ids(&rsyslog).is_empty());
-    rsyslog.stop();
-    rsyslog.set_tls(Some(RsyslogTls {
-        crt: right.crt.clone(),
-        key: right.key.clone(),
-        client_ca: ca_file.clone(),
-        require_client_cert: false,
-    }));
-    rsyslog.start();
-    wait_until("every alert once fixed", || rsyslog_ids(&rsyslog) == sent);
-    wait_until("10 counted sent", || metrics.sink_sent_count("siem") == 10);
-    for reason in lineage_sensor::metrics::DROP_REASONS {
-        assert_eq!(metrics.sink_dropped_count("siem", reason), 0, "{reason}");
     }
     sinks.stop();
 }
