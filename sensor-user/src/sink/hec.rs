@@ -90,6 +90,10 @@ mod tests {
         assert_eq!(v["sourcetype"], SOURCETYPE);
         assert_eq!(v["index"], "security");
         assert_eq!(v["event"]["event"]["id"], "x");
+        let mut plain = Vec::new();
+        envelope(alert, "web-1", None, &mut plain);
+        let v: serde_json::Value = serde_json::from_slice(&plain).expect("JSON");
+        assert!(v.get("index").is_none(), "the token's default index applies");
         assert!(outcome(r#"{"text":"Success","code":0}"#).is_ok());
         assert!(outcome(r#"{"text":"Invalid token","code":4}"#).is_err());
     }

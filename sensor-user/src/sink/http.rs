@@ -27,6 +27,8 @@ pub struct Http {
     pinned: Option<ureq::http::Uri>,
     format: HttpFormat,
     index: String,
+    /// The Splunk index when one was configured (else the token's default index applies).
+    hec_index: Option<String>,
     headers: BTreeMap<String, Secret>,
     token: Option<Secret>,
     tls: Option<SinkTls>,
@@ -122,6 +124,7 @@ impl Http {
             pinned,
             format,
             index: sink.index().to_owned(),
+            hec_index: sink.index.clone(),
             headers: sink.headers.clone(),
             token: sink.token.clone(),
             tls: sink.tls.clone(),
@@ -178,18 +181,13 @@ impl Http {
                     body.extend_from_slice(record);
                 }
                 HttpFormat::SplunkHec => {
-                    hec::envelope(record, &self.hostname, self.index_for_hec(), &mut body);
+                    hec::envelope(record, &self.hostname, self.hec_index.as_deref(), &mut body);
                 }
                 HttpFormat::Ndjson => body.extend_from_slice(record),
             }
             body.push(b'\n');
         }
         body
-    }
-
-    /// The Splunk index, when one was configured (else the token's default index).
-    fn index_for_hec(&self) -> Option<&str> {
-        (self.index != SinkConfig::stdout().index()).then_some(self.index.as_str())
     }
 
     /// A failed request in words: TLS problems say which certificate and why.
