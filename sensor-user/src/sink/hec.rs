@@ -93,7 +93,10 @@ mod tests {
         let mut plain = Vec::new();
         envelope(alert, "web-1", None, &mut plain);
         let v: serde_json::Value = serde_json::from_slice(&plain).expect("JSON");
-        assert!(v.get("index").is_none(), "the token's default index applies");
+        assert!(
+            v.get("index").is_none(),
+            "the token's default index applies"
+        );
         assert!(outcome(r#"{"text":"Success","code":0}"#).is_ok());
         assert!(outcome(r#"{"text":"Invalid token","code":4}"#).is_err());
     }
