@@ -223,3 +223,49 @@ fn syslog_tls_client_certificate_rotation_on_reload_loses_nothing() {
     }
     sinks.stop();
 }
+
+/// A collector reached by address whose certificate holds only its name: refused with a hint,
+/// accepted with `tls.server_name` set to that name.
+#[test]
+fn syslog_tls_by_address_needs_server_name() {
+    let dir = scratch("tls-rsyslog-name");
+    let ca = Ca::new("syslog CA");
+    let ca_file = ca.write(&dir.join("ca.pem"));
+    let named = ca.issue(Leaf::OtherNameServer, &dir, "named");
+    let mut rsyslog = Rsyslog::new(&dir);
+    rsyslog.set_tls(Some(RsyslogTls {
+        crt: named.crt.clone(),
+        key: named.key.clone(),
+        client_ca: ca_file.clone(),
+        require_client_cert: false,
+    }));
+    rsyslog.start();
+    let sink = |server_name: Option<&str>| {
+        lineage_sensor::sink::syslog::Syslog::new(
+            format!("127.0.0.1:{}", rsyslog.port),
+            lineage_sensor::config::SyslogProtocol::Tls,
+            10,
+            Duration::from_secs(10),
+        )
+        .with_tls(lineage_sensor::config::SinkTls {
+            ca_file: Some(ca_file.clone()),
+            server_name: server_name.map(str::to_owned),
+            ..Default::default()
+        })
+    };
+    let err = sink(None)
+        .send(&[alert("by-address").to_vec()])
+        .expect_err("the certificate does not hold 127.0.0.1");
+    assert!(
+        err.contains("not valid for the name \"127.0.0.1\"") && err.contains("tls.server_name"),
+        "{err}"
+    );
+    let mut renamed = sink(Some("elsewhere.example"));
+    renamed
+        .send(&[alert("by-name").to_vec()])
+        .expect("server_name override");
+    drop(renamed);
+    wait_until("the alert sent with the override", || {
+        rsyslog_ids(&rsyslog) == ["by-name"]
+    });
+}
