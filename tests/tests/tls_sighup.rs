@@ -1,7 +1,8 @@
 //! Certificate rotation by SIGHUP in the real `lineage-sensor run`, while alerts keep coming:
 //! the HTTPS receiver (our own, on rustls) starts to demand client certificates of a new CA,
-//! the sensor's certificate files are replaced and it gets SIGHUP. Every alert the sensor
-//! detected (its file sink is the record) reaches the receiver, none dropped.
+//! the sensor's certificate files and token file are replaced and it gets SIGHUP. Every alert
+//! the sensor detected (its file sink is the record) reaches the receiver, none dropped, with
+//! the new token after the signal and the key from the environment throughout.
 
 use std::path::Path;
 
@@ -79,6 +80,7 @@ type = "http"
 name = "hook"
 url = "https://127.0.0.1:{port}/hook"
 retry_max_secs = 1
+headers = {{ Authorization = {{ file = "{token}", prefix = "Bearer " }}, X-Api-Key = {{ env = "LINEAGE_TEST_SIEM_KEY" }} }}
 tls = {{ ca_file = "{ca}", crt_file = "{crt}", key_file = "{key}" }}
 "#,
             spool = dir.join("spool").display(),
@@ -87,10 +89,21 @@ tls = {{ ca_file = "{ca}", crt_file = "{crt}", key_file = "{key}" }}
             ca = ca_file.display(),
             crt = live.crt.display(),
             key = live.key.display(),
+            token = dir.join("token").display(),
         ),
     )
     .expect("config");
-    let mut sensor = RunningSensor::start(&config);
+    std::fs::write(dir.join("token"), "token-2026\n").expect("token");
+    // The API key comes from the sensor's environment (as systemd's Environment= or a pod's
+    // env from a Secret would set it).
+    let mut sensor = RunningSensor::start_with(
+        &config,
+        &[
+            "/usr/bin/env".into(),
+            "LINEAGE_TEST_SIEM_KEY=key-from-env".into(),
+        ],
+    )
+    .unwrap_or_else(|(status, log)| panic!("sensor not ready ({status}): {log:#?}"));
     let arrived = |receiver: &HttpsReceiver, marker: &str| has_marker(&received(receiver), marker);
 
     marked_alert(&server, "rot-a0");
@@ -117,6 +130,7 @@ tls = {{ ca_file = "{ca}", crt_file = "{crt}", key_file = "{key}" }}
     // New files in place, SIGHUP: read again, and what waited goes out with what follows.
     replace(&live.crt, &new.crt);
     replace(&live.key, &new.key);
+    std::fs::write(dir.join("token"), "token-2027\n").expect("token");
     sensor.signal(libc::SIGHUP);
     sensor.expect_log(WITHIN, "SIGHUP: reloaded");
     for i in 0..3 {
@@ -139,6 +153,18 @@ tls = {{ ca_file = "{ca}", crt_file = "{crt}", key_file = "{key}" }}
         );
     }
     sensor.stop_clean();
+    // The token file was read again with the certificates; the variable throughout.
+    let requests = receiver.requests();
+    let first = requests.first().expect("a request");
+    let last = requests.last().expect("a request");
+    assert_eq!(first.header("authorization"), Some("Bearer token-2026"));
+    assert_eq!(last.header("authorization"), Some("Bearer token-2027"));
+    assert!(
+        requests
+            .iter()
+            .all(|r| r.header("x-api-key") == Some("key-from-env")),
+        "the key from the environment on every request"
+    );
     assert_eq!(
         deduplicated(&received(&receiver)),
         deduplicated(&read_ndjson(&truth)),
