@@ -6,9 +6,12 @@
 pub mod alert;
 pub mod capture;
 pub mod cgroup;
+pub mod https_receiver;
 pub mod kernel_counters;
+pub mod pki;
 pub mod receivers;
 pub mod sensor;
+pub mod sink_feed;
 pub mod tree;
 
 pub use alert::{Alert, briefs};

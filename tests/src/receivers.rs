@@ -49,6 +49,17 @@ pub struct Rsyslog {
     dir: PathBuf,
     pub port: u16,
     child: Option<Child>,
+    tls: Option<RsyslogTls>,
+}
+
+/// RFC 5425 with rsyslog's gtls driver (Debian's rsyslog-gnutls): its certificate and key, the
+/// CA it checks clients against, and whether it demands a client certificate from that CA.
+#[derive(Clone)]
+pub struct RsyslogTls {
+    pub crt: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: PathBuf,
+    pub require_client_cert: bool,
 }
 
 impl Rsyslog {
@@ -59,7 +70,38 @@ impl Rsyslog {
             dir,
             port: free_port(),
             child: None,
+            tls: None,
         }
+    }
+
+    /// Listens with TLS (from the next start on).
+    pub fn set_tls(&mut self, tls: Option<RsyslogTls>) {
+        self.tls = tls;
+    }
+
+    fn input(&self) -> String {
+        let Some(tls) = &self.tls else {
+            return format!(
+                "module(load=\"imtcp\")\ninput(type=\"imtcp\" address=\"127.0.0.1\" port=\"{}\")\n",
+                self.port
+            );
+        };
+        let authmode = if tls.require_client_cert {
+            "x509/certvalid"
+        } else {
+            "anon"
+        };
+        format!(
+            r#"global(DefaultNetstreamDriver="gtls" DefaultNetstreamDriverCAFile="{ca}"
+       DefaultNetstreamDriverCertFile="{crt}" DefaultNetstreamDriverKeyFile="{key}")
+module(load="imtcp" StreamDriver.Name="gtls" StreamDriver.Mode="1" StreamDriver.Authmode="{authmode}")
+input(type="imtcp" address="127.0.0.1" port="{port}")
+"#,
+            ca = tls.client_ca.display(),
+            crt = tls.crt.display(),
+            key = tls.key.display(),
+            port = self.port,
+        )
     }
 
     pub fn received_path(&self) -> PathBuf {
@@ -72,13 +114,11 @@ impl Rsyslog {
             &conf,
             format!(
                 r#"global(workDirectory="{dir}" maxMessageSize="1m")
-module(load="imtcp")
-input(type="imtcp" address="127.0.0.1" port="{port}")
-template(name="msgonly" type="string" string="%msg%\n")
+{input}template(name="msgonly" type="string" string="%msg%\n")
 action(type="omfile" file="{received}" template="msgonly")
 "#,
                 dir = self.dir.display(),
-                port = self.port,
+                input = self.input(),
                 received = self.received_path().display(),
             ),
         )

@@ -225,3 +225,38 @@ fn run_refuses_state_locations_others_can_write() {
         );
     }
 }
+
+/// A config holding an API key inline is refused while group or others can read it (exit 2,
+/// the field and the remedy named), and accepted once it is 0600 or the key comes from a file.
+#[test]
+fn an_inline_credential_in_a_readable_config_is_refused() {
+    let dir = temp_dir("lineage-badcfg-secret-");
+    let path = dir.path().join("sensor.toml");
+    let inline = "[[output.sinks]]\ntype = \"http\"\nurl = \"https://es.example:9200/_bulk\"\n\
+                  format = \"elasticsearch_bulk\"\nheaders = { Authorization = \"ApiKey c2VjcmV0\" }\n";
+    std::fs::write(&path, inline).expect("write config");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let (code, stderr) = sensor(&["check-config"], &path);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("output.sinks[0].headers.Authorization")
+            && stderr.contains("readable by other users")
+            && stderr.contains("chmod 600")
+            && !stderr.contains("c2VjcmV0"),
+        "{stderr}"
+    );
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let (code, stderr) = sensor(&["check-config"], &path);
+    assert_eq!(code, Some(0), "{stderr}");
+    std::fs::write(
+        &path,
+        inline.replace(
+            "\"ApiKey c2VjcmV0\"",
+            "{ file = \"/run/secrets/lineage-sensor/token\", prefix = \"ApiKey \" }",
+        ),
+    )
+    .expect("write config");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let (code, stderr) = sensor(&["check-config"], &path);
+    assert_eq!(code, Some(0), "{stderr}");
+}

@@ -48,6 +48,34 @@ fn the_configmap_holds_a_config_the_sensor_accepts() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The commented SIEM example is a sink the sensor accepts once uncommented.
+    let mut inside = false;
+    let uncommented: Vec<String> = configmap_toml()
+        .lines()
+        .map(|l| {
+            if l.starts_with("# --- example") {
+                inside = true;
+            } else if l.starts_with("# --- end") {
+                inside = false;
+            } else if inside && let Some(rest) = l.strip_prefix("# ") {
+                return rest.to_owned();
+            }
+            l.to_owned()
+        })
+        .collect();
+    let uncommented = uncommented.join("\n");
+    assert!(uncommented.contains("\n[[output.sinks]]\ntype = \"http\""));
+    std::fs::write(&file, &uncommented).expect("write");
+    let out = Command::new(sensor_binary())
+        .arg("check-config")
+        .arg(&file)
+        .output()
+        .expect("check-config");
+    assert!(
+        out.status.success(),
+        "the uncommented example: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // And the check can fail: a typo in the same file is refused.
     std::fs::write(&file, configmap_toml().replace("proc_root", "proc_rot")).expect("write");
     let out = Command::new(sensor_binary())
@@ -110,7 +138,12 @@ fn the_daemonset_grants_what_the_unit_grants_and_probes_what_the_sensor_serves()
             "{path} probed"
         );
     }
-    for mount in ["/sys/kernel/btf", "/sys/kernel/tracing", "/host/proc"] {
+    for mount in [
+        "/sys/kernel/btf",
+        "/sys/kernel/tracing",
+        "/host/proc",
+        "/run/secrets/lineage-sensor",
+    ] {
         assert!(
             daemonset.contains(&format!("mountPath: {mount}")),
             "{mount} mounted"

@@ -1,4 +1,5 @@
-//! What the output and deployment tests need, installed when missing (rsyslog, Prometheus and
+//! What the output and deployment tests need, installed when missing (rsyslog with its TLS
+//! driver, Prometheus and
 //! promtool, setpriv, systemd-analyze, a Python venv with kubernetes-validate), and the
 //! validation of deploy/: the Kubernetes manifests against the API schemas, the systemd unit
 //! with `systemd-analyze verify`. Each validator is also shown a broken copy, which it must
@@ -34,6 +35,8 @@ const INSTALLED_BINARY: &str = "/usr/local/bin/lineage-sensor";
 pub fn deploy_check() -> anyhow::Result<()> {
     apt::ensure(&[
         "rsyslog",
+        // rsyslog's TLS driver (gtls): the RFC 5425 receiver of the syslog-over-TLS tests.
+        "rsyslog-gnutls",
         "prometheus",
         "util-linux",
         "systemd",

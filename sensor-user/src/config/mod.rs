@@ -19,6 +19,7 @@ mod limits;
 mod lineage;
 mod locate;
 mod output;
+mod output_secrets;
 mod ownership;
 
 pub use detection::TempExecConfig;
@@ -37,6 +38,7 @@ pub use output::{
     DEFAULT_SPOOL_MAX_BYTES, HttpFormat, MetricsConfig, OutputConfig, SinkConfig, SinkKind,
     SyslogProtocol,
 };
+pub use output_secrets::{Secret, SecretError, SecretSource, SinkTls, check_inline_secrets};
 
 /// The whole configuration. Every section is optional and defaults to safe values.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
@@ -239,7 +241,9 @@ impl Config {
             &mut text,
         )
         .map_err(read)?;
-        Config::parse(&text, path)
+        let config = Config::parse(&text, path)?;
+        check_inline_secrets(path, &config.output)?;
+        Ok(config)
     }
 
     /// Parses and validates config text; `path` is used in error messages only.

@@ -4,6 +4,8 @@ use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::output_secrets::{Secret, SinkTls};
+
 /// Alert delivery: the sinks and the spool they share a directory for.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -60,6 +62,8 @@ pub enum SyslogProtocol {
     Tcp,
     /// One datagram per alert (RFC 5426): fire and forget, nothing is known to arrive.
     Udp,
+    /// TLS (RFC 5425, port 6514 by convention), octet-counted like tcp; see `tls`.
+    Tls,
 }
 
 /// The body an HTTP sink posts.
@@ -72,6 +76,9 @@ pub enum HttpFormat {
     /// Elasticsearch/OpenSearch `_bulk`: a `create` action with `_id` = `event.id` before each
     /// alert, so a re-sent alert is refused as a duplicate instead of indexed twice.
     ElasticsearchBulk,
+    /// Splunk HTTP Event Collector: `{"time","host","source","sourcetype","event"}` envelopes
+    /// posted to `/services/collector/event` with `Authorization: Splunk <token>`.
+    SplunkHec,
 }
 
 /// One sink. Fields that do not apply to its `type` are refused by validation.
@@ -91,24 +98,34 @@ pub struct SinkConfig {
     /// syslog: `host:port` of the receiver.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
-    /// syslog: tcp (default) or udp.
+    /// syslog: tcp (default), udp or tls.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocol: Option<SyslogProtocol>,
     /// syslog: facility number 0-23 (default 10, authpriv: security messages).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub facility: Option<u8>,
-    /// http: `http://host:port/path` to POST to.
+    /// http: `https://host:port/path` (or `http://`) to POST to. splunk_hec: the collector's
+    /// base URL; `/services/collector/event` is added when the URL has no path.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
-    /// http: ndjson (default) or elasticsearch_bulk.
+    /// http: ndjson (default), elasticsearch_bulk or splunk_hec.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<HttpFormat>,
-    /// http with elasticsearch_bulk: the index (or data stream) written to.
+    /// http with elasticsearch_bulk: the index (or data stream) written to; with splunk_hec:
+    /// the Splunk index (the token's default index when not given).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub index: Option<String>,
-    /// http: extra request headers, e.g. `Authorization`.
+    /// http: extra request headers; a value is a string or `{ file = "..." }` /
+    /// `{ env = "..." }` (with an optional `prefix`), read at start and on SIGHUP.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub headers: BTreeMap<String, String>,
+    pub headers: BTreeMap<String, Secret>,
+    /// http with splunk_hec: the HEC token, sent as `Authorization: Splunk <token>`; best
+    /// `{ file = "..." }` or `{ env = "..." }`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<Secret>,
+    /// TLS settings of an `https://` http sink or a syslog sink with protocol tls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<SinkTls>,
     /// The most alerts sent in one request (http) or one write (the others).
     #[serde(default = "defaults::batch_max_events")]
     pub batch_max_events: usize,
@@ -166,6 +183,8 @@ impl SinkConfig {
             format: None,
             index: None,
             headers: BTreeMap::new(),
+            token: None,
+            tls: None,
             batch_max_events: defaults::batch_max_events(),
             timeout_secs: defaults::timeout_secs(),
             queue_max_events: defaults::queue_max_events(),
@@ -267,6 +286,29 @@ impl OutputConfig {
             only_for(sink.format.is_some(), "format", &[SinkKind::Http])?;
             only_for(sink.index.is_some(), "index", &[SinkKind::Http])?;
             only_for(!sink.headers.is_empty(), "headers", &[SinkKind::Http])?;
+            only_for(sink.token.is_some(), "token", &[SinkKind::Http])?;
+            only_for(
+                sink.tls.is_some(),
+                "tls",
+                &[SinkKind::Http, SinkKind::Syslog],
+            )?;
+            if let Some(tls) = &sink.tls {
+                let secure = match kind {
+                    SinkKind::Http => sink
+                        .url
+                        .as_deref()
+                        .is_some_and(|u| u.starts_with("https://")),
+                    _ => sink.protocol == Some(SyslogProtocol::Tls),
+                };
+                if !secure {
+                    return Err((
+                        field("tls"),
+                        "only used with an https:// url or protocol = \"tls\"".into(),
+                    ));
+                }
+                tls.check()
+                    .map_err(|(key, message)| (format!("output.sinks[{i}].tls.{key}"), message))?;
+            }
             let required = |present: bool, what: &str| {
                 if present {
                     Ok(())
@@ -299,25 +341,46 @@ impl OutputConfig {
                 SinkKind::Http => {
                     required(sink.url.is_some(), "url")?;
                     let url = sink.url.as_deref().unwrap_or_default();
-                    if !url.starts_with("http://") || url.parse::<ureq::http::Uri>().is_err() {
+                    if !(url.starts_with("https://") || url.starts_with("http://"))
+                        || url.parse::<ureq::http::Uri>().is_err()
+                    {
                         return Err((
                             field("url"),
-                            format!(
-                                "{url:?} is not an http:// URL (TLS is not built in: use a \
-                                 local forwarder for https)"
-                            ),
+                            format!("{url:?} is not an https:// (or http://) URL"),
                         ));
                     }
-                    if sink.format != Some(HttpFormat::ElasticsearchBulk) && sink.index.is_some() {
+                    if sink.format.unwrap_or_default() == HttpFormat::Ndjson && sink.index.is_some()
+                    {
                         return Err((
                             field("index"),
-                            "only used with format = \"elasticsearch_bulk\"".into(),
+                            "only used with format = \"elasticsearch_bulk\" or \"splunk_hec\""
+                                .into(),
                         ));
                     }
+                    let hec = sink.format == Some(HttpFormat::SplunkHec);
+                    if hec != sink.token.is_some() {
+                        return Err((
+                            field("token"),
+                            if hec {
+                                "required with format = \"splunk_hec\"".into()
+                            } else {
+                                "only used with format = \"splunk_hec\"".into()
+                            },
+                        ));
+                    }
+                    if let Some(token) = &sink.token {
+                        token.check().map_err(|message| (field("token"), message))?;
+                    }
                     for (header, value) in &sink.headers {
-                        if header.parse::<ureq::http::HeaderName>().is_err()
-                            || value.parse::<ureq::http::HeaderValue>().is_err()
-                        {
+                        let header_field = format!("output.sinks[{i}].headers.{header}");
+                        value
+                            .check()
+                            .map_err(|message| (header_field.clone(), message))?;
+                        let valid_value = match value {
+                            Secret::Inline(v) => v.parse::<ureq::http::HeaderValue>().is_ok(),
+                            Secret::From(_) => true,
+                        };
+                        if header.parse::<ureq::http::HeaderName>().is_err() || !valid_value {
                             return Err((
                                 format!("output.sinks[{i}].headers.{header}"),
                                 "not a valid HTTP header".into(),
@@ -408,7 +471,7 @@ spool_max_bytes = 0
                 "output.sinks[0].facility",
             ),
             (
-                "[[output.sinks]]\ntype = \"http\"\nurl = \"https://x/\"\n",
+                "[[output.sinks]]\ntype = \"http\"\nurl = \"ftp://x/\"\n",
                 "output.sinks[0].url",
             ),
             (

@@ -7,11 +7,14 @@
 pub mod delivery;
 pub mod file;
 pub mod frame;
+pub mod hec;
 pub mod http;
 pub mod queue;
 pub mod spool;
 pub mod stdout;
 pub mod syslog;
+pub mod tls;
+pub mod tls_stream;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
@@ -144,18 +147,15 @@ fn transport(sink: &SinkConfig) -> Box<dyn Transport> {
     match sink.kind {
         SinkKind::Stdout => Box::new(stdout::Stdout),
         SinkKind::File => Box::new(file::FileSink::new(sink.path.clone().unwrap_or_default())),
-        SinkKind::Syslog => Box::new(syslog::Syslog::new(
-            sink.address.clone().unwrap_or_default(),
-            sink.protocol.unwrap_or_default(),
-            sink.facility(),
-            timeout,
-        )),
-        SinkKind::Http => Box::new(http::Http::new(
-            sink.url.clone().unwrap_or_default(),
-            sink.format.unwrap_or_default(),
-            sink.index().to_owned(),
-            sink.headers.clone(),
-            timeout,
-        )),
+        SinkKind::Syslog => Box::new(
+            syslog::Syslog::new(
+                sink.address.clone().unwrap_or_default(),
+                sink.protocol.unwrap_or_default(),
+                sink.facility(),
+                timeout,
+            )
+            .with_tls(sink.tls.clone().unwrap_or_default()),
+        ),
+        SinkKind::Http => Box::new(http::Http::new(sink, timeout)),
     }
 }

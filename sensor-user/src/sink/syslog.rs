@@ -1,5 +1,6 @@
 //! Syslog (RFC 5424) with the alert JSON as the message: over TCP with octet-counting framing
-//! (RFC 6587 3.4.1), or over UDP, one datagram per alert (RFC 5426).
+//! (RFC 6587 3.4.1), over TLS with the same framing (RFC 5425), or over UDP, one datagram per
+//! alert (RFC 5426).
 
 use std::{
     io::Write,
@@ -11,8 +12,11 @@ use std::{
 use serde::Deserialize;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
-use super::delivery::{Delivered, Transport};
-use crate::config::SyslogProtocol;
+use super::{
+    delivery::{Delivered, Transport},
+    tls_stream::{self, TlsStream},
+};
+use crate::config::{SinkTls, SyslogProtocol};
 
 /// The fields of an alert the syslog header needs.
 #[derive(Deserialize)]
@@ -38,6 +42,7 @@ const UDP_MAX: usize = 65_507;
 
 enum Connection {
     Tcp(TcpStream),
+    Tls(Box<TlsStream>),
     Udp(UdpSocket),
 }
 
@@ -48,6 +53,9 @@ pub struct Syslog {
     hostname: String,
     timeout: Duration,
     connection: Option<Connection>,
+    tls: SinkTls,
+    /// Built from the TLS files on first use; dropped on SIGHUP to read them again.
+    tls_config: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 impl Syslog {
@@ -64,10 +72,18 @@ impl Syslog {
             hostname: crate::clock::hostname(),
             timeout,
             connection: None,
+            tls: SinkTls::default(),
+            tls_config: None,
         }
     }
 
-    fn connect(&self) -> Result<Connection, String> {
+    /// The TLS settings (used with protocol tls).
+    pub fn with_tls(mut self, tls: SinkTls) -> Syslog {
+        self.tls = tls;
+        self
+    }
+
+    fn connect(&mut self) -> Result<Connection, String> {
         let addrs: Vec<_> = self
             .address
             .to_socket_addrs()
@@ -76,7 +92,7 @@ impl Syslog {
         let mut last = format!("{} resolves to no address", self.address);
         for addr in addrs {
             let result = match self.protocol {
-                SyslogProtocol::Tcp => {
+                SyslogProtocol::Tcp | SyslogProtocol::Tls => {
                     TcpStream::connect_timeout(&addr, self.timeout).and_then(|s| {
                         s.set_write_timeout(Some(self.timeout))?;
                         s.set_nodelay(true)?;
@@ -96,6 +112,16 @@ impl Syslog {
                 }
             };
             match result {
+                Ok(Connection::Tcp(tcp)) if self.protocol == SyslogProtocol::Tls => {
+                    return tls_stream::connect(
+                        tcp,
+                        &self.address,
+                        &self.tls,
+                        &mut self.tls_config,
+                        self.timeout,
+                    )
+                    .map(|s| Connection::Tls(Box::new(s)));
+                }
                 Ok(connection) => return Ok(connection),
                 Err(e) => last = format!("connecting to {addr}: {e}"),
             }
@@ -172,10 +198,21 @@ fn peer_closed(stream: &TcpStream) -> bool {
 }
 
 impl Transport for Syslog {
+    /// SIGHUP: reconnect with the certificates read again (rotation without restart).
+    fn reopen(&mut self) {
+        if self.protocol == SyslogProtocol::Tls {
+            self.tls_config = None;
+            self.connection = None;
+        }
+    }
+
     fn send(&mut self, batch: &[Vec<u8>]) -> Result<Delivered, String> {
-        if let Some(Connection::Tcp(stream)) = &self.connection
-            && peer_closed(stream)
-        {
+        let closed = match &mut self.connection {
+            Some(Connection::Tcp(stream)) => peer_closed(stream),
+            Some(Connection::Tls(stream)) => tls_stream::peer_closed(stream),
+            _ => false,
+        };
+        if closed {
             self.connection = None;
         }
         let connection = match self.connection.take() {
@@ -186,7 +223,7 @@ impl Transport for Syslog {
         let mut delivered = Delivered::default();
         let mut message = Vec::new();
         match connection {
-            Connection::Tcp(_) => {
+            Connection::Tcp(_) | Connection::Tls(_) => {
                 let mut frames = Vec::new();
                 for record in batch {
                     message.clear();
@@ -194,9 +231,16 @@ impl Transport for Syslog {
                     let _ = write!(frames, "{} ", message.len());
                     frames.extend_from_slice(&message);
                 }
-                if let Some(Connection::Tcp(stream)) = &mut self.connection
-                    && let Err(e) = stream.write_all(&frames).and_then(|()| stream.flush())
-                {
+                let written = match &mut self.connection {
+                    Some(Connection::Tcp(stream)) => {
+                        stream.write_all(&frames).and_then(|()| stream.flush())
+                    }
+                    Some(Connection::Tls(stream)) => {
+                        stream.write_all(&frames).and_then(|()| stream.flush())
+                    }
+                    _ => Ok(()),
+                };
+                if let Err(e) = written {
                     self.connection = None;
                     return Err(format!("sending to {}: {e}", self.address));
                 }
@@ -268,7 +312,7 @@ mod tests {
         let (mut conn, _) = listener.accept().expect("accept");
         drop(sink.connection.take().map(|c| match c {
             Connection::Tcp(s) => s.shutdown(std::net::Shutdown::Write),
-            Connection::Udp(_) => Ok(()),
+            Connection::Tls(_) | Connection::Udp(_) => Ok(()),
         }));
         let mut received = Vec::new();
         conn.read_to_end(&mut received).expect("read");
