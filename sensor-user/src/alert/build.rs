@@ -147,6 +147,7 @@ impl Alert {
             host: Host {
                 hostname: input.hostname.to_owned(),
             },
+            client: None,
             container: p
                 .container_id
                 .as_ref()
@@ -164,6 +165,8 @@ impl Alert {
                 args_truncated: p.image.argv_truncated,
                 shell_copy_of: input.shell_copy_of,
                 file_hash_missing: None,
+                client: None,
+                evidence: None,
             },
         }
     }

@@ -13,6 +13,7 @@ mod detection_content;
 mod detection_entries;
 #[cfg(test)]
 mod docs_check;
+mod evidence;
 mod limits;
 mod lineage;
 mod locate;
@@ -27,6 +28,7 @@ pub use detection::{
 pub use detection_entries::{
     AllowedDestination, Exclusion, FamilyConfig, InlineInterpreter, ReconTool, Technique,
 };
+pub use evidence::EvidenceConfig;
 pub use lineage::LineageConfig;
 pub use output::{
     DEFAULT_SPOOL_MAX_BYTES, HttpFormat, MetricsConfig, OutputConfig, SinkConfig, SinkKind,
@@ -53,6 +55,8 @@ pub struct Config {
     pub output: OutputConfig,
     /// The metrics and health endpoint.
     pub metrics: MetricsConfig,
+    /// What `run` keeps of each incident (evidence bundles).
+    pub evidence: EvidenceConfig,
 }
 
 /// Kernel-side capture settings.
