@@ -88,9 +88,16 @@ fn accepted_among(sockets: &[InetSocket]) -> Vec<InetSocket> {
         .filter(|s| s.is_listening())
         .map(|s| s.local)
         .collect();
+    let mut seen = Vec::new();
     sockets
         .iter()
-        .filter(|s| s.transport == "tcp" && s.is_established())
+        .filter(|s| s.transport == "tcp" && s.is_held_connection())
+        // dup() and fork() put one socket in several fds: it is one connection.
+        .filter(|s| {
+            let first = !seen.contains(&s.inode);
+            seen.push(s.inode);
+            first
+        })
         .filter(|s| {
             listening.iter().any(|l| {
                 l.port() == s.local.port()
@@ -119,7 +126,28 @@ fn one_connection(
             source("accepted_socket", "exact", 1, None, None),
         );
     };
-    let Some(front) = owner_of(proc_root, peer.inode, worker.pid) else {
+    let owner = owner_of(proc_root, peer.inode, worker.pid);
+    let front_dir = owner.map(|pid| proc_root.join(pid.to_string()));
+    let front_table = front_dir.as_deref().map(SocketTable::read);
+    let front_sockets: Vec<InetSocket> = front_dir
+        .as_deref()
+        .zip(front_table.as_ref())
+        .map(|(dir, table)| {
+            socket_fds(dir)
+                .iter()
+                .filter_map(|(_, inode)| table.get(*inode).copied())
+                .collect()
+        })
+        .unwrap_or_default();
+    // A process of this host that listens on nothing is a client itself (curl on the host),
+    // not a front server.
+    if owner.is_some() && !front_sockets.iter().any(InetSocket::is_listening) {
+        return (
+            Some(client(conn)),
+            source("accepted_socket", "exact", 1, None, None),
+        );
+    }
+    let Some(front) = owner else {
         return (
             None,
             source(
@@ -131,13 +159,7 @@ fn one_connection(
             ),
         );
     };
-    let front_dir = proc_root.join(front.to_string());
-    let front_table = SocketTable::read(&front_dir);
-    let sockets: Vec<InetSocket> = socket_fds(&front_dir)
-        .iter()
-        .filter_map(|(_, inode)| front_table.get(*inode).copied())
-        .collect();
-    match accepted_among(&sockets).as_slice() {
+    match accepted_among(&front_sockets).as_slice() {
         [one] => (
             Some(client(one)),
             source("proxied_tcp", "likely", 1, Some(front), None),

@@ -29,6 +29,14 @@ impl InetSocket {
     pub fn is_established(&self) -> bool {
         self.state == "established"
     }
+    /// A connection still held by its process, perhaps half closed: a server that answered and
+    /// shut its side down still holds the client's address.
+    pub fn is_held_connection(&self) -> bool {
+        matches!(
+            self.state,
+            "established" | "fin_wait1" | "fin_wait2" | "close_wait" | "closing" | "last_ack"
+        )
+    }
 }
 
 /// The tables of the network namespace of `/proc/PID`, by socket inode.
