@@ -172,10 +172,10 @@ impl Enricher {
         };
         while let Some(alert) = evidence_rx.recv().await {
             rest.count_evidence(&alert);
-            if let Some(alert) = rest.after_evidence(alert) {
-                if let Ok(line) = serde_json::to_vec(&alert) {
-                    each(Line::from(line));
-                }
+            if let Some(alert) = rest.after_evidence(alert)
+                && let Ok(line) = serde_json::to_vec(&alert)
+            {
+                each(Line::from(line));
             }
         }
         drop(rest);

@@ -25,13 +25,7 @@ pub fn find(proc_root: &Path, chain: &[ProcessEvidence]) -> (Option<Client>, Cli
     for process in chain.iter().rev().filter(|p| p.alive) {
         let accepted = accepted(process);
         match accepted.as_slice() {
-            [] => {
-                unix_only |= process
-                    .fds
-                    .iter()
-                    .any(|f| f.socket.is_none() && f.target.starts_with("socket:"))
-                    && listens(process);
-            }
+            [] => unix_only |= serves_over_unix(process),
             [conn] => return one_connection(proc_root, process, conn),
             many => {
                 return (
@@ -47,7 +41,8 @@ pub fn find(proc_root: &Path, chain: &[ProcessEvidence]) -> (Option<Client>, Cli
     let reason = if unix_only {
         "the request came over a unix socket, whose peer /proc does not show"
     } else {
-        "no process of the server's tree held an accepted connection"
+        "no process of the server's tree held an accepted connection when /proc was read (the \
+         request had ended)"
     };
     (None, source("none", "none", 0, None, Some(reason)))
 }
@@ -68,11 +63,16 @@ fn source(
     }
 }
 
-fn listens(process: &ProcessEvidence) -> bool {
-    process
+/// Holds unix sockets and no listening internet socket: php-fpm behind a unix socket.
+fn serves_over_unix(process: &ProcessEvidence) -> bool {
+    let unix = process
         .fds
         .iter()
-        .any(|f| f.socket.is_some_and(|s| s.is_listening()) || f.target.starts_with("socket:"))
+        .any(|f| f.socket.is_none() && f.target.starts_with("socket:"));
+    unix && !process
+        .fds
+        .iter()
+        .any(|f| f.socket.is_some_and(|s| s.is_listening()))
 }
 
 /// Established TCP connections the process holds whose local port is one it listens on: those
