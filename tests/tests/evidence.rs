@@ -29,7 +29,7 @@ impl Server {
         let exe = dir.join(name);
         std::fs::copy(WEBSHELL, &exe).expect("copy webshell");
         let port_file = dir.join(format!("{name}.port"));
-        let child = Command::new(&exe)
+        let mut child = Command::new(&exe)
             .args(
                 args.iter()
                     .map(|a| a.replace("PORT_FILE", &port_file.to_string_lossy())),
@@ -45,7 +45,11 @@ impl Server {
             {
                 return Server { child, port };
             }
-            assert!(Instant::now() < deadline, "{name} did not listen");
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{name} did not listen");
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
     }
