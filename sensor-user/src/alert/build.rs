@@ -151,6 +151,7 @@ impl Alert {
             host: Host {
                 hostname: input.hostname.to_owned(),
             },
+            client: None,
             container: p
                 .container_id
                 .as_ref()
@@ -174,6 +175,8 @@ impl Alert {
                     new: true,
                     template,
                 }),
+                client: None,
+                evidence: None,
             },
         }
     }

@@ -32,6 +32,10 @@ pub struct Alert {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub network: Option<Network>,
     pub host: Host,
+    /// ECS `client.*`: who sent the request the server was handling (`run` only; how it was
+    /// found is in `lineage.client`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client: Option<Client>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub container: Option<Container>,
     pub lineage: LineageInfo,
@@ -167,6 +171,12 @@ pub struct LineageInfo {
     /// Present when the server's learned baseline is over and did not know this command.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub baseline: Option<BaselineInfo>,
+    /// `run` only: how `client.*` was found, or why it could not be.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client: Option<ClientSource>,
+    /// `run` only: the incident's evidence bundle.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<EvidenceRef>,
 }
 
 /// `lineage.baseline`: the learned habits of the server had no such command.
@@ -176,6 +186,47 @@ pub struct BaselineInfo {
     pub new: bool,
     /// The command as the baseline learns it (see docs/detection.md), to add it if it is normal.
     pub template: String,
+}
+
+/// ECS `client.*`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Client {
+    pub ip: IpAddr,
+    pub port: u16,
+}
+
+/// How the client of a request was found (`lineage.client`).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ClientSource {
+    /// `accepted_socket`: the worker holds one connection accepted on its listening port, the
+    /// client's; `proxied_tcp`: the worker's connection came from a front server on this host,
+    /// whose own client connection was followed; `cgi_env`: REMOTE_ADDR that the server passed
+    /// to a CGI child; `none`: not found (see `reason`).
+    pub method: &'static str,
+    /// `exact` (one connection, no doubt), `likely` (the front server had one client connection
+    /// when looked at), `reported` (the server's own word, in the environment), `ambiguous`
+    /// (several candidates: `client.*` is absent), `none`.
+    pub confidence: &'static str,
+    /// Client connections seen where the choice was made.
+    pub candidates: u32,
+    /// The front server's pid and executable when the request was proxied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub front_pid: Option<u32>,
+    /// Why nothing better was found.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+}
+
+/// `lineage.evidence`: the bundle holding this incident's snapshot.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct EvidenceRef {
+    /// The bundle's id (also its file name, with `.json`).
+    pub id: String,
+    /// Where it is, on this host.
+    pub path: String,
+    /// `written`, `earlier` (this incident's bundle was written by an earlier alert), or why it
+    /// could not be kept: `disk_full`, `write_error`, `over_budget`.
+    pub status: &'static str,
 }
 
 /// ECS `file.*`. The path is as the kernel resolved it, in the escaped form of

@@ -191,6 +191,41 @@ pub fn check_ranges(config: &Config) -> Result<(), (String, String)> {
             max: 1_000_000,
             unit: "",
         },
+        Range {
+            field: "evidence.max_bundle_bytes",
+            value: config.evidence.max_bundle_bytes,
+            min: 4096,
+            max: 64 << 20,
+            unit: "bytes",
+        },
+        Range {
+            field: "evidence.max_total_bytes",
+            value: config.evidence.max_total_bytes,
+            min: 0,
+            max: 1 << 40,
+            unit: "bytes",
+        },
+        Range {
+            field: "evidence.retention_secs",
+            value: config.evidence.retention_secs,
+            min: 60,
+            max: 365 * 86_400,
+            unit: "s",
+        },
+        Range {
+            field: "evidence.script_max_bytes",
+            value: config.evidence.script_max_bytes,
+            min: 0,
+            max: 4 << 20,
+            unit: "bytes",
+        },
+        Range {
+            field: "evidence.max_fds_per_process",
+            value: config.evidence.max_fds_per_process,
+            min: 0,
+            max: 65_536,
+            unit: "",
+        },
     ];
     for r in &ranges {
         out_of(r.field.to_owned(), r.value, r.min, r.max, r.unit)?;

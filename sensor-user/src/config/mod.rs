@@ -15,6 +15,7 @@ mod detection_entries;
 mod detection_roles;
 #[cfg(test)]
 mod docs_check;
+mod evidence;
 mod limits;
 mod lineage;
 mod locate;
@@ -33,6 +34,7 @@ pub use detection_entries::RoleExemption;
 pub use detection_entries::{
     AllowedDestination, Exclusion, FamilyConfig, InlineInterpreter, ReconTool, Technique,
 };
+pub use evidence::EvidenceConfig;
 pub use lineage::LineageConfig;
 pub use output::{
     DEFAULT_SPOOL_MAX_BYTES, HttpFormat, MetricsConfig, OutputConfig, SinkConfig, SinkKind,
@@ -62,6 +64,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// The learned habits of each server.
     pub baseline: BaselineConfig,
+    /// What `run` keeps of each incident (evidence bundles).
+    pub evidence: EvidenceConfig,
 }
 
 /// Kernel-side capture settings.

@@ -57,14 +57,46 @@ pub fn state_locations(config: &Config) -> Vec<PathBuf> {
             .cloned(),
     );
     paths.extend(config.output.sinks.iter().filter_map(|s| s.path.clone()));
+    if config.evidence.keeps_bundles() {
+        paths.push(config.evidence.dir.clone());
+    }
     paths
+}
+
+/// Refuses an existing `dir` that group or others may read, write or enter: evidence bundles hold
+/// command lines, addresses and script contents. A missing one is created 0700 later.
+pub fn check_private_dir(dir: &Path) -> Result<(), ConfigError> {
+    match std::fs::symlink_metadata(dir) {
+        Ok(meta) if meta.file_type().is_symlink() || !meta.is_dir() => Err(ConfigError::Unsafe {
+            path: dir.to_owned(),
+            message: "is not a directory (a symbolic link is not followed here)".into(),
+        }),
+        Ok(meta) if meta.mode() & 0o077 != 0 => Err(ConfigError::Unsafe {
+            path: dir.to_owned(),
+            message: format!(
+                "mode {:o} lets group or others read or enter it; evidence bundles are private \
+                 (chmod 0700)",
+                meta.mode() & 0o7777
+            ),
+        }),
+        Ok(_) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(err) => Err(ConfigError::Unsafe {
+            path: dir.to_owned(),
+            message: format!("cannot check it: {err}"),
+        }),
+    }
 }
 
 /// Checks each state location and every directory above it (see [`check_chain`]).
 pub fn check_state_locations(config: &Config) -> Result<(), ConfigError> {
     state_locations(config)
         .iter()
-        .try_for_each(|path| check_chain(path))
+        .try_for_each(|path| check_chain(path))?;
+    if config.evidence.keeps_bundles() {
+        check_private_dir(&config.evidence.dir)?;
+    }
+    Ok(())
 }
 
 /// Refuses `path` when it, or any existing directory from / down to it, is owned by someone other

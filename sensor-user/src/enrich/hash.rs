@@ -151,58 +151,10 @@ pub async fn inspect_within(path: Vec<u8>, max_bytes: u64, within: Duration) -> 
 /// Inspects `path` (raw bytes, absolute); blocking, but every step is bounded: no open blocks,
 /// reads stop at `max_bytes + 1` bytes and at `deadline` (checked between reads).
 pub fn inspect(path: &[u8], max_bytes: u64, deadline: Instant) -> Inspection {
-    // A truncated path's tail (shown as `…/...`) is not a path from the root: resolved against
-    // the sensor's cwd it could name some other file.
-    if !path.starts_with(b"/") {
-        return Inspection::missing(None, Missing::Unreadable);
-    }
-    let path = OsStr::from_bytes(path);
-    let stat = match rustix::fs::statat(CWD, path, AtFlags::SYMLINK_NOFOLLOW) {
-        Ok(stat) => stat,
-        Err(err) => return Inspection::missing(None, from_errno(err)),
+    let (fd, kind) = match open_regular(path, max_bytes) {
+        Ok(opened) => opened,
+        Err(inspection) => return *inspection,
     };
-    let kind = Kind::of(FileType::from_raw_mode(stat.st_mode));
-    match kind {
-        Some(Kind::File) => {}
-        Some(Kind::Symlink) => {
-            let target = rustix::fs::readlinkat(CWD, path, Vec::new())
-                .ok()
-                .map(|t| t.into_bytes());
-            return Inspection {
-                kind,
-                target,
-                sha256: None,
-                missing: Some(Missing::SymlinkInPath),
-            };
-        }
-        _ => return Inspection::missing(kind, Missing::NotRegular),
-    }
-    if stat.st_size as u64 > max_bytes {
-        return Inspection::missing(kind, Missing::TooLarge);
-    }
-    // O_NONBLOCK: if a FIFO was swapped in since the stat, the open returns at once (and a
-    // mandatory lock or lease makes it fail instead of waiting). RESOLVE_NO_SYMLINKS: a directory
-    // on the way replaced by a link fails with ELOOP.
-    let fd = match rustix::fs::openat2(
-        CWD,
-        path,
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
-        Mode::empty(),
-        ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
-    ) {
-        Ok(fd) => fd,
-        Err(err) => return Inspection::missing(kind, from_errno(err)),
-    };
-    let Ok(opened) = rustix::fs::fstat(&fd) else {
-        return Inspection::missing(kind, Missing::Unreadable);
-    };
-    let opened_kind = Kind::of(FileType::from_raw_mode(opened.st_mode));
-    if opened_kind != Some(Kind::File) {
-        return Inspection::missing(opened_kind, Missing::NotRegular);
-    }
-    if opened.st_size as u64 > max_bytes {
-        return Inspection::missing(kind, Missing::TooLarge);
-    }
     let mut file = std::fs::File::from(fd).take(max_bytes.saturating_add(1));
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
@@ -231,6 +183,68 @@ pub fn inspect(path: &[u8], max_bytes: u64, deadline: Instant) -> Inspection {
         sha256: Some(digest.iter().map(|b| format!("{b:02x}")).collect()),
         missing: None,
     }
+}
+
+/// Opens `path` for reading if it is a regular file of at most `max_bytes`, reached without any
+/// symbolic link, without blocking; otherwise says what it is and why it was not opened.
+pub fn open_regular(
+    path: &[u8],
+    max_bytes: u64,
+) -> Result<(std::os::fd::OwnedFd, Option<Kind>), Box<Inspection>> {
+    let missing = |kind, why| Err(Box::new(Inspection::missing(kind, why)));
+    // A truncated path's tail (shown as `…/...`) is not a path from the root: resolved against
+    // the sensor's cwd it could name some other file.
+    if !path.starts_with(b"/") {
+        return missing(None, Missing::Unreadable);
+    }
+    let path = OsStr::from_bytes(path);
+    let stat = match rustix::fs::statat(CWD, path, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(stat) => stat,
+        Err(err) => return missing(None, from_errno(err)),
+    };
+    let kind = Kind::of(FileType::from_raw_mode(stat.st_mode));
+    match kind {
+        Some(Kind::File) => {}
+        Some(Kind::Symlink) => {
+            let target = rustix::fs::readlinkat(CWD, path, Vec::new())
+                .ok()
+                .map(|t| t.into_bytes());
+            return Err(Box::new(Inspection {
+                kind,
+                target,
+                sha256: None,
+                missing: Some(Missing::SymlinkInPath),
+            }));
+        }
+        _ => return missing(kind, Missing::NotRegular),
+    }
+    if stat.st_size as u64 > max_bytes {
+        return missing(kind, Missing::TooLarge);
+    }
+    // O_NONBLOCK: if a FIFO was swapped in since the stat, the open returns at once (and a
+    // mandatory lock or lease makes it fail instead of waiting). RESOLVE_NO_SYMLINKS: a directory
+    // on the way replaced by a link fails with ELOOP.
+    let fd = match rustix::fs::openat2(
+        CWD,
+        path,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+    ) {
+        Ok(fd) => fd,
+        Err(err) => return missing(kind, from_errno(err)),
+    };
+    let Ok(opened) = rustix::fs::fstat(&fd) else {
+        return missing(kind, Missing::Unreadable);
+    };
+    let opened_kind = Kind::of(FileType::from_raw_mode(opened.st_mode));
+    if opened_kind != Some(Kind::File) {
+        return missing(opened_kind, Missing::NotRegular);
+    }
+    if opened.st_size as u64 > max_bytes {
+        return missing(kind, Missing::TooLarge);
+    }
+    Ok((fd, kind))
 }
 
 fn from_errno(err: rustix::io::Errno) -> Missing {

@@ -1,11 +1,14 @@
 //! What `run` adds to an alert after the engine made it, from the host: the engine does no I/O,
 //! so that `replay` stays deterministic.
 //!
-//! Today that is the hash of the file a file rule names. The kernel side does not see close(),
+//! That is the evidence of the incident ([`evidence`]: a snapshot of its processes and the client
+//! of the request, read first, while they still exist) and the hash of the file a file rule
+//! names. The kernel side does not see close(),
 //! so the file is read `hash_delay_ms` after the write: the content shortly after, not at close.
 //! The alert waits beside the alert path (a task per alert), is written to disk before the wait
 //! ([`pending`]), and comes back to the loop as a finished line through a channel.
 
+pub mod evidence;
 pub mod hash;
 pub mod pending;
 
@@ -20,6 +23,7 @@ use tokio::sync::{mpsc, watch};
 use crate::{
     alert::Alert,
     config::{Config, WebrootScriptWriteConfig},
+    metrics::Metrics,
 };
 
 /// Longest time one file's inspection may take (open, stat, read, hash). The alert goes without
@@ -45,11 +49,15 @@ pub struct Enricher {
     rx: mpsc::UnboundedReceiver<Line>,
     hashing: Hashing,
     rule: WebrootScriptWriteConfig,
+    evidence: evidence::Evidence,
+    /// Alerts whose bundle was written, back for the rest of the stage.
+    evidence_tx: mpsc::UnboundedSender<Alert>,
+    evidence_rx: mpsc::UnboundedReceiver<Alert>,
 }
 
 impl Enricher {
     /// Starts the stage, sending again first what a SIGKILLed run left waiting for its hash.
-    pub fn new(config: &Config) -> Enricher {
+    pub fn new(config: &Config, metrics: Arc<Metrics>) -> Enricher {
         let (tx, rx) = mpsc::unbounded_channel();
         let rule = config.rules.webroot_script_write.clone();
         let path = pending_path(&config.incidents.state_file);
@@ -67,16 +75,40 @@ impl Enricher {
                 Err(err) => log::warn!("{err}; alerts it held are lost"),
             }
         }
-        Enricher { rx, hashing, rule }
+        let (evidence_tx, evidence_rx) = mpsc::unbounded_channel();
+        Enricher {
+            rx,
+            hashing,
+            rule,
+            evidence: evidence::Evidence::new(&config.evidence, metrics),
+            evidence_tx,
+            evidence_rx,
+        }
     }
 
     /// A reloaded config's hashing settings apply to the alerts from now on.
     pub fn set_config(&mut self, config: &Config) {
         self.rule = config.rules.webroot_script_write.clone();
+        self.evidence.set_config(&config.evidence);
     }
 
     /// The alert if it is ready now; otherwise it comes back from [`Enricher::next_ready`].
-    pub fn enrich(&self, alert: Alert) -> Option<Alert> {
+    /// /proc is read here, at once; a bundle to write sends the alert on a detour first.
+    pub fn enrich(&mut self, mut alert: Alert) -> Option<Alert> {
+        if let Some(pending) = self.evidence.snapshot(&mut alert) {
+            let tx = self.evidence_tx.clone();
+            tokio::task::spawn_blocking(move || {
+                let (reference, outcome) = pending.finish();
+                alert.lineage.evidence = Some(reference);
+                let _ = tx.send(alert);
+                outcome
+            });
+            return None;
+        }
+        self.after_evidence(alert)
+    }
+
+    fn after_evidence(&self, alert: Alert) -> Option<Alert> {
         if Hashing::wants(&alert, &self.rule) {
             self.hashing.later(alert, &self.rule);
             None
@@ -87,7 +119,28 @@ impl Enricher {
 
     /// The next alert whose enrichment finished (never ends while the stage lives).
     pub async fn next_ready(&mut self) -> Option<Line> {
-        self.rx.recv().await
+        loop {
+            tokio::select! {
+                line = self.rx.recv() => return line,
+                Some(alert) = self.evidence_rx.recv() => {
+                    self.count_evidence(&alert);
+                    if let Some(alert) = self.after_evidence(alert) {
+                        return serde_json::to_vec(&alert).ok().map(Line::from);
+                    }
+                }
+            }
+        }
+    }
+
+    fn count_evidence(&self, alert: &Alert) {
+        if let Some(reference) = &alert.lineage.evidence {
+            let outcome = evidence::bundle::Outcome::ALL
+                .into_iter()
+                .find(|o| o.as_str() == reference.status);
+            if let Some(outcome) = outcome {
+                self.evidence.finished(outcome);
+            }
+        }
     }
 
     /// Shutdown: alerts waiting for their hash are hashed now, not after their delay.
@@ -99,9 +152,33 @@ impl Enricher {
     /// this ends when the last has finished (at most [`HASH_DEADLINE`] after [`Enricher::hurry`]).
     pub async fn finish(self, mut each: impl FnMut(Line)) {
         let Enricher {
-            mut rx, hashing, ..
+            mut rx,
+            hashing,
+            rule,
+            evidence,
+            evidence_tx,
+            mut evidence_rx,
         } = self;
-        drop(hashing);
+        // Bundles being written come back first (each task holds a sender), then go on to
+        // hashing like any other alert.
+        drop(evidence_tx);
+        let rest = Enricher {
+            rx: mpsc::unbounded_channel().1,
+            hashing,
+            rule,
+            evidence,
+            evidence_tx: mpsc::unbounded_channel().0,
+            evidence_rx: mpsc::unbounded_channel().1,
+        };
+        while let Some(alert) = evidence_rx.recv().await {
+            rest.count_evidence(&alert);
+            if let Some(alert) = rest.after_evidence(alert)
+                && let Ok(line) = serde_json::to_vec(&alert)
+            {
+                each(Line::from(line));
+            }
+        }
+        drop(rest);
         while let Some(line) = rx.recv().await {
             each(line);
         }

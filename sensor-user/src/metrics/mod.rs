@@ -26,6 +26,8 @@ pub struct Metrics {
     alert_latency: Histogram,
     ready: IntGauge,
     pub baseline: baseline::BaselineMetrics,
+    evidence_bundles: IntCounterVec,
+    client_lookups: IntCounterVec,
 }
 
 /// Delivery accounting, by sink name (names are few: one per configured sink).
@@ -186,6 +188,30 @@ impl Metrics {
             &["version"],
         )?;
         registry.register(Box::new(build_info.clone()))?;
+        let evidence_bundles = IntCounterVec::new(
+            Opts::new(
+                "evidence_bundles_total",
+                "Evidence bundles, by outcome: `written`, or not kept: `disk_full`, \
+                 `write_error`, `over_budget` (one bundle larger than evidence.max_total_bytes).",
+            ),
+            &["outcome"],
+        )?;
+        let client_lookups = IntCounterVec::new(
+            Opts::new(
+                "client_lookups_total",
+                "Looks for the client of a request below a server, by how sure the answer was \
+                 (`exact`, `likely`, `reported`, `ambiguous`, `none`).",
+            ),
+            &["confidence"],
+        )?;
+        registry.register(Box::new(evidence_bundles.clone()))?;
+        registry.register(Box::new(client_lookups.clone()))?;
+        for outcome in ["written", "disk_full", "write_error", "over_budget"] {
+            evidence_bundles.with_label_values(&[outcome]);
+        }
+        for confidence in ["exact", "likely", "reported", "ambiguous", "none"] {
+            client_lookups.with_label_values(&[confidence]);
+        }
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
@@ -205,6 +231,8 @@ impl Metrics {
             kernel_map_entries,
             alert_latency,
             ready,
+            evidence_bundles,
+            client_lookups,
         })
     }
 
@@ -266,6 +294,18 @@ impl Metrics {
 
     pub fn alerts(&self, rule: &str) -> u64 {
         self.alerts.with_label_values(&[rule]).get()
+    }
+
+    pub fn evidence_bundle(&self, outcome: &str) {
+        self.evidence_bundles.with_label_values(&[outcome]).inc();
+    }
+
+    pub fn evidence_bundles(&self, outcome: &str) -> u64 {
+        self.evidence_bundles.with_label_values(&[outcome]).get()
+    }
+
+    pub fn client_lookup(&self, confidence: &str) {
+        self.client_lookups.with_label_values(&[confidence]).inc();
     }
 
     pub fn alert_suppressed(&self, rule: &str) {

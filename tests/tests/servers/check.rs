@@ -59,7 +59,59 @@ pub fn web_shell(
         ));
     }
     shell_and_recon(t, shells[0], recons[0], cmd, tool)?;
+    evidence(t, shells[0], cmd)?;
     Ok(latency)
+}
+
+/// The shell alert names its incident's evidence bundle, which holds the server and the shell
+/// with its command line; where the server shows the request's connection (a worker that
+/// accepted it, or a front server on this host before php-fpm), `client.ip` is the test's
+/// client address.
+fn evidence(t: &Target, shell: &Alert, cmd: &str) -> Result<(), String> {
+    let doc = &shell.doc;
+    let reference = &doc["lineage"]["evidence"];
+    let status = reference["status"].as_str().unwrap_or_default();
+    if !["written", "earlier"].contains(&status) {
+        return Err(format!(
+            "no evidence bundle: {reference} ({})",
+            shell.brief()
+        ));
+    }
+    let path = reference["path"].as_str().unwrap_or_default();
+    let bundle: serde_json::Value = std::fs::read(path)
+        .map_err(|e| format!("evidence bundle {path}: {e}"))
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| format!("{path}: {e}")))?;
+    let processes = bundle["processes"].as_array().cloned().unwrap_or_default();
+    if processes.first().map(|p| &p["pid"]) != Some(&serde_json::Value::from(t.root)) {
+        return Err(format!(
+            "the bundle does not start at the server {}: {bundle}",
+            t.root
+        ));
+    }
+    if status == "written" {
+        let last = processes
+            .last()
+            .map(|p| p["args"].to_string())
+            .unwrap_or_default();
+        if !last.contains(cmd) {
+            return Err(format!(
+                "the bundle's last process is not the shell of {cmd:?}: {last}"
+            ));
+        }
+    }
+    // The client is named only while the worker still holds the request's connection; a
+    // request that ended before /proc was read says why instead (`lineage.client.reason`).
+    let how = &doc["lineage"]["client"];
+    let named = doc["client"]["ip"].as_str();
+    if named.is_some_and(|ip| ip != super::http::CLIENT)
+        || (named.is_none() && how["reason"].as_str().is_none_or(str::is_empty))
+    {
+        return Err(format!(
+            "client.ip {named:?}, want {} or a reason ({how})",
+            super::http::CLIENT
+        ));
+    }
+    Ok(())
 }
 
 /// A script an attacker uploads through the application, and what it runs when requested.

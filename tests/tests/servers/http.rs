@@ -2,6 +2,10 @@
 
 use std::{path::Path, process::Command};
 
+/// Every request leaves from this loopback address of the test's own, so that an alert's
+/// `client.ip` can be told from the servers' 127.0.0.1.
+pub const CLIENT: &str = "127.0.0.77";
+
 /// GETs `url` with `query` pairs; returns the status and the body.
 pub fn get(url: &str, query: &[(&str, &str)]) -> Result<(u16, String), String> {
     let mut cmd = Command::new("curl");
@@ -35,7 +39,8 @@ pub fn upload_ok(url: &str, field: &str, file: &Path, filename: &str) -> Result<
 /// Runs the prepared curl; the status comes from `-w` after the body.
 fn send(cmd: &mut Command, url: &str) -> Result<(u16, String), String> {
     let out = cmd
-        .args(["-sS", "--max-time", "30", "-w", "\n%{http_code}"])
+        .args(["-sS", "--max-time", "30", "--interface", CLIENT])
+        .args(["-w", "\n%{http_code}"])
         .output()
         .map_err(|e| format!("curl: {e}"))?;
     if !out.status.success() {

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! Capture (kernel: capture, decode) -> Detector (lineage, rules, gate: the engine)
-//!     -> Enricher (file hashes, off the loop) -> Sinks (delivery)
+//!     -> Enricher (evidence, file hashes, off the loop) -> Sinks (delivery)
 //! ```
 //!
 //! with the metrics endpoint on the side. SIGHUP reloads the config file without detaching the
@@ -106,7 +106,7 @@ pub async fn run(
     // Bound before the slow start-up so that liveness probes answer (and readiness says no).
     let mut endpoint = start_endpoint(&config, options, &metrics).await?;
     let mut detector = Detector::new(engine, &config, &metrics)?;
-    let mut enricher = Enricher::new(&config);
+    let mut enricher = Enricher::new(&config, metrics.clone());
     let mut sinks = Sinks::start(&config.output, metrics.clone())?;
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .map_err(RunError::Signal)?;
@@ -129,7 +129,7 @@ pub async fn run(
                 read?;
                 detector.process(&mut batch, &config, &mut alerts);
                 detector.hand_over_server_pids(&mut capture);
-                deliver(&mut alerts, &enricher, &sinks)?;
+                deliver(&mut alerts, &mut enricher, &sinks)?;
             }
             Some(line) = enricher.next_ready() => sinks.send_line(line),
             _ = hangup.recv() => {
@@ -160,7 +160,7 @@ pub async fn run(
     capture
         .detach_and_drain(&mut batch, |batch| {
             detector.process(batch, &config, &mut alerts);
-            deliver(&mut alerts, &enricher, &sinks)
+            deliver(&mut alerts, &mut enricher, &sinks)
         })
         .await?;
     // Alerts waiting for their file hash are still delivered.
@@ -176,7 +176,11 @@ pub async fn run(
 
 /// The detector's alerts through the enrich stage to the sinks (those that must wait for
 /// enrichment come back through [`Enricher::next_ready`]).
-fn deliver(alerts: &mut Vec<Alert>, enricher: &Enricher, sinks: &Sinks) -> Result<(), RunError> {
+fn deliver(
+    alerts: &mut Vec<Alert>,
+    enricher: &mut Enricher,
+    sinks: &Sinks,
+) -> Result<(), RunError> {
     for alert in alerts.drain(..) {
         if let Some(alert) = enricher.enrich(alert) {
             sinks.send(&alert)?;
