@@ -23,8 +23,8 @@ mod output;
 mod output_secrets;
 mod ownership;
 
-pub use detection::TempExecConfig;
 pub use baseline::BaselineConfig;
+pub use detection::TempExecConfig;
 pub use detection::{
     Deployer, DetectConfig, IncidentConfig, OutboundRuleConfig, RateLimitConfig, ReconRuleConfig,
     RulesConfig, ServerModuleChangeConfig, Severity, ShellRuleConfig, WebrootScriptWriteConfig,
