@@ -1,11 +1,14 @@
 //! Real servers end to end (issue 4): Debian's nginx + php-fpm, apache2 + mod_php, PostgreSQL,
-//! gunicorn and Tomcat 10, each a private instance on loopback ports of its own, attacked the way
+//! gunicorn and Tomcat 10, and the application servers puma, starman, uWSGI and Node express
+//! (issue 17: started before the sensor, with a learned baseline), each a private instance on loopback ports of its own, attacked the way
 //! Atomic Red Team's T1505.003 / T1505.001 procedures do while the real `lineage-sensor run`
 //! watches; benign traffic must stay quiet. Every scenario's result and latency lands in
 //! docs/validation.md. `cargo xtask test` installs the packages (xtask/src/servers.rs).
 
 #[path = "servers/apache.rs"]
 mod apache;
+#[path = "servers/app_servers.rs"]
+mod app_servers;
 #[path = "servers/check.rs"]
 mod check;
 #[path = "servers/daemon.rs"]
@@ -147,4 +150,28 @@ fn gunicorn_wsgi() {
 fn tomcat10_jsp() {
     require_root();
     tomcat::run();
+}
+
+#[test]
+fn puma_rack() {
+    require_root();
+    app_servers::run(&app_servers::PUMA);
+}
+
+#[test]
+fn starman_psgi() {
+    require_root();
+    app_servers::run(&app_servers::STARMAN);
+}
+
+#[test]
+fn uwsgi_wsgi() {
+    require_root();
+    app_servers::run(&app_servers::UWSGI);
+}
+
+#[test]
+fn node_express() {
+    require_root();
+    app_servers::run(&app_servers::EXPRESS);
 }

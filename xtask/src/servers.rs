@@ -18,6 +18,14 @@ const PACKAGES: &[&str] = &[
     "curl",
     "msmtp-mta",
     "iproute2",
+    // Application servers (tests/tests/servers/app_servers.rs): puma, starman, uWSGI with its
+    // Python plugin, and Node with Debian's express.
+    "puma",
+    "starman",
+    "uwsgi-core",
+    "uwsgi-plugin-python3",
+    "nodejs",
+    "node-express",
 ];
 
 pub fn install() -> anyhow::Result<()> {

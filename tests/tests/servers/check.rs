@@ -331,6 +331,39 @@ pub fn benign(
     }
 }
 
+/// A helper the application runs through `sh -c` while the server's baseline is still
+/// learning: it alerts as before (one shell alert, rooted at the server, not marked new), and
+/// its template is learned.
+pub fn while_learning(
+    t: &Target,
+    cmd: &str,
+    request: impl FnOnce() -> Result<String, String>,
+) -> Result<Option<Duration>, String> {
+    let start = Instant::now();
+    request()?;
+    let alerts = t
+        .sensor
+        .collect(WITHIN, QUIET, |got| count(got, "server-spawned-shell") >= 1);
+    let latency = alerts.first().map(|a| a.at.duration_since(start));
+    let [shell] = alerts.as_slice() else {
+        return Err(format!("want one shell alert, got {}", briefs(&alerts)));
+    };
+    rooted(t, shell)?;
+    if !shell.doc["process"]["command_line"]
+        .as_str()
+        .is_some_and(|c| c.contains(cmd))
+    {
+        return Err(format!("not the helper's shell: {}", shell.brief()));
+    }
+    if !shell.doc["lineage"]["baseline"].is_null() {
+        return Err(format!(
+            "judged by the baseline while learning: {}",
+            shell.doc["lineage"]["baseline"]
+        ));
+    }
+    Ok(latency)
+}
+
 /// The alert's tree starts at the server's root and names the right serving process.
 fn rooted(t: &Target, alert: &Alert) -> Result<(), String> {
     let doc = &alert.doc;
