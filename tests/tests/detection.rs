@@ -81,9 +81,9 @@ fn a_copied_server_spawning_a_shell_and_dialing_out_alerts_with_its_ancestry() {
     let incident = shell["lineage"]["incident"]["id"].clone();
     assert!(incident.is_string());
 
-    let (recon, _) =
+    let (recon, others) =
         sensor.alert_until(ALERT_WITHIN, |a| a["rule"]["id"] == "server-spawned-recon");
-    let recon = recon.expect("recon alert for id");
+    let recon = recon.unwrap_or_else(|| panic!("recon alert for id; got {others:#?}"));
     assert!(
         recon["process"]["executable"]
             .as_str()

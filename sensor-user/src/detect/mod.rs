@@ -20,7 +20,7 @@ mod report;
 mod role_tests;
 pub mod rules;
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 
 pub use engine::Engine;
 pub use host_facts::HostFacts;

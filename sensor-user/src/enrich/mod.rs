@@ -10,6 +10,7 @@
 
 pub mod evidence;
 pub mod hash;
+mod order;
 pub mod pending;
 
 use std::{
@@ -53,6 +54,7 @@ pub struct Enricher {
     /// Alerts whose bundle was written, back for the rest of the stage.
     evidence_tx: mpsc::UnboundedSender<Alert>,
     evidence_rx: mpsc::UnboundedReceiver<Alert>,
+    order: order::IncidentOrder,
 }
 
 impl Enricher {
@@ -83,6 +85,7 @@ impl Enricher {
             evidence: evidence::Evidence::new(&config.evidence, metrics),
             evidence_tx,
             evidence_rx,
+            order: order::IncidentOrder::default(),
         }
     }
 
@@ -96,6 +99,7 @@ impl Enricher {
     /// /proc is read here, at once; a bundle to write sends the alert on a detour first.
     pub fn enrich(&mut self, mut alert: Alert) -> Option<Alert> {
         if let Some(pending) = self.evidence.snapshot(&mut alert) {
+            self.order.away(&alert);
             let tx = self.evidence_tx.clone();
             tokio::task::spawn_blocking(move || {
                 let (reference, outcome) = pending.finish();
@@ -105,6 +109,7 @@ impl Enricher {
             });
             return None;
         }
+        let alert = self.order.pass(alert)?;
         self.after_evidence(alert)
     }
 
@@ -120,10 +125,17 @@ impl Enricher {
     /// The next alert whose enrichment finished (never ends while the stage lives).
     pub async fn next_ready(&mut self) -> Option<Line> {
         loop {
+            if let Some(alert) = self.order.next_released() {
+                if let Some(alert) = self.after_evidence(alert) {
+                    return serde_json::to_vec(&alert).ok().map(Line::from);
+                }
+                continue;
+            }
             tokio::select! {
                 line = self.rx.recv() => return line,
                 Some(alert) = self.evidence_rx.recv() => {
                     self.count_evidence(&alert);
+                    self.order.arrived(&alert);
                     if let Some(alert) = self.after_evidence(alert) {
                         return serde_json::to_vec(&alert).ok().map(Line::from);
                     }
@@ -158,6 +170,7 @@ impl Enricher {
             evidence,
             evidence_tx,
             mut evidence_rx,
+            mut order,
         } = self;
         // Bundles being written come back first (each task holds a sender), then go on to
         // hashing like any other alert.
@@ -169,13 +182,18 @@ impl Enricher {
             evidence,
             evidence_tx: mpsc::unbounded_channel().0,
             evidence_rx: mpsc::unbounded_channel().1,
+            order: order::IncidentOrder::default(),
         };
         while let Some(alert) = evidence_rx.recv().await {
             rest.count_evidence(&alert);
-            if let Some(alert) = rest.after_evidence(alert)
-                && let Ok(line) = serde_json::to_vec(&alert)
-            {
-                each(Line::from(line));
+            order.arrived(&alert);
+            let waited = std::iter::from_fn(|| order.next_released());
+            for alert in std::iter::once(alert).chain(waited) {
+                if let Some(alert) = rest.after_evidence(alert)
+                    && let Ok(line) = serde_json::to_vec(&alert)
+                {
+                    each(Line::from(line));
+                }
             }
         }
         drop(rest);
