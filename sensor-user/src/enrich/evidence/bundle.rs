@@ -17,8 +17,9 @@ use crate::{
     enrich::hash,
 };
 
-/// Longest time hashing the executables and copying the script may take in all.
-const FINISH_DEADLINE: Duration = Duration::from_secs(2);
+/// Longest time copying the script and hashing the executables may take in all: the alert
+/// waits for its bundle. An executable not hashed by then is listed without its hash.
+const FINISH_DEADLINE: Duration = Duration::from_millis(500);
 /// Executables larger than this are listed without their hash.
 const MAX_EXE_HASH_BYTES: u64 = 256 << 20;
 
@@ -115,16 +116,17 @@ impl Store {
         self.dir.join(format!("{id}.json"))
     }
 
-    /// Hashes the executables, copies the scripts, and writes the bundle. Blocking.
+    /// Copies the scripts, hashes the executables, and writes the bundle. Blocking.
     pub fn finish(&self, mut bundle: Bundle, scripts: Vec<(String, &'static str)>) -> Outcome {
         let deadline = Instant::now() + FINISH_DEADLINE;
-        for p in bundle.processes.iter_mut().filter(|p| p.alive) {
-            p.executable_sha256 = hash_exe(p.pid, deadline);
-        }
+        // The script first: it is what the next request may delete, and it is small.
         bundle.scripts = scripts
             .into_iter()
             .map(|(path, source)| copy_script(&path, source, self.script_max_bytes, deadline))
             .collect();
+        for p in bundle.processes.iter_mut().filter(|p| p.alive) {
+            p.executable_sha256 = hash_exe(p.pid, deadline);
+        }
         let Some(json) = fit(&mut bundle, self.max_bundle_bytes) else {
             return Outcome::WriteError;
         };
