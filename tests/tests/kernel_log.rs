@@ -12,7 +12,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use integration_tests::{RunningSensor, metric, require_root, temp_dir};
+use integration_tests::{RunningSensor, file_hooks_toml, metric, require_root, temp_dir};
+use lineage_sensor::config::FileHooks;
 
 const WITHIN: Duration = Duration::from_secs(20);
 const TRUNCATED: &str = "lineage_sensor_file_paths_truncated_total{outcome=\"unresolved\"}";
@@ -53,6 +54,8 @@ fn write_too_long_path(root: &Path) {
     unsafe { libc::close(fd) };
 }
 
+/// A sensor on the file tracepoints: the path walk, and its diagnostics, are theirs (fanotify
+/// runs no program on the file path).
 fn sensor(dir: &Path, level: Option<&str>) -> (RunningSensor, std::path::PathBuf) {
     let www = dir.join("www");
     std::fs::create_dir_all(&www).expect("web root");
@@ -60,7 +63,8 @@ fn sensor(dir: &Path, level: Option<&str>) -> (RunningSensor, std::path::PathBuf
     std::fs::write(
         &config,
         format!(
-            "[rules.webroot_script_write]\nweb_roots = [\"{}\"]\n[incidents]\nstate_file = \"\"\n",
+            "{}[rules.webroot_script_write]\nweb_roots = [\"{}\"]\n[incidents]\nstate_file = \"\"\n",
+            file_hooks_toml(FileHooks::Tracepoint),
             www.display()
         ),
     )
