@@ -2,9 +2,11 @@
 //! written privately and atomically, and the directory kept within its size and age.
 
 use std::{
+    collections::HashMap,
     io::Read as _,
     os::unix::{ffi::OsStrExt as _, fs::PermissionsExt as _},
     path::{Path, PathBuf},
+    sync::{Arc, Mutex},
     time::{Duration, Instant, SystemTime},
 };
 
@@ -109,6 +111,33 @@ pub struct Store {
     pub max_total_bytes: u64,
     pub retention: Duration,
     pub script_max_bytes: u64,
+    pub exe_hashes: ExeHashes,
+}
+
+/// Digests of executables already hashed, by identity and version, shared by every bundle: a
+/// burst of alerts from one server hashes its executable once, not once per alert.
+#[derive(Debug, Clone, Default)]
+pub struct ExeHashes(Arc<Mutex<HashMap<ExeKey, String>>>);
+
+/// Device, inode, size and modification time (ns): a replaced or rewritten file is new.
+type ExeKey = (u64, u64, u64, i128);
+
+/// Executables remembered; the memory is cleared when full (a rehash costs only time).
+const MAX_EXE_HASHES: usize = 1024;
+
+impl ExeHashes {
+    fn get(&self, key: &ExeKey) -> Option<String> {
+        self.0.lock().ok()?.get(key).cloned()
+    }
+
+    fn put(&self, key: ExeKey, digest: &str) {
+        if let Ok(mut map) = self.0.lock() {
+            if map.len() >= MAX_EXE_HASHES {
+                map.clear();
+            }
+            map.insert(key, digest.to_owned());
+        }
+    }
 }
 
 impl Store {
@@ -125,7 +154,7 @@ impl Store {
             .map(|(path, source)| copy_script(&path, source, self.script_max_bytes, deadline))
             .collect();
         for p in bundle.processes.iter_mut().filter(|p| p.alive) {
-            p.executable_sha256 = hash_exe(p.pid, deadline);
+            p.executable_sha256 = hash_exe(p.pid, deadline, &self.exe_hashes);
         }
         let Some(json) = fit(&mut bundle, self.max_bundle_bytes) else {
             return Outcome::WriteError;
@@ -243,13 +272,22 @@ fn fit(bundle: &mut Bundle, max: u64) -> Option<Vec<u8>> {
 
 /// The running image itself, through /proc/PID/exe: what ran, even if the file was deleted or
 /// replaced since.
-fn hash_exe(pid: u32, deadline: Instant) -> Option<String> {
+fn hash_exe(pid: u32, deadline: Instant, known: &ExeHashes) -> Option<String> {
+    use std::os::unix::fs::MetadataExt as _;
     let file = std::fs::File::open(format!("/proc/{pid}/exe")).ok()?;
     let meta = file.metadata().ok()?;
     if !meta.is_file() || meta.len() > MAX_EXE_HASH_BYTES {
         return None;
     }
+    let mtime = i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec());
+    let key = (meta.dev(), meta.ino(), meta.len(), mtime);
+    if let Some(digest) = known.get(&key) {
+        return Some(digest);
+    }
     let (digest, _, complete) = read_hashed(file, MAX_EXE_HASH_BYTES, 0, deadline)?;
+    if complete {
+        known.put(key, &digest);
+    }
     complete.then_some(digest)
 }
 
@@ -334,4 +372,35 @@ fn read_hashed(
 /// A path's bytes, for callers that hold a `Path`.
 pub fn path_text(path: &Path) -> String {
     crate::escape::escape_bytes(path.as_os_str().as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_executable_is_hashed_once_per_identity_and_version() {
+        let known = ExeHashes::default();
+        let far = Instant::now() + Duration::from_secs(60);
+        let me = std::process::id();
+        let first = hash_exe(me, far, &known).expect("own executable hashed");
+        assert_eq!(first.len(), 64);
+        // What is remembered is what comes back: the file is not read again.
+        let key = *known
+            .0
+            .lock()
+            .expect("lock")
+            .keys()
+            .next()
+            .expect("remembered");
+        known.put(key, "remembered");
+        assert_eq!(hash_exe(me, far, &known).as_deref(), Some("remembered"));
+        // Another version of the file (another mtime) is another key.
+        let mut other = key;
+        other.3 += 1;
+        assert!(known.get(&other).is_none());
+        // A deadline already passed hashes nothing new.
+        let cold = ExeHashes::default();
+        assert!(hash_exe(me, Instant::now(), &cold).is_none());
+    }
 }

@@ -58,6 +58,7 @@ pub struct Evidence {
     ticks_per_sec: u64,
     remembered: VecDeque<String>,
     with_bundle: HashMap<String, String>,
+    exe_hashes: bundle::ExeHashes,
     metrics: Arc<Metrics>,
 }
 
@@ -69,6 +70,7 @@ impl Evidence {
             ticks_per_sec: crate::lineage::clock_ticks_per_sec(),
             remembered: VecDeque::new(),
             with_bundle: HashMap::new(),
+            exe_hashes: bundle::ExeHashes::default(),
             metrics,
         }
     }
@@ -84,6 +86,7 @@ impl Evidence {
             max_total_bytes: self.config.max_total_bytes,
             retention: Duration::from_secs(self.config.retention_secs),
             script_max_bytes: self.config.script_max_bytes,
+            exe_hashes: self.exe_hashes.clone(),
         }
     }
 
