@@ -352,6 +352,45 @@ mod tests {
         );
     }
 
+    fn batch(records: &[&str]) -> Vec<Vec<u8>> {
+        records.iter().map(|r| r.as_bytes().to_vec()).collect()
+    }
+
+    /// The bodies of every format, byte for byte as they have always been sent.
+    #[test]
+    fn bodies_are_byte_identical_in_every_format() {
+        const A: &str = r#"{"@timestamp":"2023-11-14T22:13:20.123456789Z","event":{"id":"a1"}}"#;
+        const B: &str = r#"{"event":{"kind":"alert"}}"#;
+        let mut config = SinkConfig::stdout();
+        config.url = Some("http://127.0.0.1:9/x".into());
+        let mut sink = Http::new(&config, Duration::from_secs(1));
+        sink.hostname = "web-1".into();
+        let records = batch(&[A, B]);
+        assert_eq!(sink.body(&records), format!("{A}\n{B}\n").into_bytes());
+
+        sink.format = HttpFormat::ElasticsearchBulk;
+        sink.index = "alerts".into();
+        assert_eq!(
+            String::from_utf8(sink.body(&records)).expect("utf-8"),
+            format!(
+                "{{\"create\":{{\"_id\":\"a1\",\"_index\":\"alerts\"}}}}\n{A}\n\
+                 {{\"create\":{{\"_id\":null,\"_index\":\"alerts\"}}}}\n{B}\n"
+            )
+        );
+
+        sink.format = HttpFormat::SplunkHec;
+        sink.hec_index = Some("security".into());
+        let fields = "\"host\":\"web-1\",\"source\":\"lineage-sensor\",\
+                      \"sourcetype\":\"lineage-sensor:alert\",\"index\":\"security\"";
+        assert_eq!(
+            String::from_utf8(sink.body(&records)).expect("utf-8"),
+            format!(
+                "{{\"time\":1700000000.123,{fields},\"event\":{A}}}\n{{{fields},\"event\":{B}}}\n"
+            )
+        );
+        assert!(sink.body(&[]).is_empty());
+    }
+
     #[test]
     fn bulk_duplicates_count_as_delivered_and_overload_is_retried() {
         let dup =

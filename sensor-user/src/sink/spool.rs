@@ -28,6 +28,8 @@ use super::{
     frame::{self, Decoded},
 };
 
+#[cfg(test)]
+mod compat_tests;
 mod repair;
 
 use repair::{recover_segment, remove_legacy, take_legacy};

@@ -338,6 +338,29 @@ mod tests {
         assert!(sink.send(&[ALERT.as_bytes().to_vec()]).is_err());
     }
 
+    /// TCP frames byte for byte as they have always been sent: `LEN SP MSG`, back to back.
+    #[test]
+    fn tcp_framing_is_byte_identical() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let address = listener.local_addr().expect("addr").to_string();
+        let mut sink = Syslog::new(address, SyslogProtocol::Tcp, 10, Duration::from_secs(2));
+        sink.hostname = "web-1".into();
+        let other = r#"{"no":"meta"}"#;
+        sink.send(&[ALERT.as_bytes().to_vec(), other.as_bytes().to_vec()])
+            .expect("send");
+        let (mut conn, _) = listener.accept().expect("accept");
+        drop(sink);
+        let mut received = Vec::new();
+        conn.read_to_end(&mut received).expect("read");
+        let pid = std::process::id();
+        let first = format!(
+            "<83>1 2023-11-14T22:13:20.123456Z web-1 lineage-sensor {pid} server-spawned-shell - {ALERT}"
+        );
+        let second = format!("<84>1 - web-1 lineage-sensor {pid} - - {other}");
+        let expected = format!("{} {first}{} {second}", first.len(), second.len());
+        assert_eq!(String::from_utf8(received).expect("utf-8"), expected);
+    }
+
     #[test]
     fn udp_sends_one_datagram_per_alert_and_rejects_oversized_ones() {
         let receiver = UdpSocket::bind("127.0.0.1:0").expect("bind");
