@@ -47,8 +47,9 @@ impl Transport for FileSink {
             slices.push(IoSlice::new(record));
             slices.push(IoSlice::new(b"\n"));
         }
-        // One write per batch (up to 512 alerts a call): O_APPEND keeps it together even if
-        // another writer shares the file.
+        // One write per batch of up to 512 alerts (IOV_MAX buffers; longer batches take one
+        // per 512): O_APPEND keeps each together, every line whole, even if another writer
+        // shares the file.
         if let Err(e) = vectored::write_all(file, &mut slices) {
             self.file = None;
             return Err(format!("writing {}: {e}", self.path.display()));
