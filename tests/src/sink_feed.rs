@@ -2,13 +2,13 @@
 //! that every alert a test expects is known; and replacing certificate files as rotation tools
 //! do.
 
-use std::{path::Path, sync::Arc};
+use std::path::Path;
 
-use lineage_sensor::config::Config;
+use lineage_sensor::{config::Config, enrich::Line};
 
 /// One alert line, as the sensor writes them (the fields the sinks read, and a unique id).
-pub fn alert(id: &str) -> Arc<[u8]> {
-    Arc::from(
+pub fn alert(id: &str) -> Line {
+    Line::from(
         format!(
             r#"{{"@timestamp":"2026-12-05T05:00:00.123456789Z","event":{{"id":"{id}","severity":73}},"rule":{{"id":"server-spawned-shell"}},"process":{{"args":["sh","-c","{id}"]}}}}"#
         )

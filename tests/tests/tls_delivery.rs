@@ -164,7 +164,7 @@ fn attempt(sink: &str, receiver: &HttpsReceiver) -> Result<(), String> {
     let config = Config::parse(&text, Path::new("t.toml")).expect("valid");
     let sink: &SinkConfig = &config.output.sinks[0];
     let mut http = Http::new(sink, Duration::from_secs(10));
-    http.send(&[alert("x").to_vec()]).map(|_| ())
+    http.send(&[alert("x")]).map(|_| ())
 }
 
 /// An expired certificate, a certificate for another name, one from an unknown CA and a

@@ -128,7 +128,7 @@ fn syslog_tls_receiver_of_another_ca_is_refused_until_fixed() {
         Duration::from_secs(10),
     )
     .with_tls(config.output.sinks[0].tls.clone().unwrap_or_default());
-    let err = direct.send(&[alert("x").to_vec()]).expect_err("another CA");
+    let err = direct.send(&[alert("x")]).expect_err("another CA");
     assert!(
         err.contains("not signed by a CA trusted here") && err.contains("ca.pem"),
         "{err}"
@@ -254,7 +254,7 @@ fn syslog_tls_by_address_needs_server_name() {
         })
     };
     let err = sink(None)
-        .send(&[alert("by-address").to_vec()])
+        .send(&[alert("by-address")])
         .expect_err("the certificate does not hold 127.0.0.1");
     assert!(
         err.contains("not valid for the name \"127.0.0.1\"") && err.contains("tls.server_name"),
@@ -262,7 +262,7 @@ fn syslog_tls_by_address_needs_server_name() {
     );
     let mut renamed = sink(Some("elsewhere.example"));
     renamed
-        .send(&[alert("by-name").to_vec()])
+        .send(&[alert("by-name")])
         .expect("server_name override");
     drop(renamed);
     wait_until("the alert sent with the override", || {

@@ -31,8 +31,9 @@ use crate::{
 /// its hash after that.
 pub const HASH_DEADLINE: Duration = Duration::from_secs(1);
 
-/// A finished alert line (JSON, no newline) for the sinks.
-pub type Line = Arc<[u8]>;
+/// A finished alert line (JSON, no newline) for the sinks: encoded once, then shared (never
+/// copied) by every sink, its spool and its retries.
+pub type Line = bytes::Bytes;
 
 /// Where the alerts waiting for their hash are kept: beside the incident state file.
 pub fn pending_path(incidents_state_file: &Path) -> Option<PathBuf> {

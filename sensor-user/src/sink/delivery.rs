@@ -9,6 +9,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use bytes::Bytes;
+
 use super::{SinkError, queue::Queue, spool::Spool};
 use crate::metrics::Metrics;
 
@@ -22,8 +24,10 @@ pub struct Delivered {
 
 /// One receiver. `send` hands over a batch in order; `Err` means nothing of it can be assumed
 /// delivered, and the whole batch is retried later (receivers de-duplicate on `event.id`).
+/// Each record is the alert as encoded once ([`Bytes`] shared with every other sink, the
+/// spool and the retries): a transport frames it around, never copies it into a new record.
 pub trait Transport: Send {
-    fn send(&mut self, batch: &[Vec<u8>]) -> Result<Delivered, String>;
+    fn send(&mut self, batch: &[Bytes]) -> Result<Delivered, String>;
     /// SIGHUP: reopen what logrotate may have moved away.
     fn reopen(&mut self) {}
 }
@@ -46,13 +50,13 @@ enum Backlog {
     /// can be written again.
     Spool {
         spool: Spool,
-        memory: VecDeque<Arc<[u8]>>,
+        memory: VecDeque<Bytes>,
         max: usize,
         /// The spool failed and the episode was logged; cleared by the next write that succeeds.
         failing: bool,
     },
     Memory {
-        items: VecDeque<Arc<[u8]>>,
+        items: VecDeque<Bytes>,
         max: usize,
     },
 }
@@ -74,7 +78,7 @@ impl Backlog {
         }
     }
 
-    fn append(&mut self, name: &str, records: &[Arc<[u8]>]) -> Dropped {
+    fn append(&mut self, name: &str, records: &[Bytes]) -> Dropped {
         match self {
             Backlog::Spool {
                 spool,
@@ -91,8 +95,7 @@ impl Backlog {
                 let mut one_by_one = false;
                 while !memory.is_empty() {
                     let n = if one_by_one { 1 } else { memory.len() };
-                    let chunk: Vec<Arc<[u8]>> = memory.iter().take(n).cloned().collect();
-                    match spool.append(&chunk) {
+                    match spool.append(&memory.make_contiguous()[..n]) {
                         Ok(full) => {
                             memory.drain(..n);
                             dropped.full += full;
@@ -214,7 +217,7 @@ impl Worker {
     }
 
     /// Never blocks: a full queue drops its oldest alert (counted).
-    pub fn push(&self, alert: Arc<[u8]>) {
+    pub fn push(&self, alert: Bytes) {
         if self.queue.push(alert) {
             self.metrics.sink_dropped(&self.name, "queue_full", 1);
         }
@@ -310,7 +313,7 @@ impl Delivery {
     }
 
     /// Moves taken alerts into the backlog (the spool, when there is one).
-    fn accept(&mut self, taken: &mut Vec<Arc<[u8]>>) {
+    fn accept(&mut self, taken: &mut Vec<Bytes>) {
         if taken.is_empty() {
             return;
         }
@@ -367,9 +370,7 @@ impl Delivery {
                             return Ok(());
                         }
                         let n = memory.len().min(batch_max);
-                        let batch: Vec<Vec<u8>> =
-                            memory.iter().take(n).map(|r| r.to_vec()).collect();
-                        let delivered = self.transport.send(&batch)?;
+                        let delivered = self.transport.send(&memory.make_contiguous()[..n])?;
                         memory.drain(..n);
                         (n as u64, delivered)
                     } else {
@@ -384,8 +385,7 @@ impl Delivery {
                         return Ok(());
                     }
                     let n = items.len().min(batch_max);
-                    let batch: Vec<Vec<u8>> = items.iter().take(n).map(|r| r.to_vec()).collect();
-                    let delivered = self.transport.send(&batch)?;
+                    let delivered = self.transport.send(&items.make_contiguous()[..n])?;
                     items.drain(..n);
                     (n as u64, delivered)
                 }
@@ -483,7 +483,7 @@ mod tests {
     }
 
     impl Transport for Fake {
-        fn send(&mut self, batch: &[Vec<u8>]) -> Result<Delivered, String> {
+        fn send(&mut self, batch: &[Bytes]) -> Result<Delivered, String> {
             if *self.down.lock().expect("lock") {
                 return Err("down".into());
             }
@@ -513,8 +513,8 @@ mod tests {
         }
     }
 
-    fn alert(i: usize) -> Arc<[u8]> {
-        Arc::from(format!("{{\"n\":{i}}}").into_bytes())
+    fn alert(i: usize) -> Bytes {
+        Bytes::from(format!("{{\"n\":{i}}}"))
     }
 
     #[test]

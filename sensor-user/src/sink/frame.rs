@@ -12,10 +12,35 @@ pub const MAX_PAYLOAD: usize = 16 << 20;
 
 /// Appends one framed record to `out`.
 pub fn encode(payload: &[u8], out: &mut Vec<u8>) {
-    let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    out.extend_from_slice(&header(payload));
     out.extend_from_slice(payload);
+}
+
+/// The bytes that go before `payload`: written beside it (a vectored write), the payload
+/// itself is not copied.
+pub fn header(payload: &[u8]) -> [u8; HEADER] {
+    let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
+    let mut header = [0u8; HEADER];
+    header[..4].copy_from_slice(&len.to_le_bytes());
+    header[4..].copy_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    header
+}
+
+/// Writes `records` framed, back to back, at `offset` of `file` in one vectored write (headers
+/// beside the payloads, which are not copied); returns the bytes written.
+pub fn write_at(
+    file: &std::fs::File,
+    records: &[bytes::Bytes],
+    offset: u64,
+) -> std::io::Result<u64> {
+    let headers: Vec<[u8; HEADER]> = records.iter().map(|r| header(r)).collect();
+    let mut slices = Vec::with_capacity(2 * records.len());
+    for (header, record) in headers.iter().zip(records) {
+        slices.push(std::io::IoSlice::new(header));
+        slices.push(std::io::IoSlice::new(record));
+    }
+    super::vectored::write_all_at(file, &mut slices, offset)?;
+    Ok(records.iter().map(|r| framed_len(r.len())).sum())
 }
 
 /// The framed size of a payload of `len` bytes.

@@ -1,8 +1,9 @@
 //! Splunk HTTP Event Collector: each alert wrapped as `{"time","host","source","sourcetype",
 //! "event"}` (several per request, concatenated), posted to `/services/collector/event`.
 
-use std::io::Write as _;
+use std::fmt::Write as _;
 
+use bytes::{BufMut as _, BytesMut};
 use serde::Deserialize;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
@@ -29,17 +30,17 @@ fn epoch(record: &[u8]) -> Option<String> {
 }
 
 /// Appends the envelope of `record` (one alert's JSON) to `out`.
-pub fn envelope(record: &[u8], host: &str, index: Option<&str>, out: &mut Vec<u8>) {
-    out.push(b'{');
+pub fn envelope(record: &[u8], host: &str, index: Option<&str>, out: &mut BytesMut) {
+    out.put_u8(b'{');
     if let Some(time) = epoch(record) {
         let _ = write!(out, "\"time\":{time},");
     }
     let mut field = |name: &str, value: &str| {
         // A string always serialises.
-        let _ = serde_json::to_writer(&mut *out, name);
-        out.push(b':');
-        let _ = serde_json::to_writer(&mut *out, value);
-        out.push(b',');
+        let _ = serde_json::to_writer((&mut *out).writer(), name);
+        out.put_u8(b':');
+        let _ = serde_json::to_writer((&mut *out).writer(), value);
+        out.put_u8(b',');
     };
     field("host", host);
     field("source", SOURCE);
@@ -49,7 +50,7 @@ pub fn envelope(record: &[u8], host: &str, index: Option<&str>, out: &mut Vec<u8
     }
     out.extend_from_slice(b"\"event\":");
     out.extend_from_slice(record);
-    out.push(b'}');
+    out.put_u8(b'}');
 }
 
 #[derive(Deserialize)]
@@ -81,7 +82,7 @@ mod tests {
     #[test]
     fn envelope_carries_time_host_source_and_the_alert() {
         let alert = br#"{"@timestamp":"2023-11-14T22:13:20.123456789Z","event":{"id":"x"}}"#;
-        let mut out = Vec::new();
+        let mut out = BytesMut::new();
         envelope(alert, "web-1", Some("security"), &mut out);
         let v: serde_json::Value = serde_json::from_slice(&out).expect("JSON");
         assert_eq!(v["time"].as_f64(), Some(1_700_000_000.123));
@@ -90,7 +91,7 @@ mod tests {
         assert_eq!(v["sourcetype"], SOURCETYPE);
         assert_eq!(v["index"], "security");
         assert_eq!(v["event"]["event"]["id"], "x");
-        let mut plain = Vec::new();
+        let mut plain = BytesMut::new();
         envelope(alert, "web-1", None, &mut plain);
         let v: serde_json::Value = serde_json::from_slice(&plain).expect("JSON");
         assert!(

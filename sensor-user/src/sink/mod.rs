@@ -15,9 +15,11 @@ pub mod stdout;
 pub mod syslog;
 pub mod tls;
 pub mod tls_stream;
+pub mod vectored;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
+use bytes::Bytes;
 use delivery::{Settings, Transport, Worker};
 
 use crate::{
@@ -70,12 +72,13 @@ impl Sinks {
     pub fn send(&self, alert: &Alert) -> Result<(), SinkError> {
         let mut line = Vec::with_capacity(4096);
         alert.write_json(&mut line).map_err(SinkError::Serialise)?;
-        self.send_line(Arc::from(line));
+        // Taken over as it is (no copy), then shared by every sink.
+        self.send_line(Bytes::from(line));
         Ok(())
     }
 
     /// Hands a finished alert line (JSON, no newline) to every sink; never blocks.
-    pub fn send_line(&self, line: Arc<[u8]>) {
+    pub fn send_line(&self, line: Bytes) {
         for worker in &self.workers {
             worker.push(line.clone());
         }

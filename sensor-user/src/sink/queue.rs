@@ -5,7 +5,7 @@
 
 use std::{
     collections::VecDeque,
-    sync::{Arc, Condvar, Mutex, MutexGuard},
+    sync::{Condvar, Mutex, MutexGuard},
     time::Duration,
 };
 
@@ -18,7 +18,7 @@ pub struct Requests {
 
 #[derive(Default)]
 struct State {
-    items: VecDeque<Arc<[u8]>>,
+    items: VecDeque<bytes::Bytes>,
     requests: Requests,
 }
 
@@ -45,7 +45,7 @@ impl Queue {
     }
 
     /// Queues an alert; returns true when the oldest queued one was dropped for it.
-    pub fn push(&self, item: Arc<[u8]>) -> bool {
+    pub fn push(&self, item: bytes::Bytes) -> bool {
         let mut state = self.lock();
         let dropped = if state.items.len() >= self.max {
             state.items.pop_front();
@@ -78,7 +78,7 @@ impl Queue {
         &self,
         max: usize,
         timeout: Option<Duration>,
-        out: &mut Vec<Arc<[u8]>>,
+        out: &mut Vec<bytes::Bytes>,
     ) -> Requests {
         let mut state = self.lock();
         let idle = |s: &mut State| s.items.is_empty() && s.requests == Requests::default();
@@ -110,12 +110,18 @@ mod tests {
     #[test]
     fn a_full_queue_drops_its_oldest() {
         let queue = Queue::new(2);
-        assert!(!queue.push(Arc::from(&b"1"[..])));
-        assert!(!queue.push(Arc::from(&b"2"[..])));
-        assert!(queue.push(Arc::from(&b"3"[..])));
+        assert!(!queue.push(bytes::Bytes::from_static(b"1")));
+        assert!(!queue.push(bytes::Bytes::from_static(b"2")));
+        assert!(queue.push(bytes::Bytes::from_static(b"3")));
         let mut out = Vec::new();
         queue.take(10, Some(Duration::ZERO), &mut out);
-        assert_eq!(out, [Arc::from(&b"2"[..]), Arc::from(&b"3"[..])]);
+        assert_eq!(
+            out,
+            [
+                bytes::Bytes::from_static(b"2"),
+                bytes::Bytes::from_static(b"3")
+            ]
+        );
     }
 
     #[test]

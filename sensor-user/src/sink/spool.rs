@@ -18,16 +18,20 @@ use std::{
     io::{Read, Seek, SeekFrom, Write},
     os::{
         fd::AsRawFd,
-        unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt},
+        unix::fs::{DirBuilderExt, OpenOptionsExt},
     },
     path::{Path, PathBuf},
 };
+
+use bytes::Bytes;
 
 use super::{
     SinkError,
     frame::{self, Decoded},
 };
 
+#[cfg(test)]
+mod compat_tests;
 mod repair;
 
 use repair::{recover_segment, remove_legacy, take_legacy};
@@ -69,9 +73,10 @@ pub struct Spool {
     _lock: File,
 }
 
-/// What a read returned: the records and the position after the last of them.
+/// What a read returned: the records (slices of one buffer read from disk) and the position
+/// after the last of them.
 pub struct Batch {
-    pub records: Vec<Vec<u8>>,
+    pub records: Vec<Bytes>,
     pub end: Position,
 }
 
@@ -193,14 +198,11 @@ impl Spool {
 
     /// Appends records; returns how many of the oldest undelivered ones were dropped to stay
     /// within the bound. On error nothing of `records` is kept and the spool is as before.
-    pub fn append(&mut self, records: &[std::sync::Arc<[u8]>]) -> Result<u64, SinkError> {
+    pub fn append(&mut self, records: &[Bytes]) -> Result<u64, SinkError> {
         if records.is_empty() {
             return Ok(0);
         }
-        let mut buf = Vec::new();
-        for record in records {
-            frame::encode(record, &mut buf);
-        }
+
         let full = self
             .segments
             .back()
@@ -233,12 +235,15 @@ impl Spool {
         let path = self.dir.join(format!("{:020}{SEGMENT_SUFFIX}", last.seq));
         // At the known end, not O_APPEND: after a failed write the next one overwrites its
         // remains instead of following them.
-        if let Err(err) = writer.write_all_at(&buf, last.bytes) {
-            // Best effort (shrinking needs no space); what remains is overwritten or cut anyway.
-            let _ = writer.set_len(last.bytes);
-            return Err(io_err(&path, err));
-        }
-        last.bytes += buf.len() as u64;
+        let written = match frame::write_at(writer, records, last.bytes) {
+            Ok(written) => written,
+            Err(err) => {
+                // Best effort (shrinking needs no space); what remains is overwritten or cut anyway.
+                let _ = writer.set_len(last.bytes);
+                return Err(io_err(&path, err));
+            }
+        };
+        last.bytes += written;
         last.pending += records.len() as u64;
         Ok(self.enforce_bound())
     }
@@ -295,12 +300,14 @@ impl Spool {
             file.take(segment.bytes - start)
                 .read_to_end(&mut data)
                 .map_err(|e| io_err(&path, e))?;
+            // One buffer per segment read; each record is a view into it.
+            let data = Bytes::from(data);
             let mut at = 0;
             let mut here = 0;
             while records.len() < max {
                 match frame::decode(&data, at) {
                     Decoded::Record(payload, next) => {
-                        records.push(payload.to_vec());
+                        records.push(data.slice_ref(payload));
                         at = next;
                         here += 1;
                     }
@@ -443,12 +450,10 @@ fn read_ack(path: &Path) -> Option<Position> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
 
-    fn rec(s: &str) -> Arc<[u8]> {
-        Arc::from(s.as_bytes())
+    fn rec(s: &str) -> Bytes {
+        Bytes::copy_from_slice(s.as_bytes())
     }
 
     fn texts(batch: &Batch) -> Vec<String> {
@@ -572,13 +577,13 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         // 8 segments of 8 KiB: 100-byte records, 82 per segment.
         let mut spool = Spool::open(dir.path(), 65536).expect("open");
-        let record: Arc<[u8]> = Arc::from(vec![b'x'; 99]);
+        let record = [b'x'; 99];
         let mut dropped = 0;
         let total = 2000u64;
         for i in 0..total {
             let mut r = format!("{i:06}").into_bytes();
             r.extend_from_slice(&record[6..]);
-            dropped += spool.append(&[Arc::from(r)]).expect("append");
+            dropped += spool.append(&[Bytes::from(r)]).expect("append");
         }
         assert!(spool.bytes() <= 65536 + 8192, "{}", spool.bytes());
         assert!(dropped > 0);

@@ -3,18 +3,20 @@
 //! alert (RFC 5426).
 
 use std::{
-    io::Write,
+    io::{IoSlice, Write},
     net::{TcpStream, ToSocketAddrs, UdpSocket},
     os::fd::AsRawFd,
     time::Duration,
 };
 
+use bytes::Bytes;
 use serde::Deserialize;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
 use super::{
     delivery::{Delivered, Transport},
     tls_stream::{self, TlsStream},
+    vectored,
 };
 use crate::config::{SinkTls, SyslogProtocol};
 
@@ -131,6 +133,12 @@ impl Syslog {
 
     /// One RFC 5424 message: `<PRI>1 TIMESTAMP HOST APP PROCID MSGID - MSG`.
     pub fn format(&self, record: &[u8], out: &mut Vec<u8>) {
+        self.header(record, out);
+        out.extend_from_slice(record);
+    }
+
+    /// The part of [`Syslog::format`] before the alert itself.
+    fn header(&self, record: &[u8], out: &mut Vec<u8>) {
         let meta: Option<Meta> = serde_json::from_slice(record).ok();
         let severity = match meta.as_ref().map_or(47, |m| m.event.severity) {
             s if s >= 99 => 2, // crit
@@ -153,7 +161,6 @@ impl Syslog {
             header_field(&self.hostname, 255),
             std::process::id()
         );
-        out.extend_from_slice(record);
     }
 }
 
@@ -206,7 +213,7 @@ impl Transport for Syslog {
         }
     }
 
-    fn send(&mut self, batch: &[Vec<u8>]) -> Result<Delivered, String> {
+    fn send(&mut self, batch: &[Bytes]) -> Result<Delivered, String> {
         let closed = match &mut self.connection {
             Some(Connection::Tcp(stream)) => peer_closed(stream),
             Some(Connection::Tls(stream)) => tls_stream::peer_closed(stream),
@@ -224,19 +231,31 @@ impl Transport for Syslog {
         let mut message = Vec::new();
         match connection {
             Connection::Tcp(_) | Connection::Tls(_) => {
-                let mut frames = Vec::new();
+                // `LEN SP HEADER` of every frame in one buffer; each alert goes out beside its
+                // header, not copied.
+                let mut heads = Vec::with_capacity(batch.len() * 128);
+                let mut ends = Vec::with_capacity(batch.len());
                 for record in batch {
                     message.clear();
-                    self.format(record, &mut message);
-                    let _ = write!(frames, "{} ", message.len());
-                    frames.extend_from_slice(&message);
+                    self.header(record, &mut message);
+                    let _ = write!(heads, "{} ", message.len() + record.len());
+                    heads.extend_from_slice(&message);
+                    ends.push(heads.len());
+                }
+                let mut slices = Vec::with_capacity(2 * batch.len());
+                let mut start = 0;
+                for (&end, record) in ends.iter().zip(batch) {
+                    slices.push(IoSlice::new(&heads[start..end]));
+                    slices.push(IoSlice::new(record));
+                    start = end;
                 }
                 let written = match &mut self.connection {
                     Some(Connection::Tcp(stream)) => {
-                        stream.write_all(&frames).and_then(|()| stream.flush())
+                        vectored::write_all(stream, &mut slices).and_then(|()| stream.flush())
                     }
                     Some(Connection::Tls(stream)) => {
-                        stream.write_all(&frames).and_then(|()| stream.flush())
+                        vectored::write_all(stream.as_mut(), &mut slices)
+                            .and_then(|()| stream.flush())
                     }
                     _ => Ok(()),
                 };
@@ -307,8 +326,11 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let address = listener.local_addr().expect("addr").to_string();
         let mut sink = Syslog::new(address, SyslogProtocol::Tcp, 10, Duration::from_secs(2));
-        sink.send(&[ALERT.as_bytes().to_vec(), ALERT.as_bytes().to_vec()])
-            .expect("send");
+        sink.send(&[
+            Bytes::from_static(ALERT.as_bytes()),
+            Bytes::from_static(ALERT.as_bytes()),
+        ])
+        .expect("send");
         let (mut conn, _) = listener.accept().expect("accept");
         drop(sink.connection.take().map(|c| match c {
             Connection::Tcp(s) => s.shutdown(std::net::Shutdown::Write),
@@ -330,12 +352,36 @@ mod tests {
             10,
             Duration::from_secs(2),
         );
-        sink.send(&[ALERT.as_bytes().to_vec()]).expect("send");
+        sink.send(&[Bytes::from_static(ALERT.as_bytes())])
+            .expect("send");
         let (conn, _) = listener.accept().expect("accept");
         drop(conn);
         drop(listener);
         std::thread::sleep(Duration::from_millis(50));
-        assert!(sink.send(&[ALERT.as_bytes().to_vec()]).is_err());
+        assert!(sink.send(&[Bytes::from_static(ALERT.as_bytes())]).is_err());
+    }
+
+    /// TCP frames byte for byte as they have always been sent: `LEN SP MSG`, back to back.
+    #[test]
+    fn tcp_framing_is_byte_identical() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let address = listener.local_addr().expect("addr").to_string();
+        let mut sink = Syslog::new(address, SyslogProtocol::Tcp, 10, Duration::from_secs(2));
+        sink.hostname = "web-1".into();
+        let other = r#"{"no":"meta"}"#;
+        sink.send(&[Bytes::from_static(ALERT.as_bytes()), Bytes::from(other)])
+            .expect("send");
+        let (mut conn, _) = listener.accept().expect("accept");
+        drop(sink);
+        let mut received = Vec::new();
+        conn.read_to_end(&mut received).expect("read");
+        let pid = std::process::id();
+        let first = format!(
+            "<83>1 2023-11-14T22:13:20.123456Z web-1 lineage-sensor {pid} server-spawned-shell - {ALERT}"
+        );
+        let second = format!("<84>1 - web-1 lineage-sensor {pid} - - {other}");
+        let expected = format!("{} {first}{} {second}", first.len(), second.len());
+        assert_eq!(String::from_utf8(received).expect("utf-8"), expected);
     }
 
     #[test]
@@ -348,7 +394,7 @@ mod tests {
         let mut sink = Syslog::new(address, SyslogProtocol::Udp, 4, Duration::from_secs(1));
         let huge = format!("{{\"x\":\"{}\"}}", "a".repeat(UDP_MAX));
         let delivered = sink
-            .send(&[ALERT.as_bytes().to_vec(), huge.into_bytes()])
+            .send(&[Bytes::from_static(ALERT.as_bytes()), Bytes::from(huge)])
             .expect("send");
         assert_eq!(delivered.rejected, 1);
         let mut buf = vec![0u8; 70_000];

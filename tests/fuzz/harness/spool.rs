@@ -5,13 +5,10 @@
 
 use std::{
     path::PathBuf,
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::atomic::{AtomicU64, Ordering},
 };
 
-use lineage_sensor::sink::spool::Spool;
+use lineage_sensor::{enrich::Line, sink::spool::Spool};
 
 static RUN: AtomicU64 = AtomicU64::new(0);
 
@@ -60,12 +57,12 @@ pub fn exercise(input: &[u8]) {
     );
     spool.ack(batch.end, pending);
     assert_eq!(spool.pending(), 0);
-    let record: Arc<[u8]> = Arc::from(&b"{\"after\":1}"[..]);
+    let record = Line::from_static(b"{\"after\":1}");
     if spool.append(std::slice::from_ref(&record)).is_err() {
         return;
     }
     drop(spool);
     let mut spool = Spool::open(&dir.0, 1 << 20).expect("reopen what we wrote");
     let batch = spool.read(usize::MAX).expect("read what we wrote");
-    assert_eq!(batch.records, vec![record.to_vec()]);
+    assert_eq!(batch.records, vec![record]);
 }

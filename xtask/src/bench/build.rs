@@ -11,6 +11,8 @@ pub struct Binaries {
     pub sensor: PathBuf,
     /// tests/src/bin/workload.rs: the exec, connect and process-holding drivers.
     pub workload: PathBuf,
+    /// tests/src/bin/sink_load.rs: alerts through three sinks at once.
+    pub sink_load: PathBuf,
 }
 
 pub fn release_binaries() -> anyhow::Result<Binaries> {
@@ -26,6 +28,8 @@ pub fn release_binaries() -> anyhow::Result<Binaries> {
             "integration-tests",
             "--bin",
             "workload",
+            "--bin",
+            "sink_load",
         ],
         "the release binaries",
     )?;
@@ -39,5 +43,6 @@ pub fn release_binaries() -> anyhow::Result<Binaries> {
     Ok(Binaries {
         sensor: find("lineage-sensor")?,
         workload: find("workload")?,
+        sink_load: find("sink_load")?,
     })
 }

@@ -7,6 +7,7 @@
 
 mod build;
 mod chart;
+mod delivery;
 mod latency;
 mod machine;
 mod monitor;
@@ -60,6 +61,9 @@ pub struct Options {
     /// Events in the generated record that `replay` reads.
     #[arg(long, default_value_t = 1_000_000)]
     pub replay_events: usize,
+    /// Alerts handed to the three sinks per delivery run.
+    #[arg(long, default_value_t = 100_000)]
+    pub delivery_alerts: u64,
     /// Live processes for the RSS measurement.
     #[arg(long, default_value_t = 10_000)]
     pub tracked: usize,
@@ -91,6 +95,7 @@ pub enum Part {
     Latency,
     Replay,
     Rss,
+    Delivery,
 }
 
 impl Options {
@@ -105,6 +110,7 @@ impl Options {
             self.files = self.files.min(2000);
             self.tax_bytes = self.tax_bytes.min(100_000);
             self.replay_events = self.replay_events.min(100_000);
+            self.delivery_alerts = self.delivery_alerts.min(10_000);
             self.tracked = self.tracked.min(1000);
             self.alerts = self.alerts.min(20);
         }
@@ -164,6 +170,9 @@ pub fn bench(options: Options) -> anyhow::Result<()> {
     }
     if options.runs(Part::Replay) {
         report.replay = Some(replay::measure(&bins, options.replay_events)?);
+    }
+    if options.runs(Part::Delivery) {
+        report.delivery = Some(delivery::measure(&bins, options.delivery_alerts)?);
     }
     if options.runs(Part::Rss) {
         report.rss = Some(rss::measure(&bins, options.tracked)?);

@@ -6,8 +6,8 @@ use std::{fmt::Write as _, path::Path};
 use serde::Serialize;
 
 use super::{
-    Options, Part, chart, latency::LatencyResult, machine::Machine, monitor::MonitorKind,
-    replay::ReplayResult, results::WorkloadResult, rss::RssResult,
+    Options, Part, chart, delivery::DeliveryResult, latency::LatencyResult, machine::Machine,
+    monitor::MonitorKind, replay::ReplayResult, results::WorkloadResult, rss::RssResult,
 };
 
 #[derive(Debug, Clone, Serialize)]
@@ -21,6 +21,7 @@ pub struct RunOptions {
     pub files: usize,
     pub tax_bytes: usize,
     pub replay_events: usize,
+    pub delivery_alerts: u64,
     pub tracked: usize,
     pub alerts: usize,
     pub quick: bool,
@@ -42,6 +43,7 @@ pub struct Report {
     pub workloads: Vec<WorkloadResult>,
     pub latency: Vec<LatencyResult>,
     pub replay: Option<ReplayResult>,
+    pub delivery: Option<DeliveryResult>,
     pub rss: Option<RssResult>,
     pub targets: Vec<Target>,
 }
@@ -60,6 +62,7 @@ impl Report {
                 files: o.files,
                 tax_bytes: o.tax_bytes,
                 replay_events: o.replay_events,
+                delivery_alerts: o.delivery_alerts,
                 tracked: o.tracked,
                 alerts: o.alerts,
                 quick: o.quick,
@@ -68,6 +71,7 @@ impl Report {
             workloads: Vec::new(),
             latency: Vec::new(),
             replay: None,
+            delivery: None,
             rss: None,
             targets: Vec::new(),
         }
@@ -281,6 +285,9 @@ impl Report {
         }
         if let Some(r) = &self.replay {
             let _ = writeln!(md, "## Replay throughput\n\n{}\n", r.markdown());
+        }
+        if let Some(r) = &self.delivery {
+            let _ = writeln!(md, "## Delivery to three sinks\n\n{}\n", r.markdown());
         }
         if let Some(r) = &self.rss {
             let _ = writeln!(

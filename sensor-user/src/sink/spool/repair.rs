@@ -10,7 +10,7 @@ use super::{
 /// The undelivered whole lines of an unframed spool of an earlier version (the `ack` file then
 /// named a line boundary in the same way), oldest first; `None` when there is none. The `ack`
 /// file is reset with them; the caller removes the old segments once they are taken over.
-pub(super) fn take_legacy(dir: &Path) -> Result<Option<Vec<std::sync::Arc<[u8]>>>, SinkError> {
+pub(super) fn take_legacy(dir: &Path) -> Result<Option<Vec<bytes::Bytes>>, SinkError> {
     let mut seqs = segment_seqs(dir, LEGACY_SUFFIX)?;
     if seqs.is_empty() {
         return Ok(None);
@@ -21,7 +21,7 @@ pub(super) fn take_legacy(dir: &Path) -> Result<Option<Vec<std::sync::Arc<[u8]>>
     let mut records = Vec::new();
     for seq in seqs.into_iter().filter(|&s| s >= ack.seq) {
         let path = dir.join(format!("{seq:020}{LEGACY_SUFFIX}"));
-        let data = std::fs::read(&path).map_err(|e| io_err(&path, e))?;
+        let data = bytes::Bytes::from(std::fs::read(&path).map_err(|e| io_err(&path, e))?);
         let from = if seq == ack.seq {
             ack.offset as usize
         } else {
@@ -33,7 +33,7 @@ pub(super) fn take_legacy(dir: &Path) -> Result<Option<Vec<std::sync::Arc<[u8]>>
                 lines
                     .split(|&b| b == b'\n')
                     .filter(|l| !l.is_empty())
-                    .map(std::sync::Arc::from),
+                    .map(|line| data.slice_ref(line)),
             );
         }
     }
