@@ -176,6 +176,7 @@ impl Alert {
                 }),
                 client: None,
                 evidence: None,
+                workload_missing: None,
             },
         }
     }

@@ -178,6 +178,11 @@ pub struct LineageInfo {
     /// `run` only: the incident's evidence bundle.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub evidence: Option<EvidenceRef>,
+    /// `run` only: why `container.name`, `container.image` and the pod's names are absent for a
+    /// process in a container (`pending`: the runtime's state was not read within
+    /// `workload.lookup_wait_ms`; `not_found`; `error`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workload_missing: Option<&'static str>,
 }
 
 /// `lineage.baseline`: the learned habits of the server had no such command.

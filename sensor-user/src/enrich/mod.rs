@@ -11,6 +11,7 @@
 pub mod evidence;
 pub mod hash;
 pub mod pending;
+pub mod workload;
 
 use std::{
     path::{Path, PathBuf},
@@ -53,6 +54,9 @@ pub struct Enricher {
     /// Alerts whose bundle was written, back for the rest of the stage.
     evidence_tx: mpsc::UnboundedSender<Alert>,
     evidence_rx: mpsc::UnboundedReceiver<Alert>,
+    workload: workload::Workload,
+    /// Alerts that waited for their container's names.
+    workload_rx: mpsc::UnboundedReceiver<Alert>,
 }
 
 impl Enricher {
@@ -76,13 +80,16 @@ impl Enricher {
             }
         }
         let (evidence_tx, evidence_rx) = mpsc::unbounded_channel();
+        let (workload_tx, workload_rx) = mpsc::unbounded_channel();
         Enricher {
             rx,
             hashing,
             rule,
+            workload: workload::Workload::new(&config.workload, metrics.clone(), workload_tx),
             evidence: evidence::Evidence::new(&config.evidence, metrics),
             evidence_tx,
             evidence_rx,
+            workload_rx,
         }
     }
 
@@ -90,6 +97,7 @@ impl Enricher {
     pub fn set_config(&mut self, config: &Config) {
         self.rule = config.rules.webroot_script_write.clone();
         self.evidence.set_config(&config.evidence);
+        self.workload.set_config(&config.workload);
     }
 
     /// The alert if it is ready now; otherwise it comes back from [`Enricher::next_ready`].
@@ -109,6 +117,12 @@ impl Enricher {
     }
 
     fn after_evidence(&self, alert: Alert) -> Option<Alert> {
+        self.workload
+            .apply(alert)
+            .and_then(|alert| self.after_workload(alert))
+    }
+
+    fn after_workload(&self, alert: Alert) -> Option<Alert> {
         if Hashing::wants(&alert, &self.rule) {
             self.hashing.later(alert, &self.rule);
             None
@@ -125,6 +139,11 @@ impl Enricher {
                 Some(alert) = self.evidence_rx.recv() => {
                     self.count_evidence(&alert);
                     if let Some(alert) = self.after_evidence(alert) {
+                        return serde_json::to_vec(&alert).ok().map(Line::from);
+                    }
+                }
+                Some(alert) = self.workload_rx.recv() => {
+                    if let Some(alert) = self.after_workload(alert) {
                         return serde_json::to_vec(&alert).ok().map(Line::from);
                     }
                 }
@@ -158,6 +177,8 @@ impl Enricher {
             evidence,
             evidence_tx,
             mut evidence_rx,
+            workload,
+            mut workload_rx,
         } = self;
         // Bundles being written come back first (each task holds a sender), then go on to
         // hashing like any other alert.
@@ -169,10 +190,24 @@ impl Enricher {
             evidence,
             evidence_tx: mpsc::unbounded_channel().0,
             evidence_rx: mpsc::unbounded_channel().1,
+            // Same cache, no sender: the waits in flight hold the only senders left.
+            workload: workload.detached(),
+            workload_rx: mpsc::unbounded_channel().1,
         };
-        while let Some(alert) = evidence_rx.recv().await {
+        drop(workload);
+        // Alerts waiting for their container's names: each wait is bounded by lookup_wait_ms.
+        while let Some(alert) = workload_rx.recv().await {
+            if let Some(alert) = rest.after_workload(alert)
+                && let Ok(line) = serde_json::to_vec(&alert)
+            {
+                each(Line::from(line));
+            }
+        }
+        while let Some(mut alert) = evidence_rx.recv().await {
             rest.count_evidence(&alert);
-            if let Some(alert) = rest.after_evidence(alert)
+            // No new read at shutdown: what is cached.
+            rest.workload.apply_cached(&mut alert);
+            if let Some(alert) = rest.after_workload(alert)
                 && let Ok(line) = serde_json::to_vec(&alert)
             {
                 each(Line::from(line));
