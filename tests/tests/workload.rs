@@ -1,46 +1,52 @@
 //! Workload identity on alerts: a real containerd pod, run over the CRI API as the kubelet runs
 //! it, whose fake nginx spawns `sh -c id`. The alert names the pod, its namespace and uid, the
 //! container and its image: the uid from the cgroup the runtime made, the names from
-//! containerd's own state on the node.
+//! containerd's own state on the node. Where that state cannot be read, the alert still leaves
+//! with what the cgroup path tells, and says why the rest is missing.
 
-use std::time::Duration;
+use std::{path::Path, time::Duration};
 
-use integration_tests::{RunningSensor, cri, require_root, temp_dir};
+use integration_tests::{Alert, RunningSensor, cri, require_root, temp_dir};
 
 const WORKLOAD: &str = env!("CARGO_BIN_EXE_workload");
 /// Generous: the latency is measured by `cargo xtask bench`, not asserted here.
 const ALERT_WITHIN: Duration = Duration::from_secs(30);
 const POD_UID: &str = "5f3d2c1b-8a7e-4b6c-9d0e-1f2a3b4c5d6e";
+const IMAGE: &str = "registry.local/shop/checkout:1.0";
 
-#[test]
-fn a_pod_shell_alert_names_pod_namespace_container_and_image() {
-    require_root();
-    let dir = temp_dir("lineage-workload-");
-    let dir = dir.path();
-    let rootfs = cri::rootfs(dir, &[(std::path::Path::new(WORKLOAD), "/usr/sbin/nginx")])
+/// A containerd with the pause and checkout images, and a sensor reading `task_dirs` (containerd's
+/// own task dir when `None`).
+fn setup(dir: &Path, task_dirs: Option<&str>) -> (cri::Containerd, RunningSensor) {
+    let rootfs = cri::rootfs(dir, &[(Path::new(WORKLOAD), "/usr/sbin/nginx")])
         .unwrap_or_else(|e| panic!("{e}"));
-    let mut containerd =
+    let containerd =
         cri::Containerd::start(&dir.join("containerd")).unwrap_or_else(|e| panic!("{e}"));
     containerd
         .import_pause_image(&rootfs)
         .unwrap_or_else(|e| panic!("{e}"));
     containerd
-        .import_image(&rootfs, "registry.local/shop/checkout:1.0")
+        .import_image(&rootfs, IMAGE)
         .unwrap_or_else(|e| panic!("{e}"));
-
+    let task_dirs = task_dirs
+        .map(str::to_owned)
+        .unwrap_or_else(|| containerd.task_dir().display().to_string());
     let config = dir.join("sensor.toml");
     std::fs::write(
         &config,
         format!(
             "[incidents]\nstate_file = \"\"\n\
-             [workload]\ncontainerd_task_dirs = [\"{}\"]\nstorage_container_dirs = []\n\
-             lookup_wait_ms = 1000\n",
-            containerd.task_dir().display()
+             [workload]\ncontainerd_task_dirs = [\"{task_dirs}\"]\nstorage_container_dirs = []\n\
+             lookup_wait_ms = 1000\n"
         ),
     )
     .expect("write config");
     let sensor = RunningSensor::start(&config);
+    (containerd, sensor)
+}
 
+/// Runs the pod `shop/checkout-1` and its nginx's `sh -c id`; the shell's alert and the
+/// container id.
+fn pod_shell_alert(containerd: &mut cri::Containerd, sensor: &RunningSensor) -> (Alert, String) {
     // The container's first process waits for /go, then becomes nginx (same pid), which runs
     // `sh -c id` and stays: the test knows nginx's pid before its shell exists.
     let pod = containerd
@@ -49,7 +55,7 @@ fn a_pod_shell_alert_names_pod_namespace_container_and_image() {
             "checkout-1",
             POD_UID,
             "checkout",
-            "registry.local/shop/checkout:1.0",
+            IMAGE,
             &[
                 "/bin/sh",
                 "-c",
@@ -63,19 +69,34 @@ fn a_pod_shell_alert_names_pod_namespace_container_and_image() {
         .unwrap_or_else(|e| panic!("{e}"));
     sensor.own_pid(nginx);
     std::fs::write(format!("/proc/{nginx}/root/go"), "").expect("start the pod's nginx");
-
     let (shell, _) = sensor
         .expect_alert(ALERT_WITHIN, "the pod's server-spawned-shell", |a| {
             a.rule() == "server-spawned-shell"
         })
         .unwrap_or_else(|e| panic!("{e}\ncontainerd log: {}", containerd.log()));
-    let doc = &shell.doc;
     assert_eq!(
-        doc["process"]["args"],
+        shell.doc["process"]["args"],
         serde_json::json!(["/bin/sh", "-c", "id"])
     );
-    assert_eq!(doc["lineage"]["server"]["pid"], nginx);
-    assert_eq!(doc["container"]["id"], pod.container_id.as_str(), "{doc}");
+    assert_eq!(shell.doc["lineage"]["server"]["pid"], nginx);
+    (shell, pod.container_id)
+}
+
+fn lookups(sensor: &RunningSensor, outcome: &str) -> Option<f64> {
+    integration_tests::metric(
+        &sensor.metrics(),
+        &format!("lineage_sensor_workload_lookups_total{{outcome=\"{outcome}\"}}"),
+    )
+}
+
+#[test]
+fn a_pod_shell_alert_names_pod_namespace_container_and_image() {
+    require_root();
+    let dir = temp_dir("lineage-workload-");
+    let (mut containerd, sensor) = setup(dir.path(), None);
+    let (shell, container_id) = pod_shell_alert(&mut containerd, &sensor);
+    let doc = &shell.doc;
+    assert_eq!(doc["container"]["id"], container_id.as_str(), "{doc}");
     assert_eq!(doc["container"]["name"], "checkout", "{doc}");
     assert_eq!(doc["container"]["runtime"], "containerd", "{doc}");
     assert_eq!(
@@ -93,14 +114,29 @@ fn a_pod_shell_alert_names_pod_namespace_container_and_image() {
         "{doc}"
     );
     assert!(doc["lineage"].get("workload_missing").is_none(), "{doc}");
+    assert_eq!(lookups(&sensor, "found"), Some(1.0));
+}
 
-    let metrics = sensor.metrics();
+#[test]
+fn without_the_runtime_state_the_alert_has_the_cgroup_identity_and_says_why() {
+    require_root();
+    let dir = temp_dir("lineage-workload-");
+    // As a node whose DaemonSet does not mount the runtime's state.
+    let missing = dir.path().join("not-mounted");
+    let (mut containerd, sensor) =
+        setup(dir.path(), Some(missing.to_str().expect("utf-8 temp dir")));
+    let (shell, container_id) = pod_shell_alert(&mut containerd, &sensor);
+    let doc = &shell.doc;
+    assert_eq!(doc["container"]["id"], container_id.as_str(), "{doc}");
+    assert!(doc["container"].get("name").is_none(), "{doc}");
     assert_eq!(
-        integration_tests::metric(
-            &metrics,
-            "lineage_sensor_workload_lookups_total{outcome=\"found\"}"
-        ),
-        Some(1.0),
-        "the container's state was read"
+        doc["orchestrator"],
+        serde_json::json!({
+            "type": "kubernetes",
+            "resource": { "type": "pod", "id": POD_UID },
+        }),
+        "the pod uid from the cgroup path: {doc}"
     );
+    assert_eq!(doc["lineage"]["workload_missing"], "not_found", "{doc}");
+    assert_eq!(lookups(&sensor, "not_found"), Some(1.0));
 }
