@@ -50,14 +50,17 @@ pub fn lookup(config: &WorkloadConfig, id: &str) -> Result<Option<Meta>, LookupE
         };
         for ns in namespaces.flatten() {
             let path = ns.path().join(id).join("config.json");
-            if path.is_file() {
+            // exists, not is_file: whatever is there is read, and a read that hangs (a state
+            // directory on a stuck filesystem) holds this blocking thread, never the alert,
+            // and at most one read per container is ever in flight.
+            if path.exists() {
                 return read(&path).map(|v| Some(from_annotations(&v, Some("containerd"))));
             }
         }
     }
     for dir in &config.storage_container_dirs {
         let path = dir.join(id).join("userdata").join("config.json");
-        if path.is_file() {
+        if path.exists() {
             return read(&path).map(|v| Some(from_annotations(&v, None)));
         }
     }
