@@ -181,6 +181,16 @@ impl Drop for Containerd {
     }
 }
 
+/// A one-layer OCI image archive of `rootfs` named `name`.
+pub fn oci_archive(rootfs: &Path, name: &str, archive: &Path) -> Result<(), String> {
+    run(Command::new(PYTHON)
+        .arg(Path::new(FIXTURES).join("oci_image.py"))
+        .arg(rootfs)
+        .arg(name)
+        .arg(archive))
+    .map(drop)
+}
+
 /// A root directory for images: a static busybox as sh, sleep and id, and `programs` (host
 /// path, path in the image) with the shared libraries they need.
 pub fn rootfs(dir: &Path, programs: &[(&Path, &str)]) -> Result<PathBuf, String> {

@@ -140,3 +140,116 @@ fn without_the_runtime_state_the_alert_has_the_cgroup_identity_and_says_why() {
     assert_eq!(doc["lineage"]["workload_missing"], "not_found", "{doc}");
     assert_eq!(lookups(&sensor, "not_found"), Some(1.0));
 }
+
+/// Podman with a store of the test's own, removed on drop.
+struct Podman {
+    args: Vec<String>,
+    name: String,
+}
+
+impl Podman {
+    fn new(dir: &Path, name: &str) -> Podman {
+        let store = |sub: &str| dir.join(sub).display().to_string();
+        Podman {
+            args: vec![
+                "--root".into(),
+                store("podman-root"),
+                "--runroot".into(),
+                store("podman-run"),
+                "--storage-driver".into(),
+                "vfs".into(),
+                "--cgroup-manager".into(),
+                "cgroupfs".into(),
+            ],
+            name: name.to_owned(),
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new("podman")
+            .args(&self.args)
+            .args(args)
+            .output()
+            .expect("run podman (apt-get install podman)");
+        assert!(
+            out.status.success(),
+            "podman {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("podman")
+            .args(&self.args)
+            .args(["rm", "--force", "--time", "0", &self.name])
+            .output();
+    }
+}
+
+#[test]
+fn a_podman_container_alert_names_the_container_and_image() {
+    require_root();
+    let dir = temp_dir("lineage-podman-");
+    let dir = dir.path();
+    let rootfs = cri::rootfs(dir, &[(Path::new(WORKLOAD), "/usr/sbin/nginx")])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let archive = dir.join("image.tar");
+    cri::oci_archive(&rootfs, IMAGE, &archive).unwrap_or_else(|e| panic!("{e}"));
+    let podman = Podman::new(dir, "web-1");
+    podman.run(&["load", "--input", archive.to_str().expect("utf-8 temp dir")]);
+
+    let config = dir.join("sensor.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[incidents]\nstate_file = \"\"\n\
+             [workload]\ncontainerd_task_dirs = []\nstorage_container_dirs = [\"{}\"]\n\
+             lookup_wait_ms = 1000\n",
+            dir.join("podman-root/vfs-containers").display()
+        ),
+    )
+    .expect("write config");
+    let sensor = RunningSensor::start(&config);
+
+    // The limits podman would ask for by default are above what this session may grant.
+    let id = podman.run(&[
+        "run",
+        "--detach",
+        "--name",
+        "web-1",
+        "--network",
+        "host",
+        "--ulimit",
+        "nofile=1024:1024",
+        "--ulimit",
+        "nproc=4096:4096",
+        IMAGE,
+        "/bin/sh",
+        "-c",
+        "until [ -e /go ]; do sleep 0.1; done; \
+         exec /usr/sbin/nginx paced 0 1 600000 /bin/sh -c id",
+    ]);
+    let nginx: u32 = podman
+        .run(&["inspect", "--format", "{{.State.Pid}}", "web-1"])
+        .parse()
+        .expect("the container's pid");
+    sensor.own_pid(nginx);
+    std::fs::write(format!("/proc/{nginx}/root/go"), "").expect("start the container's nginx");
+    let (shell, _) = sensor
+        .expect_alert(ALERT_WITHIN, "the container's server-spawned-shell", |a| {
+            a.rule() == "server-spawned-shell"
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    let doc = &shell.doc;
+    assert_eq!(doc["container"]["id"], id.as_str(), "{doc}");
+    assert_eq!(doc["container"]["name"], "web-1", "{doc}");
+    assert_eq!(doc["container"]["runtime"], "podman", "{doc}");
+    assert_eq!(
+        doc["container"]["image"]["name"], "registry.local/shop/checkout",
+        "{doc}"
+    );
+    assert!(doc.get("orchestrator").is_none(), "no pod: {doc}");
+}

@@ -27,6 +27,8 @@ const HOST_TEST_PACKAGES: &[&str] = &[
     "containerd",
     "runc",
     "python3-grpcio",
+    // tests/tests/workload.rs: a plain Podman container.
+    "podman",
 ];
 
 pub fn test() -> anyhow::Result<()> {

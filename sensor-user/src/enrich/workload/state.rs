@@ -36,6 +36,8 @@ pub enum LookupError {
 
 /// Largest config.json read (a runtime config is a few KiB; a huge one is not one).
 const MAX_CONFIG_BYTES: u64 = 1 << 20;
+/// Largest containers/storage list read: about 500 bytes a container.
+const MAX_STORAGE_LIST_BYTES: u64 = 16 << 20;
 
 /// The container `id`'s metadata, `None` when no configured directory knows it.
 pub fn lookup(config: &WorkloadConfig, id: &str) -> Result<Option<Meta>, LookupError> {
@@ -54,20 +56,61 @@ pub fn lookup(config: &WorkloadConfig, id: &str) -> Result<Option<Meta>, LookupE
             // directory on a stuck filesystem) holds this blocking thread, never the alert,
             // and at most one read per container is ever in flight.
             if path.exists() {
-                return read(&path).map(|v| Some(from_annotations(&v, Some("containerd"))));
+                return read(&path, MAX_CONFIG_BYTES)
+                    .map(|v| Some(from_annotations(&v, Some("containerd"))));
             }
         }
     }
     for dir in &config.storage_container_dirs {
         let path = dir.join(id).join("userdata").join("config.json");
         if path.exists() {
-            return read(&path).map(|v| Some(from_annotations(&v, None)));
+            let mut meta = from_annotations(&read(&path, MAX_CONFIG_BYTES)?, None);
+            if meta.name.is_none() || meta.image.is_none() {
+                // Podman writes neither into the OCI config; containers/storage's own list of
+                // its containers has both (names, and the image reference in its metadata).
+                storage_names(&dir.join("containers.json"), id, &mut meta)?;
+            }
+            return Ok(Some(meta));
         }
     }
     Ok(None)
 }
 
-fn read(path: &Path) -> Result<Value, LookupError> {
+/// Name and image of container `id` from a containers/storage `containers.json`, if it is there.
+fn storage_names(path: &Path, id: &str, meta: &mut Meta) -> Result<(), LookupError> {
+    if !path.exists() {
+        return Ok(());
+    }
+    let list = read(path, MAX_STORAGE_LIST_BYTES)?;
+    let Some(entry) = list.as_array().and_then(|l| {
+        l.iter()
+            .find(|c| c.get("id").and_then(Value::as_str) == Some(id))
+    }) else {
+        return Ok(());
+    };
+    if meta.name.is_none() {
+        meta.name = entry
+            .get("names")
+            .and_then(|n| n.get(0))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+    }
+    if meta.image.is_none() {
+        // `metadata` is itself JSON, as a string.
+        meta.image = entry
+            .get("metadata")
+            .and_then(Value::as_str)
+            .and_then(|m| serde_json::from_str::<Value>(m).ok())
+            .and_then(|m| {
+                m.get("image-name")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            });
+    }
+    Ok(())
+}
+
+fn read(path: &Path, max_bytes: u64) -> Result<Value, LookupError> {
     use std::io::Read as _;
     let err = |source| LookupError::Read {
         path: path.to_owned(),
@@ -75,9 +118,7 @@ fn read(path: &Path) -> Result<Value, LookupError> {
     };
     let file = std::fs::File::open(path).map_err(err)?;
     let mut text = Vec::new();
-    file.take(MAX_CONFIG_BYTES)
-        .read_to_end(&mut text)
-        .map_err(err)?;
+    file.take(max_bytes).read_to_end(&mut text).map_err(err)?;
     serde_json::from_slice(&text).map_err(|source| LookupError::Json {
         path: path.to_owned(),
         source,
@@ -95,7 +136,9 @@ fn from_annotations(config: &Value, runtime: Option<&'static str>) -> Meta {
             .filter(|s| !s.is_empty())
             .map(str::to_owned)
     };
-    let crio = get("io.kubernetes.cri-o.ContainerID").is_some();
+    // Podman also writes some `io.kubernetes.cri-o.*` keys, but marks itself as the manager.
+    let crio = get("io.kubernetes.cri-o.ContainerID").is_some()
+        && get("io.container.manager").as_deref() != Some("libpod");
     let runtime = runtime.or(Some(if crio { "cri-o" } else { "podman" }));
     Meta {
         runtime,
@@ -198,6 +241,47 @@ mod tests {
             lookup(&config(root.path()), "../../etc").expect("read"),
             None
         );
+    }
+
+    #[test]
+    fn podman_names_come_from_the_storage_list() {
+        let root = tempfile::tempdir().expect("tempdir");
+        // As podman 4.3 wrote them here for `podman run --name web-1`.
+        write(
+            &root
+                .path()
+                .join(format!("storage/{ID}/userdata/config.json")),
+            &serde_json::json!({
+                "annotations": {
+                    "io.container.manager": "libpod",
+                    "io.kubernetes.cri-o.Created": "2026-12-05T08:50:46.160392351Z",
+                    "io.kubernetes.cri-o.TTY": "false",
+                    "io.podman.annotations.autoremove": "FALSE",
+                },
+            }),
+        );
+        write(
+            &root.path().join("storage/containers.json"),
+            &serde_json::json!([
+                { "id": "ab".repeat(32), "names": ["other"], "metadata": "{}" },
+                {
+                    "id": ID,
+                    "names": ["web-1"],
+                    "image": "67bf51ea013fe6f92404fd5d23d6b0af2fce318070476838bc84046cc9782746",
+                    "metadata": "{\"image-name\":\"registry.local/shop/checkout:1.0\",\"name\":\"web-1\"}",
+                },
+            ]),
+        );
+        let meta = lookup(&config(root.path()), ID)
+            .expect("read")
+            .expect("found");
+        assert_eq!(meta.runtime, Some("podman"));
+        assert_eq!(meta.name.as_deref(), Some("web-1"));
+        assert_eq!(
+            meta.image.as_deref(),
+            Some("registry.local/shop/checkout:1.0")
+        );
+        assert_eq!(meta.pod_name, None);
     }
 
     #[test]
