@@ -6,6 +6,7 @@
 pub mod alert;
 pub mod capture;
 pub mod cgroup;
+pub mod cri;
 pub mod https_receiver;
 pub mod kernel_counters;
 pub mod pki;

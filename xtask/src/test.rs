@@ -22,6 +22,13 @@ const HOST_TEST_PACKAGES: &[&str] = &[
     "bpftool",
     // javac and jar: tests/tests/listener_role.rs builds a `java -jar` application.
     "default-jdk-headless",
+    // tests/tests/workload.rs: a real containerd (CRI plugin) and runc run a pod, driven over
+    // the CRI API by tests/fixtures/cri/cri_pod.py with Debian's grpcio.
+    "containerd",
+    "runc",
+    "python3-grpcio",
+    // tests/tests/workload.rs: a plain Podman container.
+    "podman",
 ];
 
 pub fn test() -> anyhow::Result<()> {

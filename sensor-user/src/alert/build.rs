@@ -3,7 +3,8 @@
 
 use super::{
     Alert, AlertEvent, BaselineInfo, Container, Destination, FileInfo, Host, Incident, LineageInfo,
-    NamedId, Network, ProcessInfo, RuleInfo, Server, ShellInfo, Threat, User, rfc3339,
+    NamedId, Network, Orchestrator, ProcessInfo, RuleInfo, Server, ShellInfo, Threat, User,
+    rfc3339,
 };
 use crate::{
     config::{Severity, Technique},
@@ -152,10 +153,8 @@ impl Alert {
                 hostname: input.hostname.to_owned(),
             },
             client: None,
-            container: p
-                .container_id
-                .as_ref()
-                .map(|c| Container { id: c.to_string() }),
+            container: p.container.as_deref().map(Container::from_cgroup),
+            orchestrator: p.container.as_deref().and_then(Orchestrator::from_cgroup),
             lineage: LineageInfo {
                 incident: Incident { id: input.incident },
                 severity: input.severity,
@@ -177,6 +176,7 @@ impl Alert {
                 }),
                 client: None,
                 evidence: None,
+                workload_missing: None,
             },
         }
     }

@@ -6,6 +6,7 @@
 //! field.
 
 mod build;
+pub mod workload;
 
 use std::net::IpAddr;
 
@@ -38,6 +39,9 @@ pub struct Alert {
     pub client: Option<Client>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub container: Option<Container>,
+    /// ECS `orchestrator.*`: the Kubernetes pod of the container (see [`workload`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub orchestrator: Option<Orchestrator>,
     pub lineage: LineageInfo,
 }
 
@@ -133,10 +137,7 @@ pub struct Host {
     pub hostname: String,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Container {
-    pub id: String,
-}
+pub use workload::{Container, ContainerImage, Orchestrator, OrchestratorResource};
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct LineageInfo {
@@ -177,6 +178,11 @@ pub struct LineageInfo {
     /// `run` only: the incident's evidence bundle.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub evidence: Option<EvidenceRef>,
+    /// `run` only: why `container.name`, `container.image` and the pod's names are absent for a
+    /// process in a container (`pending`: the runtime's state was not read within
+    /// `workload.lookup_wait_ms`; `not_found`; `error`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workload_missing: Option<&'static str>,
 }
 
 /// `lineage.baseline`: the learned habits of the server had no such command.

@@ -226,6 +226,20 @@ pub fn check_ranges(config: &Config) -> Result<(), (String, String)> {
             max: 65_536,
             unit: "",
         },
+        Range {
+            field: "workload.lookup_wait_ms",
+            value: config.workload.lookup_wait_ms,
+            min: 0,
+            max: 1000,
+            unit: "ms",
+        },
+        Range {
+            field: "workload.cache_entries",
+            value: n(config.workload.cache_entries),
+            min: 16,
+            max: 1_000_000,
+            unit: "",
+        },
     ];
     for r in &ranges {
         out_of(r.field.to_owned(), r.value, r.min, r.max, r.unit)?;

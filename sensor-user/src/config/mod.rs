@@ -22,6 +22,7 @@ mod locate;
 mod output;
 mod output_secrets;
 mod ownership;
+mod workload;
 
 pub use baseline::BaselineConfig;
 pub use detection::TempExecConfig;
@@ -41,6 +42,7 @@ pub use output::{
     SyslogProtocol,
 };
 pub use output_secrets::{Secret, SecretError, SecretSource, SinkTls, check_inline_secrets};
+pub use workload::WorkloadConfig;
 
 /// The whole configuration. Every section is optional and defaults to safe values.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
@@ -66,6 +68,8 @@ pub struct Config {
     pub baseline: BaselineConfig,
     /// What `run` keeps of each incident (evidence bundles).
     pub evidence: EvidenceConfig,
+    /// Container and pod names from the container runtime's state (`run` only).
+    pub workload: WorkloadConfig,
 }
 
 /// Kernel-side capture settings.

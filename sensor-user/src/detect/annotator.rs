@@ -286,7 +286,7 @@ mod tests {
             comm: "x".into(),
             exe: exe.into(),
             argv: vec![exe.into()],
-            container_id: None,
+            container: None,
         };
         let mut engine = Engine::new(&Config::default(), HostInfo::default())
             .expect("engine")

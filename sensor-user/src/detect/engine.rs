@@ -110,7 +110,10 @@ impl Engine {
         self.host = host;
     }
 
-    pub fn set_containers(&mut self, containers: rustc_hash::FxHashMap<u64, Arc<str>>) {
+    pub fn set_containers(
+        &mut self,
+        containers: rustc_hash::FxHashMap<u64, Arc<crate::lineage::ContainerRef>>,
+    ) {
         self.table.set_containers(containers);
     }
 

@@ -197,7 +197,7 @@ fn servers_seeded_from_proc_are_known_by_their_sockets_and_titles() {
         comm: "x".into(),
         exe: exe.into(),
         argv: argv.iter().map(|a| (*a).to_owned()).collect(),
-        container_id: None,
+        container: None,
     };
     let host = FakeHost {
         listeners: vec![(10, 8080), (11, 8080), (1, 80)],

@@ -12,6 +12,7 @@ pub mod evidence;
 pub mod hash;
 mod order;
 pub mod pending;
+pub mod workload;
 
 use std::{
     path::{Path, PathBuf},
@@ -55,6 +56,10 @@ pub struct Enricher {
     /// Alerts whose bundle was written, back for the rest of the stage.
     evidence_tx: mpsc::UnboundedSender<Alert>,
     evidence_rx: mpsc::UnboundedReceiver<Alert>,
+    workload: workload::Workload,
+    /// Alerts that waited for their container's names.
+    workload_rx: mpsc::UnboundedReceiver<Alert>,
+    /// Keeps an incident's alerts in order around those detours.
     order: order::IncidentOrder,
 }
 
@@ -79,13 +84,16 @@ impl Enricher {
             }
         }
         let (evidence_tx, evidence_rx) = mpsc::unbounded_channel();
+        let (workload_tx, workload_rx) = mpsc::unbounded_channel();
         Enricher {
             rx,
             hashing,
             rule,
+            workload: workload::Workload::new(&config.workload, metrics.clone(), workload_tx),
             evidence: evidence::Evidence::new(&config.evidence, metrics),
             evidence_tx,
             evidence_rx,
+            workload_rx,
             order: order::IncidentOrder::default(),
         }
     }
@@ -94,13 +102,15 @@ impl Enricher {
     pub fn set_config(&mut self, config: &Config) {
         self.rule = config.rules.webroot_script_write.clone();
         self.evidence.set_config(&config.evidence);
+        self.workload.set_config(&config.workload);
     }
 
     /// The alert if it is ready now; otherwise it comes back from [`Enricher::next_ready`].
     /// /proc is read here, at once; a bundle to write sends the alert on a detour first.
+    /// An alert of an incident with an alert away waits behind it (see [`order`]).
     pub fn enrich(&mut self, mut alert: Alert) -> Option<Alert> {
         if let Some(pending) = self.evidence.snapshot(&mut alert) {
-            self.order.away(&alert);
+            self.order.away(&alert.lineage.incident.id);
             let tx = self.evidence_tx.clone();
             tokio::task::spawn_blocking(move || {
                 let (reference, outcome) = pending.finish();
@@ -114,7 +124,17 @@ impl Enricher {
         self.after_evidence(alert)
     }
 
-    fn after_evidence(&self, alert: Alert) -> Option<Alert> {
+    fn after_evidence(&mut self, alert: Alert) -> Option<Alert> {
+        let incident = alert.lineage.incident.id.clone();
+        self.order.away(&incident);
+        let ready = self.workload.apply(alert);
+        if ready.is_some() {
+            self.order.arrived(&incident);
+        }
+        ready.and_then(|alert| self.after_workload(alert))
+    }
+
+    fn after_workload(&self, alert: Alert) -> Option<Alert> {
         if Hashing::wants(&alert, &self.rule) {
             self.hashing.later(alert, &self.rule);
             None
@@ -127,7 +147,9 @@ impl Enricher {
     pub async fn next_ready(&mut self) -> Option<Line> {
         loop {
             if let Some(alert) = self.order.next_released() {
-                if let Some(alert) = self.after_evidence(alert) {
+                if let Some(alert) = self.order.pass(alert)
+                    && let Some(alert) = self.after_evidence(alert)
+                {
                     return serde_json::to_vec(&alert).ok().map(Line::from);
                 }
                 continue;
@@ -136,8 +158,17 @@ impl Enricher {
                 line = self.rx.recv() => return line,
                 Some(alert) = self.evidence_rx.recv() => {
                     self.count_evidence(&alert);
-                    self.order.arrived(&alert);
-                    if let Some(alert) = self.after_evidence(alert) {
+                    let incident = alert.lineage.incident.id.clone();
+                    let ready = self.after_evidence(alert);
+                    // Back from its bundle (after_evidence counted its names' wait apart).
+                    self.order.arrived(&incident);
+                    if let Some(alert) = ready {
+                        return serde_json::to_vec(&alert).ok().map(Line::from);
+                    }
+                }
+                Some(alert) = self.workload_rx.recv() => {
+                    self.order.arrived(&alert.lineage.incident.id);
+                    if let Some(alert) = self.after_workload(alert) {
                         return serde_json::to_vec(&alert).ok().map(Line::from);
                     }
                 }
@@ -171,6 +202,8 @@ impl Enricher {
             evidence,
             evidence_tx,
             mut evidence_rx,
+            workload,
+            mut workload_rx,
             mut order,
         } = self;
         // Bundles being written come back first (each task holds a sender), then go on to
@@ -183,18 +216,37 @@ impl Enricher {
             evidence,
             evidence_tx: mpsc::unbounded_channel().0,
             evidence_rx: mpsc::unbounded_channel().1,
+            // Same cache, no sender: the waits in flight hold the only senders left.
+            workload: workload.detached(),
+            workload_rx: mpsc::unbounded_channel().1,
             order: order::IncidentOrder::default(),
         };
-        while let Some(alert) = evidence_rx.recv().await {
+        drop(workload);
+        // Alerts waiting for their container's names: each wait is bounded by lookup_wait_ms.
+        while let Some(alert) = workload_rx.recv().await {
+            if let Some(alert) = rest.after_workload(alert)
+                && let Ok(line) = serde_json::to_vec(&alert)
+            {
+                each(Line::from(line));
+            }
+        }
+        while let Some(mut alert) = evidence_rx.recv().await {
             rest.count_evidence(&alert);
-            order.arrived(&alert);
-            let waited = std::iter::from_fn(|| order.next_released());
-            for alert in std::iter::once(alert).chain(waited) {
-                if let Some(alert) = rest.after_evidence(alert)
-                    && let Ok(line) = serde_json::to_vec(&alert)
-                {
-                    each(Line::from(line));
-                }
+            // No new read at shutdown: what is cached.
+            rest.workload.apply_cached(&mut alert);
+            if let Some(alert) = rest.after_workload(alert)
+                && let Ok(line) = serde_json::to_vec(&alert)
+            {
+                each(Line::from(line));
+            }
+        }
+        // What waited behind them, in order where it can still be kept.
+        for mut alert in order.drain() {
+            rest.workload.apply_cached(&mut alert);
+            if let Some(alert) = rest.after_workload(alert)
+                && let Ok(line) = serde_json::to_vec(&alert)
+            {
+                each(Line::from(line));
             }
         }
         drop(rest);

@@ -8,24 +8,23 @@ use crate::alert::Alert;
 
 #[derive(Default)]
 pub struct IncidentOrder {
-    /// Incidents whose first alert is away writing its bundle, with the alerts made after it.
-    held: HashMap<String, Vec<Alert>>,
-    /// Alerts let go when their incident's bundle came back, oldest first.
+    /// Incidents with alerts away (writing a bundle, waiting for a container's names): how
+    /// many, and the alerts made after them, in order.
+    held: HashMap<String, (usize, Vec<Alert>)>,
+    /// Alerts let go when their incident had nothing away any more, oldest first.
     released: VecDeque<Alert>,
 }
 
 impl IncidentOrder {
-    /// `alert` is away until [`IncidentOrder::arrived`] is called with it.
-    pub fn away(&mut self, alert: &Alert) {
-        self.held
-            .entry(alert.lineage.incident.id.clone())
-            .or_default();
+    /// An alert of `incident` is away until [`IncidentOrder::arrived`] is called for it.
+    pub fn away(&mut self, incident: &str) {
+        self.held.entry(incident.to_owned()).or_default().0 += 1;
     }
 
     /// The alert back when its incident has nothing away; otherwise it waits behind it.
     pub fn pass(&mut self, alert: Alert) -> Option<Alert> {
         match self.held.get_mut(&alert.lineage.incident.id) {
-            Some(waiting) => {
+            Some((_, waiting)) => {
                 waiting.push(alert);
                 None
             }
@@ -33,15 +32,28 @@ impl IncidentOrder {
         }
     }
 
-    /// An alert that was away is back: the alerts that waited behind it go next.
-    pub fn arrived(&mut self, alert: &Alert) {
-        if let Some(waiting) = self.held.remove(&alert.lineage.incident.id) {
-            self.released.extend(waiting);
+    /// An alert of `incident` that was away is back: once none is away, the alerts that
+    /// waited go next.
+    pub fn arrived(&mut self, incident: &str) {
+        if let Some((away, _)) = self.held.get_mut(incident) {
+            *away = away.saturating_sub(1);
+            if *away == 0
+                && let Some((_, waiting)) = self.held.remove(incident)
+            {
+                self.released.extend(waiting);
+            }
         }
     }
 
     pub fn next_released(&mut self) -> Option<Alert> {
         self.released.pop_front()
+    }
+
+    /// At shutdown: everything still waiting, released first.
+    pub fn drain(&mut self) -> Vec<Alert> {
+        let mut all: Vec<Alert> = self.released.drain(..).collect();
+        all.extend(self.held.drain().flat_map(|(_, (_, waiting))| waiting));
+        all
     }
 }
 
@@ -73,8 +85,9 @@ mod tests {
         };
         assert_eq!(shell.lineage.incident, recon.lineage.incident);
         assert_ne!(shell.lineage.incident, other.lineage.incident);
+        let incident = shell.lineage.incident.id.as_str();
         let mut order = IncidentOrder::default();
-        order.away(shell);
+        order.away(incident);
         assert!(order.pass(recon.clone()).is_none(), "recon waits");
         assert_eq!(
             order.pass(other.clone()).as_ref(),
@@ -82,7 +95,11 @@ mod tests {
             "another incident"
         );
         assert!(order.next_released().is_none());
-        order.arrived(shell);
+        // The shell back from its bundle goes on to wait for its container's names.
+        order.away(incident);
+        order.arrived(incident);
+        assert!(order.next_released().is_none(), "still one away");
+        order.arrived(incident);
         assert_eq!(order.next_released().as_ref(), Some(recon));
         assert!(order.next_released().is_none());
         assert_eq!(
@@ -90,5 +107,8 @@ mod tests {
             Some(recon),
             "nothing away"
         );
+        order.away(incident);
+        assert!(order.pass(recon.clone()).is_none());
+        assert_eq!(order.drain().len(), 1, "nothing is lost at shutdown");
     }
 }

@@ -11,7 +11,9 @@ mod process;
 mod seed;
 mod table;
 
-pub use cgroup::{CgroupIndex, container_id_from_cgroup};
+pub use cgroup::{
+    CgroupIndex, ContainerRef, Runtime, container_from_cgroup, container_id_from_cgroup,
+};
 pub use entity::EntityId;
 #[cfg(test)]
 pub use process::test_image;

@@ -72,7 +72,8 @@ pub struct Process<A> {
     pub comm: String,
     pub uid: u32,
     pub cgroup_id: u64,
-    pub container_id: Option<Arc<str>>,
+    /// What the cgroup path says of the container the process runs in.
+    pub container: Option<Arc<super::ContainerRef>>,
     /// Number of execs seen (0: a forked copy of its parent, or seeded).
     pub execs: u32,
     /// Seeded from /proc: start time only to clock-tick precision.

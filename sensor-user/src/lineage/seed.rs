@@ -9,7 +9,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use super::{LineageError, container_id_from_cgroup};
+use super::{ContainerRef, LineageError, container_from_cgroup};
 use crate::escape::escape_bytes;
 
 /// What /proc tells about one process, in the form the table keeps.
@@ -24,7 +24,7 @@ pub struct SeedProcess {
     /// The `exe` link (the interpreter for scripts); empty for kernel threads or when unreadable.
     pub exe: String,
     pub argv: Vec<String>,
-    pub container_id: Option<String>,
+    pub container: Option<ContainerRef>,
 }
 
 /// `sysconf(_SC_CLK_TCK)`, the unit of the start time in /proc/<pid>/stat.
@@ -75,9 +75,9 @@ fn read_one(dir: &Path, pid: u32, ticks_per_sec: u64) -> Option<SeedProcess> {
     let exe = fs::read_link(dir.join("exe"))
         .map(|p: PathBuf| escape_bytes(p.as_os_str().as_bytes()))
         .unwrap_or_default();
-    let container_id = fs::read_to_string(dir.join("cgroup"))
+    let container = fs::read_to_string(dir.join("cgroup"))
         .ok()
-        .and_then(|c| container_id_from_cgroup(&c).map(str::to_owned));
+        .and_then(|c| container_from_cgroup(&c));
     Some(SeedProcess {
         pid,
         ppid,
@@ -86,7 +86,7 @@ fn read_one(dir: &Path, pid: u32, ticks_per_sec: u64) -> Option<SeedProcess> {
         comm,
         exe,
         argv,
-        container_id,
+        container,
     })
 }
 
@@ -184,10 +184,10 @@ mod tests {
             vec!["php-fpm: pool www".to_owned(), String::new()]
         );
         assert_eq!(
-            procs[1].container_id.as_deref(),
+            procs[1].container.as_ref().map(|c| c.id.as_str()),
             Some("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef")
         );
-        assert_eq!(procs[0].container_id, None);
+        assert_eq!(procs[0].container, None);
     }
 
     #[test]

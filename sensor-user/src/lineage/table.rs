@@ -41,7 +41,7 @@ pub struct ProcessTable<A> {
     procs: FxHashMap<EntityId, Process<A>>,
     live: FxHashMap<u32, EntityId>,
     exited: VecDeque<(u64, EntityId)>,
-    containers: FxHashMap<u64, Arc<str>>,
+    containers: FxHashMap<u64, Arc<super::ContainerRef>>,
     limits: Limits,
     now_ns: u64,
     stats: TableStats,
@@ -76,7 +76,7 @@ impl<A: Annotation> ProcessTable<A> {
     }
 
     /// cgroup id -> container id, from [`super::CgroupIndex`]; used for processes seen from now on.
-    pub fn set_containers(&mut self, containers: FxHashMap<u64, Arc<str>>) {
+    pub fn set_containers(&mut self, containers: FxHashMap<u64, Arc<super::ContainerRef>>) {
         self.containers = containers;
     }
 
@@ -148,7 +148,7 @@ impl<A: Annotation> ProcessTable<A> {
             .and_then(|pid| self.procs.get(&pid))
             .map(|p| (p.image.clone(), p.annotation.clone()))
             .unwrap_or_default();
-        let container_id = self.containers.get(&f.cgroup_id).cloned();
+        let container = self.containers.get(&f.cgroup_id).cloned();
         self.insert(Process {
             id,
             ppid: f.ppid,
@@ -157,7 +157,7 @@ impl<A: Annotation> ProcessTable<A> {
             comm: f.comm,
             uid: f.uid,
             cgroup_id: f.cgroup_id,
-            container_id,
+            container,
             execs: 0,
             seeded: false,
             exited_ns: None,
@@ -176,7 +176,7 @@ impl<A: Annotation> ProcessTable<A> {
             argv: e.argv,
             argv_truncated: e.argv_truncated,
         });
-        let container_id = self.containers.get(&e.cgroup_id).cloned();
+        let container = self.containers.get(&e.cgroup_id).cloned();
         if let Some(id) = self.resolve(e.pid, e.start_ns) {
             let parent = self.parent_candidate(e.ppid, id.start_ns);
             if let Some(p) = self.procs.get_mut(&id) {
@@ -184,9 +184,9 @@ impl<A: Annotation> ProcessTable<A> {
                 p.comm = e.comm;
                 p.uid = e.uid;
                 p.ppid = e.ppid;
-                if p.cgroup_id != e.cgroup_id || p.container_id.is_none() {
+                if p.cgroup_id != e.cgroup_id || p.container.is_none() {
                     p.cgroup_id = e.cgroup_id;
-                    p.container_id = container_id.or(p.container_id.take());
+                    p.container = container.or(p.container.take());
                 }
                 p.execs = p.execs.saturating_add(1);
                 p.last_seen_ns = e.ts_ns;
@@ -207,7 +207,7 @@ impl<A: Annotation> ProcessTable<A> {
             comm: e.comm,
             uid: e.uid,
             cgroup_id: e.cgroup_id,
-            container_id,
+            container,
             execs: 1,
             seeded: false,
             exited_ns: None,
@@ -245,7 +245,7 @@ impl<A: Annotation> ProcessTable<A> {
             comm: s.comm,
             uid: s.uid,
             cgroup_id: 0,
-            container_id: s.container_id.map(Arc::from),
+            container: s.container.map(Arc::new),
             execs: 0,
             seeded: true,
             exited_ns: None,
@@ -572,7 +572,7 @@ mod tests {
             comm: "nginx".into(),
             exe: "/usr/sbin/nginx".into(),
             argv: vec!["nginx: master process".into()],
-            container_id: None,
+            container: None,
         });
         let worker = t.seed(SeedProcess {
             pid: 11,
@@ -582,7 +582,7 @@ mod tests {
             comm: "nginx".into(),
             exe: "/usr/sbin/nginx".into(),
             argv: vec!["nginx: worker process".into()],
-            container_id: Some("abc".into()),
+            container: None,
         });
         assert_eq!(t.parent(worker).map(|p| p.id), Some(nginx));
         // The kernel's exact start time of the worker differs by a few ms.

@@ -4,14 +4,14 @@
 
 use std::sync::Arc;
 
-use super::{RunError, baseline_state, state_files};
+use super::{RunError, baseline_state, containers::ContainerWatch, state_files};
 use crate::{
     alert::Alert,
     config::Config,
     detect::{Engine, EngineTotals},
     event::Event,
     kernel::Capture,
-    lineage::{CgroupIndex, clock_ticks_per_sec, read_proc},
+    lineage::{clock_ticks_per_sec, read_proc},
     metrics::Metrics,
     proc_facts::{ProcFacts, SHELL_DIRS, ShellCopies},
 };
@@ -20,6 +20,7 @@ pub struct Detector {
     engine: Engine,
     metrics: Arc<Metrics>,
     trim: crate::memory::TrimAfterShrink,
+    containers: ContainerWatch,
 }
 
 impl Detector {
@@ -44,16 +45,15 @@ impl Detector {
             engine,
             metrics: metrics.clone(),
             trim: crate::memory::TrimAfterShrink::default(),
+            containers: ContainerWatch::default(),
         })
     }
 
     /// Containers and running processes, read after the programs are attached (a process
     /// started in between is then in the ring buffer rather than missed).
     pub fn seed(&mut self, config: &Config, capture: &mut Capture) {
-        if config.lineage.cgroup_root.exists() {
-            self.engine
-                .set_containers(CgroupIndex::scan(&config.lineage.cgroup_root));
-        }
+        self.containers
+            .rescan(&config.lineage.cgroup_root, &mut self.engine);
         if config.lineage.seed_from_proc {
             match read_proc(&config.lineage.proc_root, clock_ticks_per_sec()) {
                 Ok(procs) => {
@@ -79,6 +79,8 @@ impl Detector {
 
     /// A batch of events; the alerts are appended to `alerts`.
     pub fn process(&mut self, batch: &mut Vec<Event>, config: &Config, alerts: &mut Vec<Alert>) {
+        self.containers
+            .before(batch, &config.lineage.cgroup_root, &mut self.engine);
         for event in batch.drain(..) {
             let ts_ns = event.ts_ns();
             let before = alerts.len();
@@ -108,10 +110,8 @@ impl Detector {
         // A second behind now: records still in the ring are older than that.
         self.engine
             .advance_clock(crate::clock::boottime_ns().saturating_sub(1_000_000_000));
-        if config.lineage.cgroup_root.exists() {
-            self.engine
-                .set_containers(CgroupIndex::scan(&config.lineage.cgroup_root));
-        }
+        self.containers
+            .rescan(&config.lineage.cgroup_root, &mut self.engine);
         let processes = self.engine.totals().processes;
         self.metrics.set_processes(processes);
         if self.trim.due(processes) {

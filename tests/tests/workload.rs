@@ -1,0 +1,255 @@
+//! Workload identity on alerts: a real containerd pod, run over the CRI API as the kubelet runs
+//! it, whose fake nginx spawns `sh -c id`. The alert names the pod, its namespace and uid, the
+//! container and its image: the uid from the cgroup the runtime made, the names from
+//! containerd's own state on the node. Where that state cannot be read, the alert still leaves
+//! with what the cgroup path tells, and says why the rest is missing.
+
+use std::{path::Path, time::Duration};
+
+use integration_tests::{Alert, RunningSensor, cri, require_root, temp_dir};
+
+const WORKLOAD: &str = env!("CARGO_BIN_EXE_workload");
+/// Generous: the latency is measured by `cargo xtask bench`, not asserted here.
+const ALERT_WITHIN: Duration = Duration::from_secs(30);
+const POD_UID: &str = "5f3d2c1b-8a7e-4b6c-9d0e-1f2a3b4c5d6e";
+const IMAGE: &str = "registry.local/shop/checkout:1.0";
+
+/// A containerd with the pause and checkout images, and a sensor reading `task_dirs` (containerd's
+/// own task dir when `None`).
+fn setup(dir: &Path, task_dirs: Option<&str>) -> (cri::Containerd, RunningSensor) {
+    let rootfs = cri::rootfs(dir, &[(Path::new(WORKLOAD), "/usr/sbin/nginx")])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let containerd =
+        cri::Containerd::start(&dir.join("containerd")).unwrap_or_else(|e| panic!("{e}"));
+    containerd
+        .import_pause_image(&rootfs)
+        .unwrap_or_else(|e| panic!("{e}"));
+    containerd
+        .import_image(&rootfs, IMAGE)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let task_dirs = task_dirs
+        .map(str::to_owned)
+        .unwrap_or_else(|| containerd.task_dir().display().to_string());
+    let config = dir.join("sensor.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[incidents]\nstate_file = \"\"\n\
+             [workload]\ncontainerd_task_dirs = [\"{task_dirs}\"]\nstorage_container_dirs = []\n\
+             lookup_wait_ms = 1000\n"
+        ),
+    )
+    .expect("write config");
+    let sensor = RunningSensor::start(&config);
+    (containerd, sensor)
+}
+
+/// Runs the pod `shop/checkout-1` and its nginx's `sh -c id`; the shell's alert and the
+/// container id.
+fn pod_shell_alert(containerd: &mut cri::Containerd, sensor: &RunningSensor) -> (Alert, String) {
+    // The container's first process waits for /go, then becomes nginx (same pid), which runs
+    // `sh -c id` and stays: the test knows nginx's pid before its shell exists.
+    let pod = containerd
+        .run_pod(
+            "shop",
+            "checkout-1",
+            POD_UID,
+            "checkout",
+            IMAGE,
+            &[
+                "/bin/sh",
+                "-c",
+                "until [ -e /go ]; do sleep 0.1; done; \
+                 exec /usr/sbin/nginx paced 0 1 600000 /bin/sh -c id",
+            ],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    let nginx = containerd
+        .init_pid(&pod.container_id)
+        .unwrap_or_else(|e| panic!("{e}"));
+    sensor.own_pid(nginx);
+    std::fs::write(format!("/proc/{nginx}/root/go"), "").expect("start the pod's nginx");
+    let (shell, _) = sensor
+        .expect_alert(ALERT_WITHIN, "the pod's server-spawned-shell", |a| {
+            a.rule() == "server-spawned-shell"
+        })
+        .unwrap_or_else(|e| panic!("{e}\ncontainerd log: {}", containerd.log()));
+    assert_eq!(
+        shell.doc["process"]["args"],
+        serde_json::json!(["/bin/sh", "-c", "id"])
+    );
+    assert_eq!(shell.doc["lineage"]["server"]["pid"], nginx);
+    (shell, pod.container_id)
+}
+
+fn lookups(sensor: &RunningSensor, outcome: &str) -> Option<f64> {
+    integration_tests::metric(
+        &sensor.metrics(),
+        &format!("lineage_sensor_workload_lookups_total{{outcome=\"{outcome}\"}}"),
+    )
+}
+
+#[test]
+fn a_pod_shell_alert_names_pod_namespace_container_and_image() {
+    require_root();
+    let dir = temp_dir("lineage-workload-");
+    let (mut containerd, sensor) = setup(dir.path(), None);
+    let (shell, container_id) = pod_shell_alert(&mut containerd, &sensor);
+    let doc = &shell.doc;
+    assert_eq!(doc["container"]["id"], container_id.as_str(), "{doc}");
+    assert_eq!(doc["container"]["name"], "checkout", "{doc}");
+    assert_eq!(doc["container"]["runtime"], "containerd", "{doc}");
+    assert_eq!(
+        doc["container"]["image"],
+        serde_json::json!({ "name": "registry.local/shop/checkout", "tag": ["1.0"] }),
+        "{doc}"
+    );
+    assert_eq!(
+        doc["orchestrator"],
+        serde_json::json!({
+            "type": "kubernetes",
+            "namespace": "shop",
+            "resource": { "type": "pod", "name": "checkout-1", "id": POD_UID },
+        }),
+        "{doc}"
+    );
+    assert!(doc["lineage"].get("workload_missing").is_none(), "{doc}");
+    assert_eq!(lookups(&sensor, "found"), Some(1.0));
+}
+
+#[test]
+fn without_the_runtime_state_the_alert_has_the_cgroup_identity_and_says_why() {
+    require_root();
+    let dir = temp_dir("lineage-workload-");
+    // As a node whose DaemonSet does not mount the runtime's state.
+    let missing = dir.path().join("not-mounted");
+    let (mut containerd, sensor) =
+        setup(dir.path(), Some(missing.to_str().expect("utf-8 temp dir")));
+    let (shell, container_id) = pod_shell_alert(&mut containerd, &sensor);
+    let doc = &shell.doc;
+    assert_eq!(doc["container"]["id"], container_id.as_str(), "{doc}");
+    assert!(doc["container"].get("name").is_none(), "{doc}");
+    assert_eq!(
+        doc["orchestrator"],
+        serde_json::json!({
+            "type": "kubernetes",
+            "resource": { "type": "pod", "id": POD_UID },
+        }),
+        "the pod uid from the cgroup path: {doc}"
+    );
+    assert_eq!(doc["lineage"]["workload_missing"], "not_found", "{doc}");
+    assert_eq!(lookups(&sensor, "not_found"), Some(1.0));
+}
+
+/// Podman with a store of the test's own, removed on drop.
+struct Podman {
+    args: Vec<String>,
+    name: String,
+}
+
+impl Podman {
+    fn new(dir: &Path, name: &str) -> Podman {
+        let store = |sub: &str| dir.join(sub).display().to_string();
+        Podman {
+            args: vec![
+                "--root".into(),
+                store("podman-root"),
+                "--runroot".into(),
+                store("podman-run"),
+                "--storage-driver".into(),
+                "vfs".into(),
+                "--cgroup-manager".into(),
+                "cgroupfs".into(),
+            ],
+            name: name.to_owned(),
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new("podman")
+            .args(&self.args)
+            .args(args)
+            .output()
+            .expect("run podman (apt-get install podman)");
+        assert!(
+            out.status.success(),
+            "podman {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("podman")
+            .args(&self.args)
+            .args(["rm", "--force", "--time", "0", &self.name])
+            .output();
+    }
+}
+
+#[test]
+fn a_podman_container_alert_names_the_container_and_image() {
+    require_root();
+    let dir = temp_dir("lineage-podman-");
+    let dir = dir.path();
+    let rootfs = cri::rootfs(dir, &[(Path::new(WORKLOAD), "/usr/sbin/nginx")])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let archive = dir.join("image.tar");
+    cri::oci_archive(&rootfs, IMAGE, &archive).unwrap_or_else(|e| panic!("{e}"));
+    let podman = Podman::new(dir, "web-1");
+    podman.run(&["load", "--input", archive.to_str().expect("utf-8 temp dir")]);
+
+    let config = dir.join("sensor.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[incidents]\nstate_file = \"\"\n\
+             [workload]\ncontainerd_task_dirs = []\nstorage_container_dirs = [\"{}\"]\n\
+             lookup_wait_ms = 1000\n",
+            dir.join("podman-root/vfs-containers").display()
+        ),
+    )
+    .expect("write config");
+    let sensor = RunningSensor::start(&config);
+
+    // The limits podman would ask for by default are above what this session may grant.
+    let id = podman.run(&[
+        "run",
+        "--detach",
+        "--name",
+        "web-1",
+        "--network",
+        "host",
+        "--ulimit",
+        "nofile=1024:1024",
+        "--ulimit",
+        "nproc=4096:4096",
+        IMAGE,
+        "/bin/sh",
+        "-c",
+        "until [ -e /go ]; do sleep 0.1; done; \
+         exec /usr/sbin/nginx paced 0 1 600000 /bin/sh -c id",
+    ]);
+    let nginx: u32 = podman
+        .run(&["inspect", "--format", "{{.State.Pid}}", "web-1"])
+        .parse()
+        .expect("the container's pid");
+    sensor.own_pid(nginx);
+    std::fs::write(format!("/proc/{nginx}/root/go"), "").expect("start the container's nginx");
+    let (shell, _) = sensor
+        .expect_alert(ALERT_WITHIN, "the container's server-spawned-shell", |a| {
+            a.rule() == "server-spawned-shell"
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    let doc = &shell.doc;
+    assert_eq!(doc["container"]["id"], id.as_str(), "{doc}");
+    assert_eq!(doc["container"]["name"], "web-1", "{doc}");
+    assert_eq!(doc["container"]["runtime"], "podman", "{doc}");
+    assert_eq!(
+        doc["container"]["image"]["name"], "registry.local/shop/checkout",
+        "{doc}"
+    );
+    assert!(doc.get("orchestrator").is_none(), "no pod: {doc}");
+}
