@@ -22,6 +22,7 @@ mod locate;
 mod output;
 mod output_secrets;
 mod ownership;
+mod prevention;
 
 pub use baseline::BaselineConfig;
 pub use detection::TempExecConfig;
@@ -41,6 +42,7 @@ pub use output::{
     SyslogProtocol,
 };
 pub use output_secrets::{Secret, SecretError, SecretSource, SinkTls, check_inline_secrets};
+pub use prevention::{PreventionConfig, PreventionMode};
 
 /// The whole configuration. Every section is optional and defaults to safe values.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
@@ -66,6 +68,8 @@ pub struct Config {
     pub baseline: BaselineConfig,
     /// What `run` keeps of each incident (evidence bundles).
     pub evidence: EvidenceConfig,
+    /// Whether the kernel refuses what detection would alert on.
+    pub prevention: PreventionConfig,
 }
 
 /// Kernel-side capture settings.

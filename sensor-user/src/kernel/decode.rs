@@ -16,7 +16,10 @@ use sensor_ebpf::{
 
 use crate::{
     escape::{escape_bytes, split_argv},
-    event::{Connect, ConnectCall, Event, Exec, Exit, Family, File, FileOp, Fork, Listen, Proto},
+    event::{
+        Connect, ConnectCall, Event, Exec, Exit, Family, File, FileOp, Fork, Listen, PreventAction,
+        Proto,
+    },
 };
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -240,10 +243,17 @@ fn decode_listen(e: ListenEvent) -> Result<Event, DecodeError> {
 
 fn decode_connect(e: ConnectEvent) -> Result<Event, DecodeError> {
     let (family, daddr) = address(e.family, e.daddr)?;
-    let call = match e.call {
+    let call = match e.call & connect_call::CALL_MASK {
         connect_call::CONNECT => ConnectCall::Connect,
         connect_call::SENDMSG => ConnectCall::Sendmsg,
         other => return Err(DecodeError::UnknownCall(other)),
+    };
+    let prevention = if e.call & connect_call::BLOCKED != 0 {
+        Some(PreventAction::Blocked)
+    } else if e.call & connect_call::WOULD_BLOCK != 0 {
+        Some(PreventAction::WouldBlock)
+    } else {
+        None
     };
     Ok(Event::Connect(Connect {
         ts_ns: e.header.ts_ns,
@@ -260,6 +270,7 @@ fn decode_connect(e: ConnectEvent) -> Result<Event, DecodeError> {
         },
         ret: e.ret,
         call,
+        prevention,
     }))
 }
 

@@ -4,6 +4,7 @@
 
 mod baseline;
 pub mod endpoint;
+mod prevention;
 
 use prometheus::{
     Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
@@ -26,6 +27,7 @@ pub struct Metrics {
     alert_latency: Histogram,
     ready: IntGauge,
     pub baseline: baseline::BaselineMetrics,
+    pub prevention: prevention::PreventionMetrics,
     evidence_bundles: IntCounterVec,
     client_lookups: IntCounterVec,
 }
@@ -216,8 +218,10 @@ impl Metrics {
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
         let baseline = baseline::BaselineMetrics::new(&registry)?;
+        let prevention = prevention::PreventionMetrics::new(&registry)?;
         Ok(Self {
             baseline,
+            prevention,
             registry,
             events,
             events_lost,

@@ -9,7 +9,8 @@
 use std::net::IpAddr;
 
 use crate::event::{
-    Connect, ConnectCall, Event, Exec, Exit, Family, File, FileOp, Fork, Listen, Proto,
+    Connect, ConnectCall, Event, Exec, Exit, Family, File, FileOp, Fork, Listen, PreventAction,
+    Proto,
 };
 
 /// The event on the line at the start of `buf` and the line's length with its newline, when the
@@ -126,6 +127,15 @@ fn connect(c: &mut Cursor<'_>) -> Option<Connect> {
                 _ => return None,
             },
             None => ConnectCall::Connect,
+        },
+        // Left out when prevention took no decision.
+        prevention: match c.key("prevention") {
+            Some(c) => match c.str()? {
+                "would-block" => Some(PreventAction::WouldBlock),
+                "blocked" => Some(PreventAction::Blocked),
+                _ => return None,
+            },
+            None => None,
         },
     })
 }
