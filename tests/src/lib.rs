@@ -8,6 +8,7 @@ pub mod capture;
 pub mod cgroup;
 pub mod https_receiver;
 pub mod kernel_counters;
+pub mod netns;
 pub mod pki;
 pub mod receivers;
 pub mod sensor;
