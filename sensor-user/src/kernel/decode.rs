@@ -483,6 +483,24 @@ mod tests {
         assert_eq!(e.call, ConnectCall::Sendmsg);
         let line = serde_json::to_string(&Event::Connect(e)).expect("json");
         assert!(line.ends_with(r#""ret":0,"call":"sendmsg"}"#), "{line}");
+        c.call = connect_call::SENDMSG | connect_call::WOULD_BLOCK | connect_call::BLOCKED;
+        let Ok(Event::Connect(e)) = decode(&bytes_of(&c)) else {
+            panic!("not a connect");
+        };
+        assert_eq!(
+            (e.call, e.prevention),
+            (ConnectCall::Sendmsg, Some(PreventAction::Blocked))
+        );
+        let line = serde_json::to_string(&Event::Connect(e)).expect("json");
+        assert!(
+            line.ends_with(r#""call":"sendmsg","prevention":"blocked"}"#),
+            "{line}"
+        );
+        c.call = connect_call::CONNECT | connect_call::WOULD_BLOCK;
+        let Ok(Event::Connect(e)) = decode(&bytes_of(&c)) else {
+            panic!("not a connect");
+        };
+        assert_eq!(e.prevention, Some(PreventAction::WouldBlock));
         c.call = 9;
         assert_eq!(decode(&bytes_of(&c)), Err(DecodeError::UnknownCall(9)));
     }
