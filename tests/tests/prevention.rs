@@ -77,13 +77,13 @@ fn confirmed(sensor: &RunningSensor, server: &Path) {
         .expect("the sentinel alert");
 }
 
-fn config(dir: &Path, mode: &str, ns: &NetNs, allowed_port: u16) -> PathBuf {
+fn config(dir: &Path, mode: &str, ns: &NetNs, allowed_ports: &[u16]) -> PathBuf {
     let path = dir.join("sensor.toml");
     std::fs::write(
         &path,
         format!(
             "[prevention]\nmode = \"{mode}\"\n\
-             [[rules.server_outbound_unknown.allow]]\ncidr = \"{}/32\"\nports = [{allowed_port}]\n\
+             [[rules.server_outbound_unknown.allow]]\ncidr = \"{}/32\"\nports = {allowed_ports:?}\n\
              [incidents]\nstate_file = \"\"\n[rate_limit]\nwindow_secs = 0\n",
             ns.addr
         ),
@@ -106,9 +106,10 @@ fn enforce_refuses_unknown_egress_in_the_kernel_and_fails_open_when_the_sensor_d
     let ns = NetNs::create(71);
     let (blocked_port, blocked) = ns.listen();
     let (allowed_port, allowed) = ns.listen();
-    let config = config(dir, "enforce", &ns, allowed_port);
+    let (other_port, other) = ns.listen();
+    let config_path = config(dir, "enforce", &ns, &[allowed_port]);
     let server = fake_server(WORKLOAD, dir, "nginx");
-    let sensor = RunningSensor::start(&config);
+    let mut sensor = RunningSensor::start(&config_path);
 
     let dials = format!(
         "{WORKLOAD} dial {a}:{blocked_port}; {WORKLOAD} dial {a}:{allowed_port}",
@@ -146,11 +147,20 @@ fn enforce_refuses_unknown_egress_in_the_kernel_and_fails_open_when_the_sensor_d
     );
     assert!(counted >= Some(1.0), "blocked counted: {counted:?}");
 
+    // SIGHUP with the refused port now allowed: the kernel follows the new rule at once.
+    config(dir, "enforce", &ns, &[allowed_port, blocked_port]);
+    sensor.signal(libc::SIGHUP);
+    sensor.expect_log(WITHIN, "prevention allowances replaced");
+    let now_allowed = Waiting::dialer(&server, dir, "go4", &format!("{}:{blocked_port}", ns.addr));
+    confirmed(&sensor, &server);
+    assert_eq!(now_allowed.go(), ["dial=ok"], "allowed after SIGHUP");
+    assert_eq!(blocked.wait_for(1, WITHIN), 1, "the connect arrived");
+
     // Fail-open: a server confirmed while the sensor ran dials after a SIGKILL. It dials
     // itself: a child forked after the kill would not be in the kernel's tree anyway (the
     // fork hook died with the sensor), which would prove nothing about the connect hooks.
-    let waiting = Waiting::dialer(&server, dir, "go2", &format!("{}:{blocked_port}", ns.addr));
-    let again = Waiting::dialer(&server, dir, "go3", &format!("{}:{blocked_port}", ns.addr));
+    let waiting = Waiting::dialer(&server, dir, "go2", &format!("{}:{other_port}", ns.addr));
+    let again = Waiting::dialer(&server, dir, "go3", &format!("{}:{other_port}", ns.addr));
     confirmed(&sensor, &server);
     assert_eq!(
         again.go(),
@@ -163,9 +173,10 @@ fn enforce_refuses_unknown_egress_in_the_kernel_and_fails_open_when_the_sensor_d
         ["dial=ok"],
         "nothing is refused once the sensor is gone"
     );
-    assert_eq!(blocked.wait_for(1, WITHIN), 1, "the connect arrived");
+    assert_eq!(other.wait_for(1, WITHIN), 1, "the connect arrived");
     blocked.stop();
     allowed.stop();
+    other.stop();
 }
 
 #[test]
@@ -176,7 +187,7 @@ fn dry_run_lets_the_same_connect_through_and_says_would_block() {
     let ns = NetNs::create(72);
     let (unknown_port, unknown) = ns.listen();
     let (allowed_port, _allowed) = ns.listen();
-    let config = config(dir, "dry-run", &ns, allowed_port);
+    let config = config(dir, "dry-run", &ns, &[allowed_port]);
     let server = fake_server(WORKLOAD, dir, "nginx");
     let sensor = RunningSensor::start(&config);
 

@@ -205,6 +205,17 @@ impl Capture {
         }
     }
 
+    /// SIGHUP: the prevention tries take `plan`'s allowances (see [`prevent::refill`]).
+    pub fn refresh_prevention(&mut self, plan: &prevent::PreventPlan) {
+        let Some(ebpf) = self.ebpf.as_mut() else {
+            return;
+        };
+        match prevent::refill(plan, ebpf) {
+            Ok(()) => log::info!("SIGHUP: prevention allowances replaced"),
+            Err(err) => log::warn!("SIGHUP: replacing the prevention allowances: {err}"),
+        }
+    }
+
     /// Puts every process that already listens on a TCP port into the server tree: the kernel
     /// adds a listener at listen(), which those made before the programs were attached. Without
     /// this, a server recognised only by its role (a renamed binary) and its children would

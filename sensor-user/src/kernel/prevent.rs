@@ -159,6 +159,60 @@ impl PreventPlan {
     }
 }
 
+/// SIGHUP with a changed `rules.server_outbound_unknown` (the mode, fixed at load, needs a
+/// restart): the tries take the new allowances. New entries go in before stale ones go out, so
+/// that no destination is refused meanwhile for lack of its entry; a plan disarmed by the new
+/// rule allows everything (`/0` on every port), as the kernel's flags cannot change.
+pub fn refill(plan: &PreventPlan, ebpf: &mut Ebpf) -> Result<(), super::LoadError> {
+    let everything = || {
+        let any = PreventAllow {
+            flags: prevent_allow::ANY_PORT,
+            ..PreventAllow::default()
+        };
+        [
+            (IpNet::V4(ipnet::Ipv4Net::default()), any),
+            (IpNet::V6(ipnet::Ipv6Net::default()), any),
+        ]
+        .to_vec()
+    };
+    let wanted = plan.entries.clone().unwrap_or_else(everything);
+    let armed = PreventPlan {
+        entries: Some(wanted.clone()),
+        ..plan.clone()
+    };
+    armed.fill(ebpf)?;
+    let keep: BTreeSet<IpNet> = wanted.iter().map(|(n, _)| *n).collect();
+    prune::<[u8; 4]>(ebpf, maps::PREVENT_ALLOW_V4, &keep, |k| {
+        ipnet::Ipv4Net::new(k.data().into(), k.prefix_len() as u8)
+            .ok()
+            .map(IpNet::V4)
+    })?;
+    prune::<[u8; 16]>(ebpf, maps::PREVENT_ALLOW_V6, &keep, |k| {
+        ipnet::Ipv6Net::new(k.data().into(), k.prefix_len() as u8)
+            .ok()
+            .map(IpNet::V6)
+    })
+}
+
+fn prune<K: aya::Pod>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    keep: &BTreeSet<IpNet>,
+    net: impl Fn(&Key<K>) -> Option<IpNet>,
+) -> Result<(), super::LoadError> {
+    let mut map = trie::<K>(ebpf, name)?;
+    let stale: Vec<Key<K>> = map
+        .keys()
+        .filter_map(Result::ok)
+        .filter(|k| net(k).is_none_or(|n| !keep.contains(&n)))
+        .collect();
+    for key in &stale {
+        map.remove(key)
+            .map_err(|source| super::LoadError::Map { name, source })?;
+    }
+    Ok(())
+}
+
 fn trie<'a, K: aya::Pod>(
     ebpf: &'a mut Ebpf,
     name: &'static str,
