@@ -219,3 +219,25 @@ fn dry_run_lets_the_same_connect_through_and_says_would_block() {
     unknown.stop();
     sensor.stop_clean();
 }
+
+#[test]
+fn prevention_without_the_cgroup_hooks_refuses_to_start() {
+    require_root();
+    let tmp = temp_dir("lineage-prevent-tp-");
+    let path = tmp.path().join("sensor.toml");
+    std::fs::write(
+        &path,
+        "[capture]\nconnect_entry = \"tracepoint\"\n[prevention]\nmode = \"enforce\"\n\
+         [incidents]\nstate_file = \"\"\n",
+    )
+    .expect("write config");
+    let Err((status, log)) = RunningSensor::start_with(&path, &[]) else {
+        panic!("an enforcing sensor started without the hooks that enforce");
+    };
+    assert!(!status.success(), "{status}");
+    assert!(
+        log.iter()
+            .any(|l| l.contains("[prevention] needs the cgroup connect hooks")),
+        "{log:#?}"
+    );
+}
