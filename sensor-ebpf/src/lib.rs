@@ -45,6 +45,47 @@ pub mod maps {
     /// execs wake the reader at once. Userspace adds the servers it classifies; fork adds their
     /// children and exit removes every entry.
     pub const SERVER_TREE: &str = "SERVER_TREE";
+    /// LPM tries of the destinations prevention lets a server tree reach, IPv4
+    /// (`[u8; 4]` key) and IPv6 (`[u8; 16]`) -> [`crate::PreventAllow`]. Filled by the loader
+    /// from `rules.server_outbound_unknown`; a destination matching no prefix is refused.
+    pub const PREVENT_ALLOW_V4: &str = "PREVENT_ALLOW_V4";
+    pub const PREVENT_ALLOW_V6: &str = "PREVENT_ALLOW_V6";
+}
+
+/// Values of [`maps::SERVER_TREE`] entries (bit set).
+pub mod server_tree {
+    /// Userspace classified the process as a server of a known family, or it descends from one
+    /// (fork copies the parent's value). Only such processes are ever refused anything: a
+    /// process that is in the tree only because it called listen() may be no server detection
+    /// knows.
+    pub const CONFIRMED: u32 = 1 << 0;
+}
+
+/// Most ports one [`PreventAllow`] lists; a prefix allowed on more is allowed on every port
+/// (prevention errs towards letting through).
+pub const PREVENT_PORTS_MAX: usize = 16;
+
+/// Entries of each prevention trie.
+pub const PREVENT_ALLOW_ENTRIES: u32 = 4096;
+
+/// What the longest matching prefix of a [`maps::PREVENT_ALLOW_V4`] / `_V6` entry allows.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PreventAllow {
+    /// Bit set of [`prevent_allow`].
+    pub flags: u32,
+    /// How many of `ports` are used.
+    pub nports: u32,
+    /// Allowed destination ports (host byte order) when not [`prevent_allow::ANY_PORT`].
+    pub ports: [u16; PREVENT_PORTS_MAX],
+}
+
+/// Bits of [`PreventAllow::flags`].
+pub mod prevent_allow {
+    /// Every port of the prefix is allowed.
+    pub const ANY_PORT: u32 = 1 << 0;
+    /// The prefix is in `never_allow`: refused whatever else matches.
+    pub const NEVER: u32 = 1 << 1;
 }
 
 /// Entries of [`maps::SERVER_TREE`]: far more than the server processes and the shells below
@@ -192,6 +233,14 @@ pub mod connect_call {
     /// sendto/sendmsg with a destination on an unconnected UDP socket, once per socket and
     /// destination.
     pub const SENDMSG: u32 = 1;
+    /// The low bits of [`crate::ConnectEvent::call`] hold the call; the high bits the
+    /// prevention verdict, so that records without one read as before.
+    pub const CALL_MASK: u32 = 0xffff;
+    /// Prevention found the destination one `server-outbound-unknown` alerts on, for a process
+    /// of a confirmed server tree.
+    pub const WOULD_BLOCK: u32 = 1 << 16;
+    /// ... and refused the call (enforce): `ret` is -EPERM.
+    pub const BLOCKED: u32 = 1 << 17;
 }
 
 /// Bits of [`KernelOffsets::capture_flags`], set by the loader from the config.
@@ -202,6 +251,11 @@ pub mod capture_flags {
     /// This kernel's BTF has every member the exec probe follows to the executed file's identity
     /// (`KernelOffsets::binprm_file` and the five after it); without it the probe skips them.
     pub const EXE_IDENTITY: u32 = 1 << 1;
+    /// `prevention.mode` is `dry-run` or `enforce`: the connect hooks decide and mark the event
+    /// ([`crate::connect_call::WOULD_BLOCK`]).
+    pub const PREVENT: u32 = 1 << 2;
+    /// `prevention.mode = "enforce"`: what is marked is also refused.
+    pub const ENFORCE: u32 = 1 << 3;
 }
 
 /// A connect() on an AF_INET or AF_INET6 socket with its outcome, or an unconnected UDP send.
@@ -220,7 +274,7 @@ pub struct ConnectEvent {
     /// the syscall's result where only the syscall knows it.
     pub ret: i32,
     pub uid: u32,
-    /// One of [`connect_call`].
+    /// One of [`connect_call`] in the low 16 bits, and its verdict bits above.
     pub call: u32,
     /// IPv4 in the first four bytes, or the IPv6 address, network byte order.
     pub daddr: [u8; 16],
@@ -398,6 +452,7 @@ mod pod {
     unsafe impl aya::Pod for ListenEvent {}
     unsafe impl aya::Pod for UdpSeenKey {}
     unsafe impl aya::Pod for LostCounts {}
+    unsafe impl aya::Pod for PreventAllow {}
 }
 
 // Padding would make the two sides disagree silently; these fail the build instead.
@@ -412,5 +467,6 @@ const _: () = assert!(core::mem::size_of::<ConnectEvent>() == 24 + 24 + 16);
 const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 52 * 4);
 const _: () = assert!(core::mem::size_of::<ListenEvent>() == 24 + 16 + 16);
 const _: () = assert!(core::mem::size_of::<UdpSeenKey>() == 32);
+const _: () = assert!(core::mem::size_of::<PreventAllow>() == 8 + 2 * PREVENT_PORTS_MAX);
 const _: () = assert!(core::mem::size_of::<LostCounts>() == 8 * kind::COUNT as usize);
 const _: () = assert!(core::mem::size_of::<FileEvent>() == 24 + 8 * 4 + SOURCE_MAX + PATH_MAX);

@@ -24,7 +24,9 @@ use aya_ebpf::{
     maps::{LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf},
 };
 #[cfg(target_arch = "bpf")]
-use sensor_ebpf::{ConnectEvent, ExecEvent, FileEvent, LostCounts, PathKey, UdpSeenKey, kind};
+use sensor_ebpf::{
+    ConnectEvent, ExecEvent, FileEvent, LostCounts, PathKey, PreventAllow, UdpSeenKey, kind,
+};
 
 // The static names are the map names userspace looks up: they must equal `sensor_ebpf::maps::*`
 // (the loader fails with the missing name if they drift apart).
@@ -97,6 +99,18 @@ static WATCHED_PATHS: LpmTrie<PathKey, u8> = LpmTrie::with_max_entries(1024, 0);
 #[map]
 static SERVER_TREE: LruHashMap<u32, u32> =
     LruHashMap::with_max_entries(sensor_ebpf::SERVER_TREE_ENTRIES, 0);
+
+/// See [`sensor_ebpf::maps::PREVENT_ALLOW_V4`].
+#[cfg(target_arch = "bpf")]
+#[map]
+static PREVENT_ALLOW_V4: LpmTrie<[u8; 4], PreventAllow> =
+    LpmTrie::with_max_entries(sensor_ebpf::PREVENT_ALLOW_ENTRIES, 0);
+
+/// See [`sensor_ebpf::maps::PREVENT_ALLOW_V6`].
+#[cfg(target_arch = "bpf")]
+#[map]
+static PREVENT_ALLOW_V6: LpmTrie<[u8; 16], PreventAllow> =
+    LpmTrie::with_max_entries(sensor_ebpf::PREVENT_ALLOW_ENTRIES, 0);
 
 /// Counts a record that the ring buffer had no room for; userspace sums it per kind. It is
 /// also counted for the current task's cgroup ([`LOST_BY_CGROUP`]), so that one workload's

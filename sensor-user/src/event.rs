@@ -252,6 +252,29 @@ pub struct Connect {
     /// Left out for connect(), the only call older recordings know.
     #[serde(default, skip_serializing_if = "ConnectCall::is_connect")]
     pub call: ConnectCall,
+    /// The kernel's prevention verdict (`[prevention]`); left out when it took none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prevention: Option<PreventAction>,
+}
+
+/// What prevention did to a [`Connect`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PreventAction {
+    /// dry-run: enforce would have refused it.
+    WouldBlock,
+    /// enforce: refused with EPERM before any packet left.
+    Blocked,
+}
+
+impl PreventAction {
+    /// `event.action` of an alert, and the metric's `action` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PreventAction::WouldBlock => "would-block",
+            PreventAction::Blocked => "blocked",
+        }
+    }
 }
 
 impl Connect {

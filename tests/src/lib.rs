@@ -9,6 +9,7 @@ pub mod cgroup;
 pub mod cri;
 pub mod https_receiver;
 pub mod kernel_counters;
+pub mod netns;
 pub mod pki;
 pub mod receivers;
 pub mod sensor;

@@ -2,5 +2,6 @@
 mod exec;
 pub mod file;
 mod net;
+mod prevent;
 mod process;
 mod sock;

@@ -4,7 +4,8 @@
 //! The hooks run inside connect() and sendmsg() only for AF_INET and AF_INET6 sockets, after the
 //! kernel has copied and checked the sockaddr, and hand over the destination and socket type as
 //! plain fields. None of them is a syscall tracepoint, so nothing here puts the other syscalls of
-//! the host on the tracing slow path. A UDP connect has no handshake and is reported here; a TCP
+//! the host on the tracing slow path. With `[prevention]` on, each hook also judges the call
+//! (prevent.rs) and in enforce refuses it. A UDP connect has no handshake and is reported here; a TCP
 //! connect is parked under its socket until the handshake ends (sock.rs reports the outcome). In `run` a process outside the server tree is
 //! dropped by the first map lookup ([`capture_flags::SERVER_TREE_CONNECTS`]).
 //!
@@ -21,6 +22,7 @@ use aya_ebpf::{
 };
 use sensor_ebpf::{ConnectEvent, UdpSeenKey, capture_flags, connect_call, kind, proto};
 
+use super::prevent::{ALLOW, DENY, judge};
 use crate::diag::degraded;
 use crate::{
     CONNECTING, EVENTS, PENDING_CONNECT, RECENT_EXEC, SERVER_TREE, UDP_SEEN, count_lost,
@@ -33,39 +35,49 @@ const AF_INET6: u16 = 10;
 const SOCK_STREAM: u16 = 1;
 const SOCK_DGRAM: u16 = 2;
 
-/// What a cgroup sock_addr program returns to let the call go on; the sensor never blocks one.
-const ALLOW: i32 = 1;
+// Every hook lets the call go on unless prevention refuses it (`prevent::judge`); a failure
+// to read the destination lets it go on too (fail open).
 
 #[cgroup_sock_addr(connect4)]
 pub fn cgroup_connect4(ctx: SockAddrContext) -> i32 {
-    if wanted() {
-        let _ = on_cgroup_connect(&ctx, AF_INET);
+    if !wanted() {
+        return ALLOW;
     }
-    ALLOW
+    verdict(on_cgroup_connect(&ctx, AF_INET))
 }
 
 #[cgroup_sock_addr(connect6)]
 pub fn cgroup_connect6(ctx: SockAddrContext) -> i32 {
-    if wanted() {
-        let _ = on_cgroup_connect(&ctx, AF_INET6);
+    if !wanted() {
+        return ALLOW;
     }
-    ALLOW
+    verdict(on_cgroup_connect(&ctx, AF_INET6))
 }
 
 #[cgroup_sock_addr(sendmsg4)]
 pub fn cgroup_sendmsg4(ctx: SockAddrContext) -> i32 {
-    if wanted() {
-        let _ = on_cgroup_sendmsg(&ctx, AF_INET);
+    if !wanted() {
+        return ALLOW;
     }
-    ALLOW
+    verdict(on_cgroup_sendmsg(&ctx, AF_INET))
 }
 
 #[cgroup_sock_addr(sendmsg6)]
 pub fn cgroup_sendmsg6(ctx: SockAddrContext) -> i32 {
-    if wanted() {
-        let _ = on_cgroup_sendmsg(&ctx, AF_INET6);
+    if !wanted() {
+        return ALLOW;
     }
-    ALLOW
+    verdict(on_cgroup_sendmsg(&ctx, AF_INET6))
+}
+
+/// The hook's return value: a failure lets the call go on. Spelled as constants so that the
+/// verifier sees a value in [0, 1] (a verdict returned through the stack was rejected).
+#[inline(always)]
+fn verdict(judged: Result<i32, i32>) -> i32 {
+    match judged {
+        Ok(DENY) => DENY,
+        _ => ALLOW,
+    }
 }
 
 /// Whether the current process's connects matter: always in `record`; in `run` only below a
@@ -93,25 +105,33 @@ fn wanted() -> bool {
     }
 }
 
-fn on_cgroup_connect(ctx: &SockAddrContext, family: u16) -> Result<(), i32> {
-    let event = cgroup_event(ctx, family)?;
-    if event.proto == proto::TCP {
+/// Returns the hook's verdict.
+#[inline(always)]
+fn on_cgroup_connect(ctx: &SockAddrContext, family: u16) -> Result<i32, i32> {
+    let mut event = cgroup_event(ctx, family)?;
+    let verdict = judge(&mut event);
+    if verdict == ALLOW && event.proto == proto::TCP {
         // The outcome comes from the handshake (sock.rs), keyed by the socket: the context's
         // `sk` is the kernel's `struct sock`, the pointer the state-change tracepoint gets.
         // SAFETY: a context field, read as the verifier requires (one plain load).
         let sk =
             unsafe { core::ptr::read_volatile(&raw const (*ctx.sock_addr).__bindgen_anon_1.sk) };
-        return CONNECTING.insert(&(sk as u64), &event, 0);
+        CONNECTING.insert(&(sk as u64), &event, 0)?;
+        return Ok(ALLOW);
     }
-    // No handshake to wait for: a UDP (or other datagram) connect is reported at once.
+    // No handshake to wait for (a UDP connect, or one refused here): reported at once.
     send(&event);
-    Ok(())
+    Ok(verdict)
 }
 
 /// An unconnected UDP send with a destination: reported once per socket and destination, so
-/// that a resolver or a chatty client costs one event, not one per datagram.
-fn on_cgroup_sendmsg(ctx: &SockAddrContext, family: u16) -> Result<(), i32> {
+/// that a resolver or a chatty client costs one event, not one per datagram. Every send is
+/// judged; the verdict is the hook's.
+#[inline(always)]
+fn on_cgroup_sendmsg(ctx: &SockAddrContext, family: u16) -> Result<i32, i32> {
     let mut event = cgroup_event(ctx, family)?;
+    event.call = connect_call::SENDMSG;
+    let verdict = judge(&mut event);
     let key = UdpSeenKey {
         // SAFETY: the program's own context, as the helper requires.
         cookie: unsafe { bpf_get_socket_cookie(ctx.sock_addr.cast()) },
@@ -120,12 +140,10 @@ fn on_cgroup_sendmsg(ctx: &SockAddrContext, family: u16) -> Result<(), i32> {
         addr: event.daddr,
     };
     // BPF_NOEXIST: fails when this socket already sent there, the common case.
-    if UDP_SEEN.insert(&key, &0, 1).is_err() {
-        return Ok(());
+    if UDP_SEEN.insert(&key, &0, 1).is_ok() {
+        send(&event);
     }
-    event.call = connect_call::SENDMSG;
-    send(&event);
-    Ok(())
+    Ok(verdict)
 }
 
 #[inline(always)]

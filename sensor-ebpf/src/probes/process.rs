@@ -45,10 +45,11 @@ fn try_sched_process_fork(ctx: &RawTracePointContext) -> Result<(), i32> {
     let real_parent: *const u8 = read(child, offset!(task_real_parent))?;
     let ppid: u32 = read(real_parent, offset!(task_tgid))?;
     let start_ns: u64 = read(child, offset!(task_start_boottime))?;
-    // SAFETY: the value is not read, only whether there is one.
-    if unsafe { SERVER_TREE.get(&ppid) }.is_some() {
+    // SAFETY: a plain u32 copied out of the map. The child inherits the parent's
+    // confirmation (`server_tree::CONFIRMED`).
+    if let Some(&mark) = unsafe { SERVER_TREE.get(&ppid) } {
         // A full map evicts its least recently used entry; nothing to do on failure.
-        let _ = SERVER_TREE.insert(&child_tgid, &0, 0);
+        let _ = SERVER_TREE.insert(&child_tgid, &mark, 0);
     }
 
     let mut header = header(kind::FORK);

@@ -140,8 +140,13 @@ fn listening(sk: *const u8) -> Result<(), i32> {
     } else {
         event.addr = read(sk, offset!(sk_v6_rcv_saddr))?;
     }
-    // A full map evicts its least recently used entry; nothing to do on failure.
-    let _ = SERVER_TREE.insert(&event.header.pid, &0, 0);
+    // A full map evicts its least recently used entry; nothing to do on failure. BPF_NOEXIST:
+    // a listening server keeps the confirmation userspace gave it.
+    let _ = SERVER_TREE.insert(
+        &event.header.pid,
+        &0,
+        aya_ebpf::bindings::BPF_NOEXIST as u64,
+    );
     match EVENTS.reserve::<ListenEvent>(0) {
         Some(mut entry) => {
             entry.write(event);

@@ -8,7 +8,7 @@ use super::{
 };
 use crate::{
     config::{Severity, Technique},
-    event::{Connect, Family as NetFamily},
+    event::{Connect, Family as NetFamily, PreventAction},
     lineage::Process,
     path_parts::{directory, extension, file_name},
 };
@@ -102,8 +102,15 @@ fn threat(technique: Option<Technique>) -> Threat {
 impl Alert {
     pub fn build<A>(input: AlertInput<'_, A>) -> Alert {
         let boot = input.boot_wall_ns;
-        let action = input.file.as_ref().and_then(|f| f.action);
         let connect = input.connect;
+        // A connect prevention refused (or, in dry-run, would have) says so where a SIEM looks
+        // for it: `event.action`, and `event.type: denied` when it was refused.
+        let action = input.file.as_ref().and_then(|f| f.action).or_else(|| {
+            connect.and_then(|c| c.prevention).map(|p| match p {
+                PreventAction::Blocked => (p.as_str(), &["denied"][..]),
+                PreventAction::WouldBlock => (p.as_str(), input.event_type),
+            })
+        });
         let p = input.process;
         let mut process = process_info(p, boot, Detail::Full);
         process.parent = input
@@ -113,9 +120,9 @@ impl Alert {
             timestamp: rfc3339(boot.saturating_add(input.ts_ns)),
             event: AlertEvent {
                 kind: "alert",
-                category: match action {
-                    Some(_) => vec!["file"],
-                    None => input.category.to_vec(),
+                category: match (action, connect) {
+                    (Some(_), None) => vec!["file"],
+                    _ => input.category.to_vec(),
                 },
                 kind_type: match action {
                     Some((_, types)) => types.to_vec(),

@@ -62,6 +62,7 @@ pub struct AlertEvent {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outcome: Option<&'static str>,
     /// File rules: `creation` (opened with O_CREAT), `modification`, `rename` or `link`.
+    /// Connects judged by prevention: `blocked` or `would-block`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub action: Option<&'static str>,
 }

@@ -22,6 +22,7 @@ mod locate;
 mod output;
 mod output_secrets;
 mod ownership;
+mod prevention;
 mod workload;
 
 pub use baseline::BaselineConfig;
@@ -42,6 +43,7 @@ pub use output::{
     SyslogProtocol,
 };
 pub use output_secrets::{Secret, SecretError, SecretSource, SinkTls, check_inline_secrets};
+pub use prevention::{PreventionConfig, PreventionMode};
 pub use workload::WorkloadConfig;
 
 /// The whole configuration. Every section is optional and defaults to safe values.
@@ -70,6 +72,8 @@ pub struct Config {
     pub evidence: EvidenceConfig,
     /// Container and pod names from the container runtime's state (`run` only).
     pub workload: WorkloadConfig,
+    /// Whether the kernel refuses what detection would alert on.
+    pub prevention: PreventionConfig,
 }
 
 /// Kernel-side capture settings.

@@ -16,7 +16,10 @@ use sensor_ebpf::{
 
 use crate::{
     escape::{escape_bytes, split_argv},
-    event::{Connect, ConnectCall, Event, Exec, Exit, Family, File, FileOp, Fork, Listen, Proto},
+    event::{
+        Connect, ConnectCall, Event, Exec, Exit, Family, File, FileOp, Fork, Listen, PreventAction,
+        Proto,
+    },
 };
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -240,10 +243,17 @@ fn decode_listen(e: ListenEvent) -> Result<Event, DecodeError> {
 
 fn decode_connect(e: ConnectEvent) -> Result<Event, DecodeError> {
     let (family, daddr) = address(e.family, e.daddr)?;
-    let call = match e.call {
+    let call = match e.call & connect_call::CALL_MASK {
         connect_call::CONNECT => ConnectCall::Connect,
         connect_call::SENDMSG => ConnectCall::Sendmsg,
         other => return Err(DecodeError::UnknownCall(other)),
+    };
+    let prevention = if e.call & connect_call::BLOCKED != 0 {
+        Some(PreventAction::Blocked)
+    } else if e.call & connect_call::WOULD_BLOCK != 0 {
+        Some(PreventAction::WouldBlock)
+    } else {
+        None
     };
     Ok(Event::Connect(Connect {
         ts_ns: e.header.ts_ns,
@@ -260,6 +270,7 @@ fn decode_connect(e: ConnectEvent) -> Result<Event, DecodeError> {
         },
         ret: e.ret,
         call,
+        prevention,
     }))
 }
 
@@ -472,6 +483,24 @@ mod tests {
         assert_eq!(e.call, ConnectCall::Sendmsg);
         let line = serde_json::to_string(&Event::Connect(e)).expect("json");
         assert!(line.ends_with(r#""ret":0,"call":"sendmsg"}"#), "{line}");
+        c.call = connect_call::SENDMSG | connect_call::WOULD_BLOCK | connect_call::BLOCKED;
+        let Ok(Event::Connect(e)) = decode(&bytes_of(&c)) else {
+            panic!("not a connect");
+        };
+        assert_eq!(
+            (e.call, e.prevention),
+            (ConnectCall::Sendmsg, Some(PreventAction::Blocked))
+        );
+        let line = serde_json::to_string(&Event::Connect(e)).expect("json");
+        assert!(
+            line.ends_with(r#""call":"sendmsg","prevention":"blocked"}"#),
+            "{line}"
+        );
+        c.call = connect_call::CONNECT | connect_call::WOULD_BLOCK;
+        let Ok(Event::Connect(e)) = decode(&bytes_of(&c)) else {
+            panic!("not a connect");
+        };
+        assert_eq!(e.prevention, Some(PreventAction::WouldBlock));
         c.call = 9;
         assert_eq!(decode(&bytes_of(&c)), Err(DecodeError::UnknownCall(9)));
     }

@@ -18,6 +18,7 @@ use super::{
     features::{FeatureError, probe},
     hooks::{FileHook, Hooks},
     offsets::{OffsetError, VMLINUX_BTF, check_syscall_layout, kernel_offsets},
+    prevent::PreventPlan,
     tracefs::{TracefsError, ensure_tracefs},
 };
 use crate::config::{CaptureConfig, ConnectEntryMode, ConnectScope, FileHooks};
@@ -110,6 +111,11 @@ pub enum LoadError {
     },
     #[error("capture.file_hooks = \"fanotify\": {0}")]
     Fanotify(#[from] FanotifyError),
+    #[error(
+        "[prevention] needs the cgroup connect hooks, which cannot be used here ({0}); set \
+         prevention.mode = \"off\" or run where they can be attached"
+    )]
+    PreventionNeedsCgroupHooks(String),
     #[error("watched path {path:?}: {reason}")]
     WatchPath { path: String, reason: &'static str },
 }
@@ -132,8 +138,9 @@ pub struct Loaded {
 
 pub type KernelLogger = aya_log::EbpfLogger<super::kernel_log::RateBound<&'static dyn log::Log>>;
 
-/// Loads the programs with this kernel's offsets and attaches every one of them.
-pub fn load(config: &CaptureConfig) -> Result<Loaded, LoadError> {
+/// Loads the programs with this kernel's offsets and attaches every one of them. `prevent`:
+/// what `[prevention]` puts in the kernel (`None` in `record`).
+pub fn load(config: &CaptureConfig, prevent: Option<&PreventPlan>) -> Result<Loaded, LoadError> {
     raise_memlock_limit();
     probe()?;
     let tracefs = ensure_tracefs()?;
@@ -144,6 +151,9 @@ pub fn load(config: &CaptureConfig) -> Result<Loaded, LoadError> {
         // the tree; until then a new image's connects are kept. Generous: a miss here is a
         // server's first connects lost, a surplus only a few events read for nothing.
         offsets.recent_exec_ms = config.flush_interval_ms.saturating_mul(10).max(200);
+    }
+    if let Some(plan) = prevent {
+        offsets.capture_flags |= plan.capture_flags();
     }
     log::debug!("kernel offsets: {offsets:?}");
 
@@ -171,6 +181,9 @@ pub fn load(config: &CaptureConfig) -> Result<Loaded, LoadError> {
         })?;
         log::debug!("attached {program}");
     }
+    if let Some(plan) = prevent {
+        plan.fill(&mut ebpf)?;
+    }
     let cgroup_hooks = match config.connect_entry {
         ConnectEntryMode::Auto => super::connect_entry::attach_cgroup_hooks(&mut ebpf),
         ConnectEntryMode::Tracepoint => Err("capture.connect_entry = \"tracepoint\"".to_owned()),
@@ -178,6 +191,9 @@ pub fn load(config: &CaptureConfig) -> Result<Loaded, LoadError> {
     let mut syscall_tracepoints = 0;
     let connect_entry = match cgroup_hooks {
         Ok(root) => ConnectEntry::Cgroup(root),
+        Err(why) if prevent.is_some_and(|p| p.capture_flags() != 0) => {
+            return Err(LoadError::PreventionNeedsCgroupHooks(why));
+        }
         Err(why) => {
             attach_syscall(&mut ebpf, "sys_enter_connect", "sys_enter_connect")?;
             attach_syscall(&mut ebpf, "sys_exit_connect", "sys_exit_connect")?;

@@ -11,6 +11,7 @@ pub mod kernel_log;
 pub mod loader;
 mod merge;
 pub mod offsets;
+pub mod prevent;
 pub mod reader;
 pub mod tracefs;
 mod truncated;
@@ -29,6 +30,9 @@ use crate::{
 
 /// The most records decoded in one go: bounds the batch, not the ring.
 const BATCH_MAX: usize = 4096;
+
+/// bpf(2) map update flag: only create, never replace.
+const BPF_NOEXIST: u64 = 1;
 
 /// Attached programs and the reader of their events. Dropping it detaches the programs.
 pub struct Capture {
@@ -58,6 +62,8 @@ const DRAIN_QUIET: std::time::Duration = std::time::Duration::from_millis(100);
 pub enum CaptureError {
     #[error(transparent)]
     Load(#[from] LoadError),
+    #[error(transparent)]
+    Prevent(#[from] prevent::PreventError),
     #[error("watching the ring buffer: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -65,7 +71,16 @@ pub enum CaptureError {
 impl Capture {
     /// Loads and attaches the programs. Must be called inside a tokio runtime.
     pub fn start(config: &CaptureConfig, metrics: Arc<Metrics>) -> Result<Self, CaptureError> {
-        let loaded = loader::load(config)?;
+        Self::start_with(config, None, metrics)
+    }
+
+    /// [`Capture::start`] with `[prevention]`'s kernel side.
+    pub fn start_with(
+        config: &CaptureConfig,
+        prevent: Option<&prevent::PreventPlan>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, CaptureError> {
+        let loaded = loader::load(config, prevent)?;
         metrics.preset_ring_triggers(&reader::Trigger::ALL.map(reader::Trigger::as_str));
         if let Err(err) = loaded.hooks.register(metrics.registry()) {
             log::warn!("registering the hook metrics: {err}");
@@ -128,6 +143,11 @@ impl Capture {
                         canonicalise_dotdot(file);
                         file_id::stamp(file);
                     }
+                    if let Event::Connect(c) = &event
+                        && let Some(action) = c.prevention
+                    {
+                        self.metrics.prevention.egress(action);
+                    }
                     out.push(event);
                 }
                 Err(err) => {
@@ -172,11 +192,27 @@ impl Capture {
     /// Puts processes the engine found to be servers (or below one) into the kernel's server
     /// tree; their children join it at fork. Only latency depends on it: an exec outside the
     /// tree is read on the next flush tick instead of at once.
+    /// They are marked confirmed: prevention may refuse their (and their children's) egress.
     pub fn add_to_server_tree(&mut self, pids: impl IntoIterator<Item = u32>) {
+        self.insert_server_tree(pids, sensor_ebpf::server_tree::CONFIRMED, 0);
+    }
+
+    fn insert_server_tree(&mut self, pids: impl IntoIterator<Item = u32>, mark: u32, flags: u64) {
         for pid in pids {
-            if let Err(err) = self.server_tree.insert(pid, 0, 0) {
+            if let Err(err) = self.server_tree.insert(pid, mark, flags) {
                 log::debug!("adding pid {pid} to the server tree: {err}");
             }
+        }
+    }
+
+    /// SIGHUP: the prevention tries take `plan`'s allowances (see [`prevent::refill`]).
+    pub fn refresh_prevention(&mut self, plan: &prevent::PreventPlan) {
+        let Some(ebpf) = self.ebpf.as_mut() else {
+            return;
+        };
+        match prevent::refill(plan, ebpf) {
+            Ok(()) => log::info!("SIGHUP: prevention allowances replaced"),
+            Err(err) => log::warn!("SIGHUP: replacing the prevention allowances: {err}"),
         }
     }
 
@@ -197,7 +233,10 @@ impl Capture {
             })
             .collect();
         let n = pids.len();
-        self.add_to_server_tree(pids);
+        // Not confirmed: a listener is not necessarily a server detection knows, and
+        // prevention must not refuse what detection would not alert on. BPF_NOEXIST keeps a
+        // confirmation given meanwhile.
+        self.insert_server_tree(pids, 0, BPF_NOEXIST);
         log::debug!("{n} processes already listening put in the server tree");
         n
     }

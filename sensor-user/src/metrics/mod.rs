@@ -4,6 +4,7 @@
 
 mod baseline;
 pub mod endpoint;
+mod prevention;
 pub mod workload;
 
 use prometheus::{
@@ -28,6 +29,7 @@ pub struct Metrics {
     ready: IntGauge,
     pub baseline: baseline::BaselineMetrics,
     pub workload: workload::WorkloadMetrics,
+    pub prevention: prevention::PreventionMetrics,
     evidence_bundles: IntCounterVec,
     client_lookups: IntCounterVec,
 }
@@ -219,9 +221,11 @@ impl Metrics {
             .set(1);
         let baseline = baseline::BaselineMetrics::new(&registry)?;
         let workload = workload::WorkloadMetrics::new(&registry)?;
+        let prevention = prevention::PreventionMetrics::new(&registry)?;
         Ok(Self {
             baseline,
             workload,
+            prevention,
             registry,
             events,
             events_lost,

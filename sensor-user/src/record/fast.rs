@@ -9,7 +9,8 @@
 use std::net::IpAddr;
 
 use crate::event::{
-    Connect, ConnectCall, Event, Exec, Exit, Family, File, FileOp, Fork, Listen, Proto,
+    Connect, ConnectCall, Event, Exec, Exit, Family, File, FileOp, Fork, Listen, PreventAction,
+    Proto,
 };
 
 /// The event on the line at the start of `buf` and the line's length with its newline, when the
@@ -126,6 +127,15 @@ fn connect(c: &mut Cursor<'_>) -> Option<Connect> {
                 _ => return None,
             },
             None => ConnectCall::Connect,
+        },
+        // Left out when prevention took no decision.
+        prevention: match c.key("prevention") {
+            Some(c) => match c.str()? {
+                "would-block" => Some(PreventAction::WouldBlock),
+                "blocked" => Some(PreventAction::Blocked),
+                _ => return None,
+            },
+            None => None,
         },
     })
 }
@@ -389,6 +399,8 @@ mod tests {
         r#"{"type":"file","ts_ns":1,"pid":2,"tid":2,"uid":0,"op":"link","path":"/var/www/a","flags":0,"ret":3}"#,
         r#"{"type":"exec","ts_ns":1,"pid":2,"tid":2,"ppid":1,"start_ns":1,"uid":0,"gid":0,"euid":0,"comm":"x","exe":"/tmp/x","argv":["x"],"argv_truncated":false,"argv_bytes":2,"cgroup_id":1,"exe_dev":2049,"exe_ino":18446744073709551615,"exe_nlink":0}"#,
         r#"{"type":"file","ts_ns":1,"pid":2,"tid":2,"uid":33,"op":"open","path":"/var/www/a","path_truncated":false,"flags":577,"ret":3,"dev":2049,"ino":77}"#,
+        r#"{"type":"connect","ts_ns":1,"pid":2,"tid":3,"uid":0,"family":"inet","daddr":"192.0.2.1","dport":53,"proto":"udp","ret":-1,"call":"sendmsg","prevention":"blocked"}"#,
+        r#"{"type":"connect","ts_ns":1,"pid":2,"tid":3,"uid":0,"family":"inet","daddr":"192.0.2.1","dport":443,"proto":"tcp","ret":0,"prevention":"would-block"}"#,
     ];
 
     /// Whatever the fast path accepts, serde_json reads the same way.
@@ -406,7 +418,7 @@ mod tests {
             assert!(fast(line).is_none_or(|e| e == slow), "{line}");
         }
         // In `record`'s own shape, not declined.
-        for i in [0, 3, 5, 7, 9, 11, 14, 15] {
+        for i in [0, 3, 5, 7, 9, 11, 14, 15, 16, 17] {
             assert!(fast(LINES[i]).is_some(), "{}", LINES[i]);
         }
     }

@@ -35,6 +35,8 @@ fn main() -> ExitCode {
         Some("storm") => storm(count(args.get(1))),
         Some("shell") => shell(args.get(1)),
         Some("connect") => connect(args.get(1)),
+        Some("dial") => dial(args.get(1)),
+        Some("wait-dial") => wait_dial(args.get(1), args.get(2)),
         Some("sh-storm") => sh_storm(count(args.get(1))),
         Some("tcp-storm") => tcp_storm(count(args.get(1))),
         Some("udp-storm") => udp_storm(count(args.get(1))),
@@ -133,6 +135,27 @@ fn connect(address: Option<&String>) -> Result<(), String> {
     let result = std::net::TcpStream::connect(address.as_str());
     println!("connected={}", result.is_ok());
     Ok(())
+}
+
+/// A TCP connect that says how it ended: `dial=ok`, or `dial_errno=N` (EPERM, 1, when
+/// prevention refused it).
+fn dial(address: Option<&String>) -> Result<(), String> {
+    let address = address.ok_or("dial needs ADDR:PORT")?;
+    match std::net::TcpStream::connect(address.as_str()) {
+        Ok(_) => println!("dial=ok"),
+        Err(err) => println!("dial_errno={}", err.raw_os_error().unwrap_or(-1)),
+    }
+    Ok(())
+}
+
+/// Waits for PATH to exist, then dials ADDR:PORT itself (no child: the process that was
+/// running all along is the one that connects).
+fn wait_dial(path: Option<&String>, address: Option<&String>) -> Result<(), String> {
+    let path = path.ok_or("wait-dial needs PATH ADDR:PORT")?;
+    while !std::path::Path::new(path).exists() {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    dial(address)
 }
 
 /// `n` times a shell that forks a shell that forks /bin/true: the `; :` keeps each shell from

@@ -113,7 +113,11 @@ pub async fn run(
         .map_err(RunError::Signal)?;
     // Attach first, then read /proc: a process started in between is then in the ring buffer
     // rather than missed.
-    let mut capture = Capture::start(&config.effective_capture(), metrics.clone())?;
+    let prevent = crate::kernel::prevent::PreventPlan::from_config(&config)
+        .map_err(crate::kernel::CaptureError::from)?;
+    prevent.log();
+    let mut capture =
+        Capture::start_with(&config.effective_capture(), Some(&prevent), metrics.clone())?;
     detector.seed(&config, &mut capture);
     detector.restore_incidents(&config);
     metrics.set_ready(true);

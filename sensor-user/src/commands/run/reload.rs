@@ -63,6 +63,20 @@ async fn reload_from(
     if new.effective_capture() != config.effective_capture() {
         log::warn!("SIGHUP: [capture] changes take effect at the next start");
     }
+    if new.prevention != config.prevention {
+        log::warn!("SIGHUP: [prevention] changes take effect at the next start");
+    }
+    // The kernel must never refuse what the new rules would not alert on.
+    let prevent = if new.rules.server_outbound_unknown != config.rules.server_outbound_unknown {
+        let mut same_mode = new.clone();
+        same_mode.prevention = config.prevention.clone();
+        Some(
+            crate::kernel::prevent::PreventPlan::from_config(&same_mode)
+                .map_err(|e| RunError::from(crate::kernel::CaptureError::from(e)))?,
+        )
+    } else {
+        None
+    };
     let detection_changed = new.lineage != config.lineage
         || new.detect != config.detect
         || new.rules != config.rules
@@ -93,6 +107,9 @@ async fn reload_from(
     if let Some(fresh) = fresh {
         stages.detector.replace(fresh, &new, stages.capture);
         log::info!("SIGHUP: detection rules replaced");
+    }
+    if let Some(plan) = prevent {
+        stages.capture.refresh_prevention(&plan);
     }
     stages.enricher.set_config(&new);
     *config = new;

@@ -130,7 +130,8 @@ impl OutboundRule {
 
     /// Whether a connect concerns the rule at all (checked before the lineage is touched).
     pub fn wants(&self, c: &Connect) -> bool {
-        self.common.enabled && (self.include_failed || c.attempted())
+        // A connect refused by prevention failed because of the rule: always its business.
+        self.common.enabled && (self.include_failed || c.attempted() || c.prevention.is_some())
     }
 
     /// A connect by a server or a process below one, to a destination it may not reach.
@@ -272,6 +273,7 @@ mod tests {
                 proto: crate::event::Proto::Tcp,
                 ret: 0,
                 call: crate::event::ConnectCall::Connect,
+                prevention: None,
             })
         };
         engine.process(

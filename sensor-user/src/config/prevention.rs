@@ -1,0 +1,26 @@
+//! `[prevention]`: whether the kernel refuses what detection would alert on.
+
+use serde::{Deserialize, Serialize};
+
+/// `[prevention]`: egress from a server tree to a destination `server-outbound-unknown` would
+/// alert on is refused in the kernel (connect() and sendmsg() fail with EPERM before a packet
+/// leaves). The decision is the rule's own allowlist and `never_allow`, compiled into the
+/// kernel; see docs/prevention.md.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PreventionConfig {
+    /// `off`: the kernel decides nothing. `dry-run`: the kernel takes the decision and marks the
+    /// event, alerts say `event.action: would-block`, nothing is refused. `enforce`: the same
+    /// decision refuses the call (`event.action: blocked`).
+    pub mode: PreventionMode,
+}
+
+/// See [`PreventionConfig::mode`].
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum PreventionMode {
+    #[default]
+    Off,
+    DryRun,
+    Enforce,
+}
