@@ -170,7 +170,11 @@ fn serve_http(stream: TcpStream) {
             if let Some((name, value)) = header.split_once(':')
                 && name.eq_ignore_ascii_case("content-length")
             {
-                length = value.trim().parse().unwrap_or(0);
+                // A length it cannot read is not a delivery: close, and the sink retries.
+                let Ok(n) = value.trim().parse() else {
+                    return;
+                };
+                length = n;
             }
         }
         body.resize(length, 0);
