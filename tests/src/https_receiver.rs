@@ -175,6 +175,27 @@ impl HttpsReceiver {
     pub fn requests(&self) -> Vec<Request> {
         self.requests.lock().expect("requests").clone()
     }
+
+    /// Alerts (JSON values) in the NDJSON, `_bulk` or HEC bodies posted to `path`: `_bulk`'s
+    /// action lines are skipped and HEC's envelopes opened.
+    pub fn alerts(&self, path: &str) -> Vec<serde_json::Value> {
+        let mut alerts = Vec::new();
+        for request in self.requests().iter().filter(|r| r.path == path) {
+            let values =
+                serde_json::Deserializer::from_str(&request.body).into_iter::<serde_json::Value>();
+            for value in values {
+                let value = value.expect("JSON in the body");
+                if value.get("create").is_some() {
+                    continue;
+                }
+                alerts.push(match value.get("sourcetype") {
+                    Some(_) => value["event"].clone(),
+                    None => value,
+                });
+            }
+        }
+        alerts
+    }
 }
 
 impl Default for HttpsReceiver {

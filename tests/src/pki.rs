@@ -96,3 +96,58 @@ impl Ca {
         pair
     }
 }
+
+/// Writes `from`'s content to `path` as a rotation tool would: whole, by rename.
+pub fn replace(path: &Path, from: &Path) {
+    let tmp = path.with_extension("new");
+    std::fs::copy(from, &tmp).expect("copy");
+    std::fs::rename(&tmp, path).expect("rename");
+}
+
+/// The certificates of a client certificate rotation: a receiver CA with the receiver's
+/// certificate, and two client CAs (this year's and next year's) with a client certificate
+/// each. The sensor reads the client certificate from `live`, which holds the old one until
+/// [`Rotation::install_new_client`].
+pub struct Rotation {
+    /// The receiver CA, as the sensor's `ca_file`.
+    pub ca_file: PathBuf,
+    /// The receiver's certificate.
+    pub server: Pair,
+    /// The CA of the old client certificate, as the receiver's client CA.
+    pub old_client_ca: PathBuf,
+    /// The CA of the new client certificate.
+    pub new_client_ca: PathBuf,
+    /// The files the sensor's `crt_file` and `key_file` name.
+    pub live: Pair,
+    new: Pair,
+}
+
+impl Rotation {
+    /// Makes every certificate in `dir`; `live` holds the old client certificate.
+    pub fn new(dir: &Path, ca_name: &str, server_name: &str) -> Rotation {
+        let ca = Ca::new(ca_name);
+        let old_clients = Ca::new("client CA 2026");
+        let new_clients = Ca::new("client CA 2027");
+        let old = old_clients.issue(Leaf::Client, dir, "old");
+        let live = Pair {
+            crt: dir.join("client.crt"),
+            key: dir.join("client.key"),
+        };
+        replace(&live.crt, &old.crt);
+        replace(&live.key, &old.key);
+        Rotation {
+            ca_file: ca.write(&dir.join("ca.pem")),
+            server: ca.issue(Leaf::Server, dir, server_name),
+            old_client_ca: old_clients.write(&dir.join("old-client-ca.pem")),
+            new_client_ca: new_clients.write(&dir.join("new-client-ca.pem")),
+            new: new_clients.issue(Leaf::Client, dir, "new"),
+            live,
+        }
+    }
+
+    /// Replaces the live client certificate and key with the new ones, as a rotation tool would.
+    pub fn install_new_client(&self) {
+        replace(&self.live.crt, &self.new.crt);
+        replace(&self.live.key, &self.new.key);
+    }
+}

@@ -1,6 +1,5 @@
 //! Feeding sinks directly (as the sensor's detection loop does) with alert lines made here, so
-//! that every alert a test expects is known; and replacing certificate files as rotation tools
-//! do.
+//! that every alert a test expects is known.
 
 use std::path::Path;
 
@@ -28,11 +27,4 @@ pub fn config(dir: &Path, sinks: &str) -> Config {
         dir.join("spool").display()
     );
     Config::parse(&text, Path::new("tls-test.toml")).expect("valid config")
-}
-
-/// Writes `from`'s content to `path` as a rotation tool would: whole, by rename.
-pub fn replace(path: &Path, from: &Path) {
-    let tmp = path.with_extension("new");
-    std::fs::copy(from, &tmp).expect("copy");
-    std::fs::rename(&tmp, path).expect("rename");
 }

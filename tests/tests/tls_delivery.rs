@@ -7,36 +7,16 @@ use std::{path::Path, sync::Arc, time::Duration};
 
 use integration_tests::{
     https_receiver::{HttpsReceiver, ServerTls},
-    pki::{Ca, Leaf, Pair},
+    pki::{Ca, Leaf, Pair, Rotation},
     receivers::{deduplicated, wait_until},
     scratch,
-    sink_feed::{alert, config, ids, replace},
+    sink_feed::{alert, config, ids},
 };
 use lineage_sensor::{
     config::{Config, SinkConfig},
     metrics::Metrics,
     sink::{Sinks, delivery::Transport as _, http::Http},
 };
-
-/// Alerts (JSON values) in the NDJSON, `_bulk` or HEC bodies posted to `path`.
-fn posted(receiver: &HttpsReceiver, path: &str) -> Vec<serde_json::Value> {
-    let mut alerts = Vec::new();
-    for request in receiver.requests().iter().filter(|r| r.path == path) {
-        let values =
-            serde_json::Deserializer::from_str(&request.body).into_iter::<serde_json::Value>();
-        for value in values {
-            let value = value.expect("JSON in the body");
-            if value.get("create").is_some() {
-                continue;
-            }
-            alerts.push(match value.get("sourcetype") {
-                Some(_) => value["event"].clone(),
-                None => value,
-            });
-        }
-    }
-    alerts
-}
 
 /// Webhook, `_bulk` and HEC over mutual TLS, with the API key and the HEC token read from files
 /// (as a Kubernetes Secret is mounted): the receiver gets every alert in the right envelope with
@@ -111,7 +91,7 @@ retry_max_secs = 1
     }
     for path in ["/hook", "/_bulk", "/services/collector/event"] {
         wait_until(&format!("5 alerts at {path}"), || {
-            deduplicated(&posted(&receiver, path)) == sent
+            deduplicated(&receiver.alerts(path)) == sent
         });
     }
     for sink in ["webhook", "elastic", "splunk"] {
@@ -287,14 +267,14 @@ fn https_receiver_of_another_ca_is_refused_until_fixed() {
     wait_until("failed attempts counted", || {
         metrics.sink_failed_count("hook") >= 2
     });
-    assert!(posted(&receiver, "/hook").is_empty());
+    assert!(receiver.alerts("/hook").is_empty());
     receiver.stop();
     receiver.start(&ServerTls {
         cert: ca.issue(Leaf::Server, &dir, "right"),
         client_ca: None,
     });
     wait_until("every alert after the fix", || {
-        deduplicated(&posted(&receiver, "/hook")) == sent
+        deduplicated(&receiver.alerts("/hook")) == sent
     });
     wait_until("20 counted sent", || metrics.sink_sent_count("hook") == 20);
     for reason in lineage_sensor::metrics::DROP_REASONS {
@@ -310,34 +290,20 @@ fn https_receiver_of_another_ca_is_refused_until_fixed() {
 #[test]
 fn client_certificate_rotation_on_reload_loses_nothing() {
     let dir = scratch("tls-rotation");
-    let ca = Ca::new("receiver CA");
-    let old_clients = Ca::new("client CA 2026");
-    let new_clients = Ca::new("client CA 2027");
-    let ca_file = ca.write(&dir.join("ca.pem"));
-    let old_ca = old_clients.write(&dir.join("old-client-ca.pem"));
-    let new_ca = new_clients.write(&dir.join("new-client-ca.pem"));
-    let server = ca.issue(Leaf::Server, &dir, "server");
-    let old = old_clients.issue(Leaf::Client, &dir, "old");
-    let new = new_clients.issue(Leaf::Client, &dir, "new");
-    let live = Pair {
-        crt: dir.join("client.crt"),
-        key: dir.join("client.key"),
-    };
-    replace(&live.crt, &old.crt);
-    replace(&live.key, &old.key);
+    let certs = Rotation::new(&dir, "receiver CA", "server");
     let mut receiver = HttpsReceiver::new();
     receiver.start(&ServerTls {
-        cert: server.clone(),
-        client_ca: Some(old_ca),
+        cert: certs.server.clone(),
+        client_ca: Some(certs.old_client_ca.clone()),
     });
     let config = config(
         &dir,
         &format!(
             "[[output.sinks]]\ntype = \"http\"\nname = \"hook\"\nurl = \"https://127.0.0.1:{}/hook\"\nretry_max_secs = 1\ntls = {{ ca_file = \"{}\", crt_file = \"{}\", key_file = \"{}\" }}\n",
             receiver.port,
-            ca_file.display(),
-            live.crt.display(),
-            live.key.display()
+            certs.ca_file.display(),
+            certs.live.crt.display(),
+            certs.live.key.display()
         ),
     );
     let metrics = Arc::new(Metrics::new().expect("metrics"));
@@ -349,20 +315,19 @@ fn client_certificate_rotation_on_reload_loses_nothing() {
         if i == 100 {
             receiver.stop();
             receiver.start(&ServerTls {
-                cert: server.clone(),
-                client_ca: Some(new_ca.clone()),
+                cert: certs.server.clone(),
+                client_ca: Some(certs.new_client_ca.clone()),
             });
         }
         if i == 150 {
-            replace(&live.crt, &new.crt);
-            replace(&live.key, &new.key);
+            certs.install_new_client();
         }
         if i == 200 {
             sinks.reload(&config.output).expect("reload");
         }
     }
     wait_until("every alert across the rotation", || {
-        deduplicated(&posted(&receiver, "/hook")) == sent
+        deduplicated(&receiver.alerts("/hook")) == sent
     });
     assert!(
         metrics.sink_failed_count("hook") >= 1,

@@ -4,63 +4,27 @@
 //! the sensor detected (its file sink is the record) reaches the receiver, none dropped, with
 //! the new token after the signal and the key from the environment throughout.
 
-use std::path::Path;
-
 use integration_tests::{
     NO_RATE_LIMIT, RunningSensor, fake_server,
     https_receiver::{HttpsReceiver, ServerTls},
     marked_alert, metric,
-    pki::{Ca, Leaf, Pair},
+    pki::Rotation,
     receivers::{WITHIN, deduplicated, has_marker, read_ndjson, wait_until},
     require_root, scratch,
 };
 
 const WORKLOAD: &str = env!("CARGO_BIN_EXE_workload");
 
-fn replace(path: &Path, from: &Path) {
-    let tmp = path.with_extension("new");
-    std::fs::copy(from, &tmp).expect("copy");
-    std::fs::rename(&tmp, path).expect("rename");
-}
-
-fn received(receiver: &HttpsReceiver) -> Vec<serde_json::Value> {
-    receiver
-        .requests()
-        .iter()
-        .filter(|r| r.path == "/hook")
-        .flat_map(|r| {
-            r.body
-                .lines()
-                .map(|l| serde_json::from_str(l).expect("NDJSON"))
-                .collect::<Vec<serde_json::Value>>()
-        })
-        .collect()
-}
-
 #[test]
 fn sighup_rereads_rotated_client_certificates_and_loses_nothing() {
     require_root();
     let dir = scratch("tls-sighup");
     let server = fake_server(WORKLOAD, &dir, "nginx");
-    let ca = Ca::new("receiver CA");
-    let old_clients = Ca::new("client CA 2026");
-    let new_clients = Ca::new("client CA 2027");
-    let ca_file = ca.write(&dir.join("ca.pem"));
-    let old_ca = old_clients.write(&dir.join("old-client-ca.pem"));
-    let new_ca = new_clients.write(&dir.join("new-client-ca.pem"));
-    let cert = ca.issue(Leaf::Server, &dir, "server");
-    let old = old_clients.issue(Leaf::Client, &dir, "old");
-    let new = new_clients.issue(Leaf::Client, &dir, "new");
-    let live = Pair {
-        crt: dir.join("client.crt"),
-        key: dir.join("client.key"),
-    };
-    replace(&live.crt, &old.crt);
-    replace(&live.key, &old.key);
+    let certs = Rotation::new(&dir, "receiver CA", "server");
     let mut receiver = HttpsReceiver::new();
     receiver.start(&ServerTls {
-        cert: cert.clone(),
-        client_ca: Some(old_ca),
+        cert: certs.server.clone(),
+        client_ca: Some(certs.old_client_ca.clone()),
     });
     let truth = dir.join("alerts.ndjson");
     let config = dir.join("sensor.toml");
@@ -86,9 +50,9 @@ tls = {{ ca_file = "{ca}", crt_file = "{crt}", key_file = "{key}" }}
             spool = dir.join("spool").display(),
             truth = truth.display(),
             port = receiver.port,
-            ca = ca_file.display(),
-            crt = live.crt.display(),
-            key = live.key.display(),
+            ca = certs.ca_file.display(),
+            crt = certs.live.crt.display(),
+            key = certs.live.key.display(),
             token = dir.join("token").display(),
         ),
     )
@@ -104,7 +68,8 @@ tls = {{ ca_file = "{ca}", crt_file = "{crt}", key_file = "{key}" }}
         ],
     )
     .unwrap_or_else(|(status, log)| panic!("sensor not ready ({status}): {log:#?}"));
-    let arrived = |receiver: &HttpsReceiver, marker: &str| has_marker(&received(receiver), marker);
+    let arrived =
+        |receiver: &HttpsReceiver, marker: &str| has_marker(&receiver.alerts("/hook"), marker);
 
     marked_alert(&server, "rot-a0");
     wait_until("rot-a0 over mutual TLS", || arrived(&receiver, "rot-a0"));
@@ -112,8 +77,8 @@ tls = {{ ca_file = "{ca}", crt_file = "{crt}", key_file = "{key}" }}
     // The receiver now trusts only the new client CA: the old certificate is refused.
     receiver.stop();
     receiver.start(&ServerTls {
-        cert,
-        client_ca: Some(new_ca),
+        cert: certs.server.clone(),
+        client_ca: Some(certs.new_client_ca.clone()),
     });
     for i in 0..3 {
         marked_alert(&server, &format!("rot-b{i}"));
@@ -128,8 +93,7 @@ tls = {{ ca_file = "{ca}", crt_file = "{crt}", key_file = "{key}" }}
     assert!(!arrived(&receiver, "rot-b0"));
 
     // New files in place, SIGHUP: read again, and what waited goes out with what follows.
-    replace(&live.crt, &new.crt);
-    replace(&live.key, &new.key);
+    certs.install_new_client();
     std::fs::write(dir.join("token"), "token-2027\n").expect("token");
     sensor.signal(libc::SIGHUP);
     sensor.expect_log(WITHIN, "SIGHUP: reloaded");
@@ -166,7 +130,7 @@ tls = {{ ca_file = "{ca}", crt_file = "{crt}", key_file = "{key}" }}
         "the key from the environment on every request"
     );
     assert_eq!(
-        deduplicated(&received(&receiver)),
+        deduplicated(&receiver.alerts("/hook")),
         deduplicated(&read_ndjson(&truth)),
         "the receiver has every detected alert, in order"
     );

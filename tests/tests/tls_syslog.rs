@@ -6,10 +6,10 @@
 use std::{path::Path, sync::Arc, time::Duration};
 
 use integration_tests::{
-    pki::{Ca, Leaf, Pair},
+    pki::{Ca, Leaf, Pair, Rotation},
     receivers::{Rsyslog, RsyslogTls, deduplicated, wait_until},
     scratch,
-    sink_feed::{alert, config, ids, replace},
+    sink_feed::{alert, config, ids},
 };
 use lineage_sensor::{metrics::Metrics, sink::Sinks, sink::delivery::Transport as _};
 
@@ -166,34 +166,23 @@ fn syslog_tls_receiver_of_another_ca_is_refused_until_fixed() {
 #[test]
 fn syslog_tls_client_certificate_rotation_on_reload_loses_nothing() {
     let dir = scratch("tls-rsyslog-rotation");
-    let ca = Ca::new("syslog CA");
-    let old_clients = Ca::new("client CA 2026");
-    let new_clients = Ca::new("client CA 2027");
-    let ca_file = ca.write(&dir.join("ca.pem"));
-    let old_ca = old_clients.write(&dir.join("old-client-ca.pem"));
-    let new_ca = new_clients.write(&dir.join("new-client-ca.pem"));
-    let server = ca.issue(Leaf::Server, &dir, "rsyslog");
-    let old = old_clients.issue(Leaf::Client, &dir, "old");
-    let new = new_clients.issue(Leaf::Client, &dir, "new");
-    let live = Pair {
-        crt: dir.join("client.crt"),
-        key: dir.join("client.key"),
-    };
-    replace(&live.crt, &old.crt);
-    replace(&live.key, &old.key);
+    let certs = Rotation::new(&dir, "syslog CA", "rsyslog");
     let mut rsyslog = Rsyslog::new(&dir);
     let serve = |rsyslog: &mut Rsyslog, client_ca: &Path| {
         rsyslog.stop();
         rsyslog.set_tls(Some(RsyslogTls {
-            crt: server.crt.clone(),
-            key: server.key.clone(),
+            crt: certs.server.crt.clone(),
+            key: certs.server.key.clone(),
             client_ca: client_ca.to_owned(),
             require_client_cert: true,
         }));
         rsyslog.start();
     };
-    serve(&mut rsyslog, &old_ca);
-    let config = config(&dir, &syslog_sink(&rsyslog, &ca_file, Some(&live)));
+    serve(&mut rsyslog, &certs.old_client_ca);
+    let config = config(
+        &dir,
+        &syslog_sink(&rsyslog, &certs.ca_file, Some(&certs.live)),
+    );
     let metrics = Arc::new(Metrics::new().expect("metrics"));
     let mut sinks = Sinks::start(&config.output, metrics.clone()).expect("sinks");
     let sent = ids("syslog-rotation", 200);
@@ -201,11 +190,10 @@ fn syslog_tls_client_certificate_rotation_on_reload_loses_nothing() {
         sinks.send_line(alert(id));
         std::thread::sleep(Duration::from_millis(5));
         if i == 50 {
-            serve(&mut rsyslog, &new_ca);
+            serve(&mut rsyslog, &certs.new_client_ca);
         }
         if i == 100 {
-            replace(&live.crt, &new.crt);
-            replace(&live.key, &new.key);
+            certs.install_new_client();
         }
         if i == 150 {
             sinks.reload(&config.output).expect("reload");
