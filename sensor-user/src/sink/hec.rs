@@ -29,8 +29,9 @@ fn epoch(record: &[u8]) -> Option<String> {
     Some(format!("{}.{:03}", millis / 1000, millis % 1000))
 }
 
-/// Appends the envelope of `record` (one alert's JSON) to `out`.
-pub fn envelope(record: &[u8], host: &str, index: Option<&str>, out: &mut BytesMut) {
+/// Appends the envelope of `record` (one alert's JSON) up to where the alert goes, so that the
+/// body can take the alert's own buffer; the envelope then ends with `}`.
+pub fn envelope_head(record: &[u8], host: &str, index: Option<&str>, out: &mut BytesMut) {
     out.put_u8(b'{');
     if let Some(time) = epoch(record) {
         let _ = write!(out, "\"time\":{time},");
@@ -49,8 +50,6 @@ pub fn envelope(record: &[u8], host: &str, index: Option<&str>, out: &mut BytesM
         field("index", index);
     }
     out.extend_from_slice(b"\"event\":");
-    out.extend_from_slice(record);
-    out.put_u8(b'}');
 }
 
 #[derive(Deserialize)]
@@ -78,6 +77,12 @@ pub fn outcome(text: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn envelope(record: &[u8], host: &str, index: Option<&str>, out: &mut BytesMut) {
+        envelope_head(record, host, index, out);
+        out.extend_from_slice(record);
+        out.put_u8(b'}');
+    }
 
     #[test]
     fn envelope_carries_time_host_source_and_the_alert() {

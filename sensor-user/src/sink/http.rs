@@ -8,12 +8,13 @@
 
 use std::{collections::BTreeMap, io::Read, time::Duration};
 
-use bytes::{BufMut as _, Bytes, BytesMut};
+use bytes::Bytes;
 use serde::Deserialize;
 
 use super::{
     delivery::{Delivered, Transport},
     hec,
+    http_body::{Body, Framing},
     tls::{self, TlsError},
     tls_stream,
 };
@@ -53,16 +54,6 @@ enum SetupError {
     Token(SecretError),
     #[error(transparent)]
     Tls(#[from] TlsError),
-}
-
-#[derive(Deserialize)]
-struct IdOnly {
-    event: IdEvent,
-}
-
-#[derive(Deserialize)]
-struct IdEvent {
-    id: String,
 }
 
 /// The parts of a `_bulk` response that tell which items failed.
@@ -166,31 +157,13 @@ impl Http {
         Ok(Ready { agent, headers })
     }
 
-    /// The request body: ureq sends a body of known length from one buffer, so each alert is
-    /// copied once, here, into it (and no more into a batch of its own beforehand).
-    fn body(&self, batch: &[Bytes]) -> Bytes {
-        let mut body = BytesMut::with_capacity(batch.iter().map(|r| r.len() + 96).sum());
-        for record in batch {
-            match self.format {
-                HttpFormat::ElasticsearchBulk => {
-                    let id = serde_json::from_slice::<IdOnly>(record)
-                        .map(|r| r.event.id)
-                        .ok();
-                    let action =
-                        serde_json::json!({ "create": { "_index": self.index, "_id": id } });
-                    // A Value always serialises.
-                    let _ = serde_json::to_writer((&mut body).writer(), &action);
-                    body.put_u8(b'\n');
-                    body.extend_from_slice(record);
-                }
-                HttpFormat::SplunkHec => {
-                    hec::envelope(record, &self.hostname, self.hec_index.as_deref(), &mut body);
-                }
-                HttpFormat::Ndjson => body.extend_from_slice(record),
-            }
-            body.put_u8(b'\n');
+    fn framing(&self) -> Framing<'_> {
+        Framing {
+            format: self.format,
+            index: &self.index,
+            hec_index: self.hec_index.as_deref(),
+            hostname: &self.hostname,
         }
-        body.freeze()
     }
 
     /// A failed request in words: TLS problems say which certificate and why.
@@ -255,7 +228,7 @@ impl Http {
 
 impl Transport for Http {
     fn send(&mut self, batch: &[Bytes]) -> Result<Delivered, String> {
-        let body = self.body(batch);
+        let mut body = Body::new(&self.framing(), batch);
         if self.ready.is_none() {
             let ready = self
                 .setup()
@@ -269,14 +242,16 @@ impl Transport for Http {
             HttpFormat::SplunkHec => "application/json",
             _ => "application/x-ndjson",
         };
+        // With the length given, ureq sends the pieces as one body of that length (not chunked).
         let mut request = ready
             .agent
             .post(&self.url)
-            .header("Content-Type", content_type);
+            .header("Content-Type", content_type)
+            .header("Content-Length", body.content_length());
         for (name, value) in &ready.headers {
             request = request.header(name, value);
         }
-        let mut response = match request.send(&body[..]) {
+        let mut response = match request.send(ureq::SendBody::from_reader(&mut body)) {
             Ok(response) => response,
             Err(err) => return Err(self.describe(&err)),
         };
@@ -340,62 +315,6 @@ fn bulk_outcome(text: &str) -> Result<Delivered, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bulk_body_pairs_a_create_with_the_event_id() {
-        let mut config = SinkConfig::stdout();
-        config.url = Some("http://127.0.0.1:9200/_bulk".into());
-        config.format = Some(HttpFormat::ElasticsearchBulk);
-        config.index = Some("alerts".into());
-        let sink = Http::new(&config, Duration::from_secs(1));
-        let body = sink.body(&[Bytes::from_static(br#"{"event":{"id":"abc"}}"#)]);
-        assert_eq!(
-            String::from_utf8(body.to_vec()).expect("utf-8"),
-            "{\"create\":{\"_id\":\"abc\",\"_index\":\"alerts\"}}\n{\"event\":{\"id\":\"abc\"}}\n"
-        );
-    }
-
-    fn batch(records: &[&'static str]) -> Vec<Bytes> {
-        records
-            .iter()
-            .map(|r| Bytes::from_static(r.as_bytes()))
-            .collect()
-    }
-
-    /// The bodies of every format, byte for byte as they have always been sent.
-    #[test]
-    fn bodies_are_byte_identical_in_every_format() {
-        const A: &str = r#"{"@timestamp":"2023-11-14T22:13:20.123456789Z","event":{"id":"a1"}}"#;
-        const B: &str = r#"{"event":{"kind":"alert"}}"#;
-        let mut config = SinkConfig::stdout();
-        config.url = Some("http://127.0.0.1:9/x".into());
-        let mut sink = Http::new(&config, Duration::from_secs(1));
-        sink.hostname = "web-1".into();
-        let records = batch(&[A, B]);
-        assert_eq!(sink.body(&records), format!("{A}\n{B}\n").into_bytes());
-
-        sink.format = HttpFormat::ElasticsearchBulk;
-        sink.index = "alerts".into();
-        assert_eq!(
-            String::from_utf8(sink.body(&records).to_vec()).expect("utf-8"),
-            format!(
-                "{{\"create\":{{\"_id\":\"a1\",\"_index\":\"alerts\"}}}}\n{A}\n\
-                 {{\"create\":{{\"_id\":null,\"_index\":\"alerts\"}}}}\n{B}\n"
-            )
-        );
-
-        sink.format = HttpFormat::SplunkHec;
-        sink.hec_index = Some("security".into());
-        let fields = "\"host\":\"web-1\",\"source\":\"lineage-sensor\",\
-                      \"sourcetype\":\"lineage-sensor:alert\",\"index\":\"security\"";
-        assert_eq!(
-            String::from_utf8(sink.body(&records).to_vec()).expect("utf-8"),
-            format!(
-                "{{\"time\":1700000000.123,{fields},\"event\":{A}}}\n{{{fields},\"event\":{B}}}\n"
-            )
-        );
-        assert!(sink.body(&[]).is_empty());
-    }
 
     #[test]
     fn bulk_duplicates_count_as_delivered_and_overload_is_retried() {

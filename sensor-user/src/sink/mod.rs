@@ -9,6 +9,7 @@ pub mod file;
 pub mod frame;
 pub mod hec;
 pub mod http;
+mod http_body;
 pub mod queue;
 pub mod spool;
 pub mod stdout;
