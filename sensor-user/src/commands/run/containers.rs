@@ -174,10 +174,13 @@ impl ContainerWatch {
             self.in_flight.remove(&id);
             match result {
                 Ok(Some(meta)) => {
+                    let names = names_of(meta);
+                    log::debug!("container {id}: names read: {names:?}");
                     self.read.insert(id.clone(), None);
-                    sink.names(&id, Arc::new(names_of(meta)));
+                    sink.names(&id, Arc::new(names));
                 }
                 Ok(None) => {
+                    log::debug!("container {id}: no runtime state found");
                     self.read.insert(id, Some(Instant::now() + RETRY_AFTER));
                 }
                 Err(err) => {
