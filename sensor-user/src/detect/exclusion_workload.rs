@@ -173,8 +173,7 @@ mod tests {
             },
             "rules.x.exclude[2]",
         )
-        .err()
-        .expect("bad glob")
+        .expect_err("bad glob")
         .to_string();
         assert!(
             err.contains("rules.x.exclude[2].orchestrator.namespace"),
