@@ -139,6 +139,8 @@ impl Gate {
             &p.image.exe,
             &s.command_line,
             &s.destination,
+            // The same command in two containers is two workloads' business, not a repeat.
+            p.container.as_ref().map_or("", |c| c.id.as_str()),
         ]);
         let suppressed_before = match self.rate.check(key, f.ts_ns) {
             Verdict::Emit { suppressed_before } => suppressed_before,
@@ -313,5 +315,47 @@ mod tests {
             .collect();
         assert_eq!(left, vec!["c".to_owned()], "a by image, b by namespace");
         assert_eq!(engine.totals().excluded[0], 2);
+    }
+
+    /// Identical shells in two containers both alert within the rate limit's window; a repeat
+    /// in the same container is held back.
+    #[test]
+    fn the_rate_limit_tells_containers_apart() {
+        use crate::lineage::ContainerRef;
+        use std::sync::Arc;
+        let mut engine = Engine::new(&Config::default(), HostInfo::default()).expect("engine");
+        let container = |id: &str| {
+            Arc::new(ContainerRef {
+                id: id.into(),
+                runtime: None,
+                pod_uid: None,
+            })
+        };
+        engine.set_containers(
+            [(7, container("a")), (8, container("b"))]
+                .into_iter()
+                .collect(),
+        );
+        let in_cgroup = |e: Event, cgroup_id: u64| match e {
+            Event::Exec(mut x) => {
+                x.cgroup_id = cgroup_id;
+                Event::Exec(x)
+            }
+            other => other,
+        };
+        let mut alerts = Vec::new();
+        for (i, cgroup) in [7u64, 8, 7].into_iter().enumerate() {
+            let (server, shell) = (100 + 10 * i as u32, 101 + 10 * i as u32);
+            let ts = 10 + 2 * i as u64;
+            let nginx = exec(ts, server, 1, "/usr/sbin/nginx", &["nginx: worker process"]);
+            engine.process(in_cgroup(nginx, cgroup), &mut alerts);
+            let sh = exec(ts + 1, shell, server, "/bin/sh", &["sh", "-c", "id"]);
+            engine.process(in_cgroup(sh, cgroup), &mut alerts);
+        }
+        let ids: Vec<_> = alerts
+            .iter()
+            .filter_map(|a| a.container.as_ref().map(|c| c.id.clone()))
+            .collect();
+        assert_eq!(ids, ["a", "b"], "the second shell in a is the repeat");
     }
 }
