@@ -40,21 +40,31 @@ class Sc:
         self.t += ns
         return self.t
 
-    def _fork(self, ppid, uid):
+    def _fork(self, ppid, uid, cgroup=None):
         pid = self.next_pid
         self.next_pid += 1
         ts = self.tick()
         parent = self.procs.get(ppid, {"exe": "/usr/lib/systemd/systemd", "comm": "systemd"})
+        cgroup = parent.get("cgroup", 1) if cgroup is None else cgroup
         self.procs[pid] = {"exe": parent["exe"], "start": ts, "parent": ppid, "uid": uid,
-                           "comm": parent.get("comm", "x")}
+                           "comm": parent.get("comm", "x"), "cgroup": cgroup}
         self.events.append({"type": "fork", "ts_ns": ts, "pid": pid, "tid": ppid, "ppid": ppid,
                             "start_ns": ts, "uid": uid, "gid": uid, "comm": parent.get("comm", "x"),
-                            "cgroup_id": 1})
+                            "cgroup_id": cgroup})
         return pid
 
-    def fork(self, ppid, uid=None):
-        """A child that does not exec (a worker)."""
-        return self._fork(ppid, self.procs.get(ppid, {}).get("uid", 0) if uid is None else uid)
+    def fork(self, ppid, uid=None, cgroup=None):
+        """A child that does not exec (a worker); `cgroup`: another than its parent's (a
+        container's init, placed there by the runtime)."""
+        return self._fork(ppid, self.procs.get(ppid, {}).get("uid", 0) if uid is None else uid,
+                          cgroup)
+
+    def container(self, cgroup, cid, **names):
+        """A record's `container` line: the container of cgroup `cgroup` as `record` learned it
+        (names: name, image, namespace, pod_name, once the runtime's state was read)."""
+        line = {"type": "container", "cgroup_id": cgroup, "id": cid, "runtime": "containerd"}
+        line.update(names)
+        self.events.append(line)
 
     def exec(self, pid, exe, argv, ppid=None):
         p = self.procs[pid]
@@ -64,11 +74,11 @@ class Sc:
                             "ppid": p["parent"] if ppid is None else ppid, "start_ns": p["start"],
                             "uid": p["uid"], "gid": p["uid"], "euid": p["uid"], "comm": p["comm"],
                             "exe": exe, "argv": argv, "argv_truncated": False,
-                            "argv_bytes": sum(len(a) + 1 for a in argv), "cgroup_id": 1})
+                            "argv_bytes": sum(len(a) + 1 for a in argv), "cgroup_id": p["cgroup"]})
         return pid
 
-    def spawn(self, ppid, exe, argv, uid=None):
-        pid = self.fork(ppid, uid)
+    def spawn(self, ppid, exe, argv, uid=None, cgroup=None):
+        pid = self.fork(ppid, uid, cgroup)
         return self.exec(pid, exe, argv)
 
     def exit(self, pid, code=0):
@@ -1077,6 +1087,49 @@ def fb_php_fpm_image_upload():
 import roles  # noqa: E402
 
 roles.register(globals())
+
+
+@scenario
+def workload_exclusions():
+    s = Sc("alert-workload-exclusion-by-image-and-namespace",
+           "issue 22: exclusions by container image and Kubernetes namespace",
+           "nginx in three containers each runs sh -c; the config excludes the image "
+           "registry.example/ops/backup:* and the namespace kube-system. The backup container's "
+           "first shell comes before its names were read (its record line has none yet) and "
+           "alerts; once the names line is in, its next shell is excluded. The kube-system "
+           "controller's shell is excluded; the shop pod's alerts")
+    s.config = """# Teams tune per workload: ops' backup images and the cluster's own pods.
+[[rules.server_spawned_shell.exclude]]
+comment = "ops' backup jobs dump through sh"
+container.image.name = "registry.example/ops/backup:*"
+
+[[rules.server_spawned_shell.exclude]]
+comment = "the cluster's own controllers"
+orchestrator.namespace = "kube-system"
+"""
+    ids = {cg: f"{cg:02x}" * 32 for cg in (101, 102, 103)}
+    for cg in ids:
+        s.container(cg, ids[cg])
+    pods = {}
+    for cg in ids:
+        master = s.spawn(1, "/usr/sbin/nginx", ["nginx: master process nginx -g daemon off;"],
+                         uid=0, cgroup=cg)
+        pods[cg] = (master, s.fork(master, uid=WWW))
+    first = s.spawn(pods[101][1], "/bin/sh", ["sh", "-c", "pg_dump shop > /backup/shop.sql"])
+    s.alert(SHELL, pods[101][0], first, incident="backup", root=pods[101][0])
+    s.container(101, ids[101], name="backup", image="registry.example/ops/backup:1.4",
+                namespace="ops", pod_name="backup-29011")
+    s.container(102, ids[102], name="checkout", image="registry.example/shop/checkout:2.3",
+                namespace="shop", pod_name="checkout-1")
+    s.container(103, ids[103], name="controller",
+                image="registry.k8s.io/ingress-nginx/controller:v1.9.4",
+                namespace="kube-system", pod_name="ingress-nginx-controller-5d8f")
+    s.wait(1)
+    s.spawn(pods[101][1], "/bin/sh", ["sh", "-c", "pg_dump cart > /backup/cart.sql"])
+    s.spawn(pods[103][1], "/bin/sh", ["sh", "-c", "nginx -s reload"])
+    shop = s.spawn(pods[102][1], "/bin/sh", ["sh", "-c", "uname -a"])
+    s.alert(SHELL, pods[102][0], shop, incident="shop", root=pods[102][0])
+    return s
 
 
 def main():

@@ -6,7 +6,9 @@
 
 use std::{path::Path, time::Duration};
 
-use integration_tests::{Alert, RunningSensor, cri, require_root, temp_dir};
+use integration_tests::{
+    Alert, RunningSensor, cri, fake_server, marked_alert, require_root, temp_dir,
+};
 
 const WORKLOAD: &str = env!("CARGO_BIN_EXE_workload");
 /// Generous: the latency is measured by `cargo xtask bench`, not asserted here.
@@ -17,6 +19,16 @@ const IMAGE: &str = "registry.local/shop/checkout:1.0";
 /// A containerd with the pause and checkout images, and a sensor reading `task_dirs` (containerd's
 /// own task dir when `None`).
 fn setup(dir: &Path, task_dirs: Option<&str>) -> (cri::Containerd, RunningSensor) {
+    setup_with(dir, task_dirs, "", &[])
+}
+
+/// As [`setup`], with `extra` appended to the sensor's config and the sensor run by `wrapper`.
+fn setup_with(
+    dir: &Path,
+    task_dirs: Option<&str>,
+    extra: &str,
+    wrapper: &[String],
+) -> (cri::Containerd, RunningSensor) {
     let rootfs = cri::rootfs(dir, &[(Path::new(WORKLOAD), "/usr/sbin/nginx")])
         .unwrap_or_else(|e| panic!("{e}"));
     let containerd =
@@ -36,11 +48,12 @@ fn setup(dir: &Path, task_dirs: Option<&str>) -> (cri::Containerd, RunningSensor
         format!(
             "[incidents]\nstate_file = \"\"\n\
              [workload]\ncontainerd_task_dirs = [\"{task_dirs}\"]\nstorage_container_dirs = []\n\
-             lookup_wait_ms = 1000\n"
+             lookup_wait_ms = 1000\n{extra}"
         ),
     )
     .expect("write config");
-    let sensor = RunningSensor::start(&config);
+    let sensor = RunningSensor::start_with(&config, wrapper)
+        .unwrap_or_else(|(status, log)| panic!("sensor not ready ({status}): {log:#?}"));
     (containerd, sensor)
 }
 
@@ -252,4 +265,286 @@ fn a_podman_container_alert_names_the_container_and_image() {
         "{doc}"
     );
     assert!(doc.get("orchestrator").is_none(), "no pod: {doc}");
+}
+
+/// Exclusions by image and by namespace, as a platform team tunes per workload: three pods
+/// whose nginx each runs a shell; the one whose image and namespace match neither exclusion
+/// alerts, the other two are excluded in the engine (counted, no alert).
+#[test]
+fn exclusions_by_image_and_namespace_take_effect_on_real_pods() {
+    require_root();
+    let dir = temp_dir("lineage-workload-");
+    // Three like shells: each must be judged, none held back by the rate limit.
+    let exclusions = "[rate_limit]\nwindow_secs = 0\n\
+         [[rules.server_spawned_shell.exclude]]\n\
+         container.image.name = \"registry.local/shop/*\"\n\
+         [[rules.server_spawned_shell.exclude]]\n\
+         orchestrator.namespace = \"kube-system\"\n";
+    // The watch's debug line says when a container's names are in the engine.
+    let wrapper = [
+        "env".to_owned(),
+        "LINEAGE_SENSOR_LOG=info,lineage_sensor::commands::run::containers=debug".to_owned(),
+    ];
+    let (mut containerd, mut sensor) = setup_with(dir.path(), None, exclusions, &wrapper);
+    // (namespace, pod, uid, image): by image, by namespace, by neither.
+    let pods = [
+        ("shop", "checkout-1", POD_UID, IMAGE),
+        (
+            "kube-system",
+            "proxy-1",
+            "0c7a4d2e-1b3f-4a5c-8d6e-7f8091a2b3c4",
+            "registry.local/infra/proxy:2.0",
+        ),
+        (
+            "ops",
+            "backup-1",
+            "9e8d7c6b-5a4f-4e3d-9c2b-1a0f9e8d7c6b",
+            "registry.local/ops/backup:1.0",
+        ),
+    ];
+    let rootfs = dir.path().join("rootfs");
+    let mut nginx = Vec::new();
+    for (namespace, pod, uid, image) in pods {
+        let (id, pid) = paced_pod(&mut containerd, &rootfs, (namespace, pod, uid, image));
+        sensor.own_pid(pid);
+        // Names read before the shell runs: the race a brand-new container's first alerts
+        // lose (they are judged without names, so they alert) is not what this test is about.
+        sensor.expect_log(ALERT_WITHIN, &format!("container {id}: names read"));
+        nginx.push(pid);
+    }
+    run_shells(&nginx);
+    // The pod matching neither exclusion alerts. An alert of a container can wait for its
+    // names in the enrich stage (`lookup_wait_ms`) while a host process's does not, so the
+    // host's sentinel below can overtake a pod's alert: the excluded shells are also judged by
+    // the engine's own count at the end, which no ordering affects.
+    let (backup, mut alerts) = sensor
+        .expect_alert(ALERT_WITHIN, "the backup pod's shell", |a| {
+            a.rule() == "server-spawned-shell" && a.doc["lineage"]["server"]["pid"] == nginx[2]
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    alerts.push(backup);
+    let server = fake_server(WORKLOAD, dir.path(), "nginx");
+    alerts.extend(
+        sensor
+            .quiet_until_sentinel(ALERT_WITHIN, |marker| {
+                marked_alert(&server, marker);
+                Ok(())
+            })
+            .unwrap_or_else(|e| panic!("{e}")),
+    );
+    let shells_of = |pid: u32| {
+        alerts
+            .iter()
+            .filter(|a| {
+                a.rule() == "server-spawned-shell" && a.doc["lineage"]["server"]["pid"] == pid
+            })
+            .count()
+    };
+    assert_eq!(shells_of(nginx[0]), 0, "excluded by image: {alerts:#?}");
+    assert_eq!(shells_of(nginx[1]), 0, "excluded by namespace: {alerts:#?}");
+    assert_eq!(shells_of(nginx[2]), 1, "matches neither: {alerts:#?}");
+    let backup = alerts
+        .iter()
+        .find(|a| a.doc["lineage"]["server"]["pid"] == nginx[2])
+        .map(|a| &a.doc);
+    assert_eq!(
+        backup.map(|d| d["orchestrator"]["namespace"].clone()),
+        Some(serde_json::json!("ops"))
+    );
+    // The engine's own count: the two shells were excluded, not missed.
+    let log = sensor.stop_clean();
+    let shell_totals = log.iter().find_map(|l| {
+        let (_, rest) = l.split_once(" server-spawned-shell=")?;
+        rest.split_once(')').map(|(counts, _)| counts.to_owned())
+    });
+    assert!(
+        shell_totals
+            .as_deref()
+            .is_some_and(|t| t.ends_with("excluded 2")),
+        "{shell_totals:?} in {log:#?}"
+    );
+}
+
+/// A pod whose container waits for /go, then becomes nginx (same pid), which runs a shell that
+/// writes /ran and runs no recon tool (the exclusions here are the shell rule's). The container
+/// id and nginx's pid.
+fn paced_pod(
+    containerd: &mut cri::Containerd,
+    rootfs: &Path,
+    (namespace, pod, uid, image): (&str, &str, &str, &str),
+) -> (String, u32) {
+    if image != IMAGE {
+        containerd
+            .import_image(rootfs, image)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let container = containerd
+        .run_pod(
+            namespace,
+            pod,
+            uid,
+            "app",
+            image,
+            &[
+                "/bin/sh",
+                "-c",
+                "until [ -e /go ]; do sleep 0.1; done; \
+                 exec /usr/sbin/nginx paced 0 1 600000 /bin/sh -c 'echo ran > /ran'",
+            ],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    let pid = containerd
+        .init_pid(&container.container_id)
+        .unwrap_or_else(|e| panic!("{e}"));
+    (container.container_id, pid)
+}
+
+/// Lets each paced pod's nginx run its shell, and waits until every shell has run.
+fn run_shells(nginx: &[u32]) {
+    for &pid in nginx {
+        std::fs::write(format!("/proc/{pid}/root/go"), "").expect("start the pod's nginx");
+    }
+    let deadline = std::time::Instant::now() + ALERT_WITHIN;
+    for &pid in nginx {
+        let mark = format!("/proc/{pid}/root/ran");
+        while !Path::new(&mark).exists() {
+            assert!(std::time::Instant::now() < deadline, "{mark} never written");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// `record` on a node with pods writes what it learns of their containers, and `replay` of
+/// that record gives the verdicts of an exclusion by image that `run` gives live.
+#[test]
+fn a_record_of_pods_replays_exclusions_by_image() {
+    use std::io::BufRead as _;
+    require_root();
+    let dir = temp_dir("lineage-workload-");
+    let dir = dir.path();
+    let rootfs = cri::rootfs(dir, &[(Path::new(WORKLOAD), "/usr/sbin/nginx")])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut containerd =
+        cri::Containerd::start(&dir.join("containerd")).unwrap_or_else(|e| panic!("{e}"));
+    containerd
+        .import_pause_image(&rootfs)
+        .unwrap_or_else(|e| panic!("{e}"));
+    containerd
+        .import_image(&rootfs, IMAGE)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let config = dir.join("record.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[workload]\ncontainerd_task_dirs = [\"{}\"]\nstorage_container_dirs = []\n\
+             docker_container_dirs = []\n",
+            containerd.task_dir().display()
+        ),
+    )
+    .expect("write config");
+    let record = dir.join("pods.ndjson");
+    let mut recorder = std::process::Command::new(integration_tests::sensor_binary())
+        .args(["record", "--config"])
+        .arg(&config)
+        .arg("--output")
+        .arg(&record)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start lineage-sensor record");
+    let stderr = recorder.stderr.take().expect("stderr");
+    let (log_tx, log) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = log_tx.send(line);
+        }
+    });
+    while !log
+        .recv_timeout(ALERT_WITHIN)
+        .unwrap_or_else(|_| panic!("record never became ready"))
+        .contains("ready")
+    {}
+
+    let pods = [
+        ("shop", "checkout-1", POD_UID, IMAGE),
+        (
+            "ops",
+            "backup-1",
+            "9e8d7c6b-5a4f-4e3d-9c2b-1a0f9e8d7c6b",
+            "registry.local/ops/backup:1.0",
+        ),
+    ];
+    let mut nginx = Vec::new();
+    for pod in pods {
+        let (id, pid) = paced_pod(&mut containerd, &rootfs, pod);
+        // The record names the container's image before its shell runs (the race the first
+        // alerts of a brand-new container lose is not what this test is about).
+        let deadline = std::time::Instant::now() + ALERT_WITHIN;
+        while !std::fs::read_to_string(&record).is_ok_and(|text| {
+            text.lines().any(|l| {
+                l.starts_with("{\"type\":\"container\"")
+                    && l.contains(&id)
+                    && l.contains(&format!("\"image\":\"{}\"", pod.3))
+            })
+        }) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no container line for {id}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        nginx.push(pid);
+    }
+    run_shells(&nginx);
+    // The shells' events were in the ring before /ran existed: record drains it at SIGTERM.
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(recorder.id() as i32, libc::SIGTERM) };
+    assert!(recorder.wait().expect("wait for record").success());
+
+    let replay = |exclusions: &str| {
+        let config = dir.join("replay.toml");
+        std::fs::write(
+            &config,
+            format!("[rate_limit]\nwindow_secs = 0\n{exclusions}"),
+        )
+        .expect("write config");
+        let out = std::process::Command::new(integration_tests::sensor_binary())
+            .args(["replay", "--config"])
+            .arg(&config)
+            .arg(&record)
+            .output()
+            .expect("run replay");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let alerts: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("an alert per line"))
+            .collect();
+        nginx
+            .iter()
+            .map(|&pid| {
+                alerts
+                    .iter()
+                    .filter(|a| {
+                        a["rule"]["id"] == "server-spawned-shell"
+                            && a["lineage"]["server"]["pid"] == pid
+                    })
+                    .count()
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(replay(""), [1, 1], "both shells are in the record");
+    assert_eq!(
+        replay(
+            "[[rules.server_spawned_shell.exclude]]\n\
+             container.image.name = \"registry.local/shop/*\"\n"
+        ),
+        [0, 1],
+        "the checkout image's shell is excluded, the backup's is not"
+    );
 }

@@ -283,6 +283,14 @@ pub struct Server {
     /// Recognised by listening on this port (a family's `listen_ports`), not by its executable.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listen_port: Option<u16>,
+    /// The server's own container (ECS `container.*` fields) when the process runs in another
+    /// one: the server of a sidecar, or of a shell entered with `kubectl exec`. Absent when both
+    /// run in the same container, or both on the host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<Container>,
+    /// The server runs on the host (in no container) and the process in a container.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub on_host: bool,
 }
 
 /// RFC 3339 UTC time with nanoseconds, from nanoseconds since the Unix epoch.

@@ -171,6 +171,13 @@ fn replay_with(
             }
             host_set = true;
         }
+        // What `record` learned of containers before this event, as `run` learned it then.
+        for container in reader.take_containers() {
+            engine.add_container(container.cgroup_id, container.container());
+            if let Some(names) = container.names() {
+                engine.set_container_names(&container.id, names);
+            }
+        }
         engine.process(event, &mut alerts);
         for alert in alerts.drain(..) {
             line.clear();

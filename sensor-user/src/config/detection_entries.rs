@@ -77,6 +77,49 @@ pub struct Exclusion {
     pub args: Option<Vec<String>>,
     /// Real uids; the exclusion applies to these users only.
     pub users: Vec<u32>,
+    /// The container the process runs in, by the names its runtime gave it
+    /// (`container.image.name = "registry.example/ops/backup:*"`). A process whose container's
+    /// names are not known (yet) is never excluded by them.
+    pub container: Option<ContainerMatch>,
+    /// The Kubernetes pod the process runs in (`orchestrator.namespace = "kube-system"`); as
+    /// `container`, matched only where the runtime's names are known.
+    pub orchestrator: Option<OrchestratorMatch>,
+}
+
+/// `container.*` of an exclusion: globs (`*` also crosses `/`) on the runtime's names.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ContainerMatch {
+    /// Glob on the container's name (the pod spec's container name on Kubernetes).
+    pub name: Option<String>,
+    pub image: Option<ImageMatch>,
+}
+
+/// `container.image.*` of an exclusion.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImageMatch {
+    /// Glob on the whole image reference as the runtime was given it, tag or digest included
+    /// (`registry.example/ops/backup:1.4`; containerd's CRI names Docker Hub images in full,
+    /// `docker.io/library/nginx:1.25`).
+    pub name: Option<String>,
+}
+
+/// `orchestrator.*` of an exclusion.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OrchestratorMatch {
+    /// Glob on the pod's Kubernetes namespace.
+    pub namespace: Option<String>,
+    pub resource: Option<ResourceMatch>,
+}
+
+/// `orchestrator.resource.*` of an exclusion.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResourceMatch {
+    /// Glob on the pod's name (`backup-*` for a CronJob's pods).
+    pub name: Option<String>,
 }
 
 /// A tool, optionally only with certain arguments (`cat` only on /etc/passwd and the like).

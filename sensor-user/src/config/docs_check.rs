@@ -106,6 +106,16 @@ fn normalise(path: &str) -> String {
     }
 }
 
+/// For `rules.X.exclude` and the tables below it, the dotted prefix of their keys' rows.
+fn exclusion_prefix(path: &str) -> Option<String> {
+    let rest = path.strip_prefix("rules.")?.split_once('.')?.1;
+    let below = rest.strip_prefix("exclude")?;
+    if below.is_empty() {
+        return Some(String::new());
+    }
+    below.strip_prefix('.').map(|b| format!("{b}."))
+}
+
 fn parent_and_key(path: &str) -> (&str, &str) {
     path.rsplit_once('.').unwrap_or(("", path))
 }
@@ -122,6 +132,18 @@ fn missing(
         .collect();
     let mut missing = Vec::new();
     for (path, keys) in sections {
+        // An exclusion's tables (`container.image`, ...) are dotted keys of its one table.
+        if let Some(prefix) = exclusion_prefix(path) {
+            let rows = doc.get("rules.RULE.exclude");
+            for field in keys {
+                let child = format!("{path}.{field}");
+                let key = format!("{prefix}{field}");
+                if !sections.contains_key(&child) && !rows.is_some_and(|r| r.contains_key(&key)) {
+                    missing.push(child);
+                }
+            }
+            continue;
+        }
         let heading = doc.get(&normalise(path));
         let (parent, key) = parent_and_key(path);
         let row = doc.get(&normalise(parent)).and_then(|rows| rows.get(key));

@@ -36,6 +36,7 @@ pub use detection_entries::RoleExemption;
 pub use detection_entries::{
     AllowedDestination, Exclusion, FamilyConfig, InlineInterpreter, ReconTool, Technique,
 };
+pub use detection_entries::{ContainerMatch, ImageMatch, OrchestratorMatch, ResourceMatch};
 pub use evidence::EvidenceConfig;
 pub use lineage::LineageConfig;
 pub use output::{

@@ -20,6 +20,10 @@ pub struct WorkloadConfig {
     /// containers/storage directories of CRI-O and Podman: a container's config is
     /// `<dir>/<container id>/userdata/config.json`.
     pub storage_container_dirs: Vec<PathBuf>,
+    /// Docker's container directories: a container's state is `<dir>/<container id>/config.v2.json`
+    /// (its name, the image as it was asked for, and on a cri-dockerd node the pod's labels
+    /// naming pod, namespace and container).
+    pub docker_container_dirs: Vec<PathBuf>,
     /// Longest time an alert waits for a container's first lookup, in milliseconds (0 to 1000).
     /// An alert whose lookup is not done by then leaves without the names and says so
     /// (`lineage.workload_missing: pending`); the lookup finishes beside it for later alerts.
@@ -39,6 +43,7 @@ impl Default for WorkloadConfig {
                 PathBuf::from("/run/containers/storage/overlay-containers"),
                 PathBuf::from("/var/lib/containers/storage/overlay-containers"),
             ],
+            docker_container_dirs: vec![PathBuf::from("/var/lib/docker/containers")],
             lookup_wait_ms: 5,
             cache_entries: 4096,
         }

@@ -114,7 +114,17 @@ impl Engine {
         &mut self,
         containers: rustc_hash::FxHashMap<u64, Arc<crate::lineage::ContainerRef>>,
     ) {
-        self.table.set_containers(containers);
+        self.table.containers_mut().set(containers);
+    }
+
+    /// One container more, beside the last scan (a record's `container` line in `replay`).
+    pub fn add_container(&mut self, cgroup_id: u64, container: Arc<crate::lineage::ContainerRef>) {
+        self.table.containers_mut().add(cgroup_id, container);
+    }
+
+    /// The runtime's names of container `id`, which exclusions can match from now on.
+    pub fn set_container_names(&mut self, id: &str, names: Arc<crate::lineage::ContainerNames>) {
+        self.table.containers_mut().set_names(id, names);
     }
 
     pub fn totals(&self) -> EngineTotals {

@@ -4,11 +4,15 @@ use regex::Regex;
 
 use super::{
     DetectError,
+    exclusion_workload::WorkloadMatch,
     family::{Families, FamilyId},
     matcher::{ExeMatcher, anchored_regex, single_exe},
     payload::without_end_of_options,
 };
-use crate::{config::Exclusion as ExclusionConfig, lineage::Image};
+use crate::{
+    config::Exclusion as ExclusionConfig,
+    lineage::{ContainerNames, Image},
+};
 
 /// What an exclusion is checked against.
 pub struct Subject<'a> {
@@ -17,6 +21,8 @@ pub struct Subject<'a> {
     pub parent: Option<&'a Image>,
     pub image: &'a Image,
     pub uid: u32,
+    /// The runtime's names of the process's container, when known.
+    pub container: Option<&'a ContainerNames>,
 }
 
 pub struct Exclusion {
@@ -25,6 +31,7 @@ pub struct Exclusion {
     child: Option<ExeMatcher>,
     args: Option<Vec<Regex>>,
     users: Vec<u32>,
+    workload: Option<WorkloadMatch>,
 }
 
 impl Exclusion {
@@ -40,15 +47,18 @@ impl Exclusion {
     }
 
     fn compile(e: &ExclusionConfig, field: &str, families: &Families) -> Result<Self, DetectError> {
+        let workload = WorkloadMatch::compile(e, field)?;
         if e.family.is_none()
             && e.parent.is_none()
             && e.child.is_none()
             && e.args.is_none()
             && e.users.is_empty()
+            && workload.is_none()
         {
             return Err(DetectError::invalid(
                 field,
-                "an exclusion needs at least one of family, parent, child, args, users",
+                "an exclusion needs at least one of family, parent, child, args, users, \
+                 container, orchestrator",
             ));
         }
         let family = match &e.family {
@@ -83,6 +93,7 @@ impl Exclusion {
                 .transpose()?,
             args,
             users: e.users.clone(),
+            workload,
         })
     }
 
@@ -91,6 +102,13 @@ impl Exclusion {
             return false;
         }
         if !self.users.is_empty() && !self.users.contains(&s.uid) {
+            return false;
+        }
+        if self
+            .workload
+            .as_ref()
+            .is_some_and(|w| !w.matches(s.container))
+        {
             return false;
         }
         if let Some(child) = &self.child
@@ -152,6 +170,7 @@ mod tests {
                     parent: Some(&parent),
                     image: &image("/bin/sh", argv),
                     uid: 33,
+                    container: None,
                 },
             )
         };

@@ -112,6 +112,10 @@ impl Gate {
             parent: s.parent.map(|pp| &*pp.image),
             image: &p.image,
             uid: p.uid,
+            container: p
+                .container
+                .as_ref()
+                .and_then(|c| table.containers().names(&c.id)),
         };
         if any_matches(&rule.exclusions, &subject) {
             self.counts.excluded[i] += 1;
@@ -135,6 +139,8 @@ impl Gate {
             &p.image.exe,
             &s.command_line,
             &s.destination,
+            // The same command in two containers is two workloads' business, not a repeat.
+            p.container.as_ref().map_or("", |c| c.id.as_str()),
         ]);
         let suppressed_before = match self.rate.check(key, f.ts_ns) {
             Verdict::Emit { suppressed_before } => suppressed_before,
@@ -223,5 +229,133 @@ mod tests {
         assert_ne!(server(0), server(1));
         assert_ne!(alerts[0].event.id, alerts[1].event.id);
         assert_eq!(engine.totals().alerts, [2, 0, 0, 0, 0, 0, 0]);
+    }
+
+    /// An exclusion by image or namespace applies once the container's names are in the
+    /// engine's index, and only to that container.
+    #[test]
+    fn workload_exclusions_need_the_containers_names() {
+        use crate::config::{ContainerMatch, Exclusion, ImageMatch, OrchestratorMatch};
+        use crate::lineage::{ContainerNames, ContainerRef};
+        use std::sync::Arc;
+        let mut config = Config::default();
+        // The three shells are alike: each must be judged, not rate limited.
+        config.rate_limit.window_secs = 0;
+        let exclude = &mut config.rules.server_spawned_shell.exclude;
+        exclude.push(Exclusion {
+            container: Some(ContainerMatch {
+                image: Some(ImageMatch {
+                    name: Some("registry.example/ops/backup:*".into()),
+                }),
+                ..ContainerMatch::default()
+            }),
+            ..Exclusion::default()
+        });
+        exclude.push(Exclusion {
+            orchestrator: Some(OrchestratorMatch {
+                namespace: Some("kube-system".into()),
+                ..OrchestratorMatch::default()
+            }),
+            ..Exclusion::default()
+        });
+        let container = |id: &str| {
+            Arc::new(ContainerRef {
+                id: id.into(),
+                runtime: None,
+                pod_uid: None,
+            })
+        };
+        let in_cgroup = |e: Event, cgroup_id: u64| match e {
+            Event::Exec(mut x) => {
+                x.cgroup_id = cgroup_id;
+                Event::Exec(x)
+            }
+            other => other,
+        };
+        let names = |image: &str, namespace: &str| {
+            Arc::new(ContainerNames {
+                image: Some(image.into()),
+                namespace: Some(namespace.into()),
+                ..ContainerNames::default()
+            })
+        };
+        let mut engine = Engine::new(&config, HostInfo::default()).expect("engine");
+        engine.set_containers(
+            [
+                (7, container("a")),
+                (8, container("b")),
+                (9, container("c")),
+            ]
+            .into_iter()
+            .collect(),
+        );
+        let mut alerts = Vec::new();
+        // One nginx and its shell per container; `c`'s names are not known.
+        let shells = |engine: &mut Engine, alerts: &mut Vec<_>, base: u32, ts: u64| {
+            for (i, cgroup) in [7u64, 8, 9].into_iter().enumerate() {
+                let (server, shell) = (base + 10 * i as u32, base + 10 * i as u32 + 1);
+                let nginx = exec(ts, server, 1, "/usr/sbin/nginx", &["nginx: worker process"]);
+                engine.process(in_cgroup(nginx, cgroup), alerts);
+                let sh = exec(ts + 1, shell, server, "/bin/sh", &["sh", "-c", "id"]);
+                engine.process(in_cgroup(sh, cgroup), alerts);
+            }
+        };
+        shells(&mut engine, &mut alerts, 100, 10);
+        assert_eq!(alerts.len(), 3, "no names known yet: nothing is excluded");
+        engine.set_container_names("a", names("registry.example/ops/backup:1.4", "shop"));
+        engine.set_container_names(
+            "b",
+            names("registry.example/shop/checkout:2", "kube-system"),
+        );
+        alerts.clear();
+        shells(&mut engine, &mut alerts, 200, 1_000_000_000_000);
+        let left: Vec<_> = alerts
+            .iter()
+            .filter_map(|a| a.container.as_ref().map(|c| c.id.clone()))
+            .collect();
+        assert_eq!(left, vec!["c".to_owned()], "a by image, b by namespace");
+        assert_eq!(engine.totals().excluded[0], 2);
+    }
+
+    /// Identical shells in two containers both alert within the rate limit's window; a repeat
+    /// in the same container is held back.
+    #[test]
+    fn the_rate_limit_tells_containers_apart() {
+        use crate::lineage::ContainerRef;
+        use std::sync::Arc;
+        let mut engine = Engine::new(&Config::default(), HostInfo::default()).expect("engine");
+        let container = |id: &str| {
+            Arc::new(ContainerRef {
+                id: id.into(),
+                runtime: None,
+                pod_uid: None,
+            })
+        };
+        engine.set_containers(
+            [(7, container("a")), (8, container("b"))]
+                .into_iter()
+                .collect(),
+        );
+        let in_cgroup = |e: Event, cgroup_id: u64| match e {
+            Event::Exec(mut x) => {
+                x.cgroup_id = cgroup_id;
+                Event::Exec(x)
+            }
+            other => other,
+        };
+        let mut alerts = Vec::new();
+        for (i, cgroup) in [7u64, 8, 7].into_iter().enumerate() {
+            let (server, shell) = (100 + 10 * i as u32, 101 + 10 * i as u32);
+            let ts = 10 + 2 * i as u64;
+            let nginx = exec(ts, server, 1, "/usr/sbin/nginx", &["nginx: worker process"]);
+            engine.process(in_cgroup(nginx, cgroup), &mut alerts);
+            let sh = exec(ts + 1, shell, server, "/bin/sh", &["sh", "-c", "id"]);
+            engine.process(in_cgroup(sh, cgroup), &mut alerts);
+        }
+        let ids: Vec<_> = alerts
+            .iter()
+            .filter_map(|a| a.container.as_ref().map(|c| c.id.clone()))
+            .collect();
+        assert_eq!(ids, ["a", "b"], "the second shell in a is the repeat");
     }
 }

@@ -7,6 +7,7 @@ mod annotator;
 pub mod baseline;
 mod engine;
 mod exclusion;
+mod exclusion_workload;
 mod family;
 mod gate;
 mod host_facts;

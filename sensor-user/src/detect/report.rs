@@ -12,9 +12,9 @@ use super::{
     rules::{Finding, RuleId},
 };
 use crate::{
-    alert::{Alert, AlertInput, FileEvent, RuleInfo, Server, ShellInfo},
+    alert::{Alert, AlertInput, Container, ContainerImage, FileEvent, RuleInfo, Server, ShellInfo},
     config::Technique,
-    lineage::Process,
+    lineage::{EntityId, Process},
 };
 
 /// Where the events come from: names the host in alerts and turns event times into wall time.
@@ -71,12 +71,17 @@ pub fn alert(
             path,
             action: f.action,
         }),
-        server: s.server.as_ref().map(|sv| Server {
-            family: s.family_name.to_owned(),
-            pid: sv.id.pid,
-            entity_id: sv.id.to_string(),
-            executable: sv.image.exe.clone(),
-            listen_port: sv.listen_port,
+        server: s.server.as_ref().map(|sv| {
+            let (container, on_host) = server_container(table, p, sv.id);
+            Server {
+                family: s.family_name.to_owned(),
+                pid: sv.id.pid,
+                entity_id: sv.id.to_string(),
+                executable: sv.image.exe.clone(),
+                listen_port: sv.listen_port,
+                container,
+                on_host,
+            }
         }),
         incident: admitted.incident,
         suppressed_count: admitted.suppressed_before,
@@ -87,6 +92,31 @@ pub fn alert(
         indicators: indicators.into_iter().map(Indicator::as_str).collect(),
         baseline_new: admitted.baseline_new,
     })
+}
+
+/// The server's container where it is not the process's (with the names the engine knows), or
+/// `on_host` for a server in no container above a containerised process.
+fn server_container(
+    table: &Table,
+    p: &Process<Annotation>,
+    server: EntityId,
+) -> (Option<Container>, bool) {
+    let Some(sp) = table.get(server) else {
+        return (None, false);
+    };
+    let own = p.container.as_ref().map(|c| c.id.as_str());
+    match &sp.container {
+        Some(c) if Some(c.id.as_str()) != own => {
+            let mut out = Container::from_cgroup(c);
+            if let Some(names) = table.containers().names(&c.id) {
+                out.name.clone_from(&names.name);
+                out.image = names.image.as_deref().map(ContainerImage::parse);
+            }
+            (Some(out), false)
+        }
+        None => (None, own.is_some()),
+        Some(_) => (None, false),
+    }
 }
 
 /// A shell's payload and what in the process always alerts (process rules only: a file event's
@@ -193,5 +223,97 @@ mod tests {
                 .as_str()
                 .is_some_and(|t| t.starts_with("2023-11-14T22:13:20"))
         );
+    }
+}
+
+#[cfg(test)]
+mod server_container_tests {
+    use std::sync::Arc;
+
+    use crate::{
+        config::Config,
+        detect::{Engine, HostInfo, test_support::exec},
+        event::Event,
+        lineage::{ContainerNames, ContainerRef},
+    };
+
+    fn in_cgroup(e: Event, cgroup_id: u64) -> Event {
+        match e {
+            Event::Exec(mut x) => {
+                x.cgroup_id = cgroup_id;
+                Event::Exec(x)
+            }
+            other => other,
+        }
+    }
+
+    /// A shell whose lineage runs back to a server in another container (a sidecar, `kubectl
+    /// exec`) names the server's container; one in the server's own container does not.
+    #[test]
+    fn the_servers_container_is_named_where_it_is_not_the_processs() {
+        let mut config = Config::default();
+        config.rate_limit.window_secs = 0;
+        let mut engine = Engine::new(&config, HostInfo::default()).expect("engine");
+        let container = |id: &str| {
+            Arc::new(ContainerRef {
+                id: id.into(),
+                runtime: None,
+                pod_uid: None,
+            })
+        };
+        engine.set_containers(
+            [(7, container("web")), (8, container("sidecar"))]
+                .into_iter()
+                .collect(),
+        );
+        engine.set_container_names(
+            "web",
+            Arc::new(ContainerNames {
+                name: Some("nginx".into()),
+                image: Some("registry.example/shop/web:3.1".into()),
+                ..ContainerNames::default()
+            }),
+        );
+        let mut alerts = Vec::new();
+        let nginx = exec(1, 10, 1, "/usr/sbin/nginx", &["nginx: worker process"]);
+        engine.process(in_cgroup(nginx, 7), &mut alerts);
+        // Its child, moved into the sidecar's cgroup before it execs a shell.
+        let moved = exec(2, 11, 10, "/bin/sh", &["sh", "-c", "id"]);
+        engine.process(in_cgroup(moved, 8), &mut alerts);
+        let same = exec(3, 12, 10, "/bin/sh", &["sh", "-c", "uname"]);
+        engine.process(in_cgroup(same, 7), &mut alerts);
+        // A server on the host above a containerised shell.
+        let host = exec(
+            4,
+            20,
+            1,
+            "/usr/sbin/apache2",
+            &["/usr/sbin/apache2", "-k", "start"],
+        );
+        engine.process(in_cgroup(host, 1), &mut alerts);
+        let entered = exec(5, 21, 20, "/bin/sh", &["sh", "-c", "ls"]);
+        engine.process(in_cgroup(entered, 8), &mut alerts);
+        let docs: Vec<serde_json::Value> = alerts
+            .iter()
+            .map(|a| serde_json::to_value(a).expect("json"))
+            .collect();
+        assert_eq!(docs.len(), 3, "{docs:#?}");
+        assert_eq!(docs[0]["container"]["id"], "sidecar");
+        assert_eq!(
+            docs[0]["lineage"]["server"]["container"],
+            serde_json::json!({
+                "id": "web",
+                "name": "nginx",
+                "image": { "name": "registry.example/shop/web", "tag": ["3.1"] },
+            })
+        );
+        assert!(docs[0]["lineage"]["server"].get("on_host").is_none());
+        assert!(
+            docs[1]["lineage"]["server"].get("container").is_none(),
+            "same container: {}",
+            docs[1]
+        );
+        assert_eq!(docs[2]["lineage"]["server"]["on_host"], true);
+        assert!(docs[2]["lineage"]["server"].get("container").is_none());
     }
 }

@@ -28,6 +28,18 @@ impl Runtime {
             Runtime::Podman => "podman",
         }
     }
+
+    /// The inverse of [`Self::as_str`] (a record's `container` line).
+    pub fn parse(name: &str) -> Option<Self> {
+        [
+            Runtime::Containerd,
+            Runtime::CriO,
+            Runtime::Docker,
+            Runtime::Podman,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == name)
+    }
 }
 
 /// What a container's cgroup path says about it.

@@ -6,6 +6,7 @@
 //! about servers or rules.
 
 mod cgroup;
+mod containers;
 mod entity;
 mod process;
 mod seed;
@@ -14,6 +15,7 @@ mod table;
 pub use cgroup::{
     CgroupIndex, ContainerRef, Runtime, container_from_cgroup, container_id_from_cgroup,
 };
+pub use containers::{ContainerIndex, ContainerNames};
 pub use entity::EntityId;
 #[cfg(test)]
 pub use process::test_image;

@@ -41,7 +41,7 @@ pub struct ProcessTable<A> {
     procs: FxHashMap<EntityId, Process<A>>,
     live: FxHashMap<u32, EntityId>,
     exited: VecDeque<(u64, EntityId)>,
-    containers: FxHashMap<u64, Arc<super::ContainerRef>>,
+    containers: super::ContainerIndex,
     limits: Limits,
     now_ns: u64,
     stats: TableStats,
@@ -56,7 +56,7 @@ impl<A: Annotation> ProcessTable<A> {
             procs: FxHashMap::default(),
             live: FxHashMap::default(),
             exited: VecDeque::new(),
-            containers: FxHashMap::default(),
+            containers: super::ContainerIndex::default(),
             limits,
             now_ns: 0,
             stats: TableStats::default(),
@@ -75,9 +75,14 @@ impl<A: Annotation> ProcessTable<A> {
         self.stats
     }
 
-    /// cgroup id -> container id, from [`super::CgroupIndex`]; used for processes seen from now on.
-    pub fn set_containers(&mut self, containers: FxHashMap<u64, Arc<super::ContainerRef>>) {
-        self.containers = containers;
+    /// cgroup id -> container (from [`super::CgroupIndex`], used for processes seen from now on)
+    /// and container id -> names.
+    pub fn containers(&self) -> &super::ContainerIndex {
+        &self.containers
+    }
+
+    pub fn containers_mut(&mut self) -> &mut super::ContainerIndex {
+        &mut self.containers
     }
 
     pub fn get(&self, id: EntityId) -> Option<&Process<A>> {
@@ -148,7 +153,7 @@ impl<A: Annotation> ProcessTable<A> {
             .and_then(|pid| self.procs.get(&pid))
             .map(|p| (p.image.clone(), p.annotation.clone()))
             .unwrap_or_default();
-        let container = self.containers.get(&f.cgroup_id).cloned();
+        let container = self.containers.by_cgroup(f.cgroup_id).cloned();
         self.insert(Process {
             id,
             ppid: f.ppid,
@@ -176,7 +181,7 @@ impl<A: Annotation> ProcessTable<A> {
             argv: e.argv,
             argv_truncated: e.argv_truncated,
         });
-        let container = self.containers.get(&e.cgroup_id).cloned();
+        let container = self.containers.by_cgroup(e.cgroup_id).cloned();
         if let Some(id) = self.resolve(e.pid, e.start_ns) {
             let parent = self.parent_candidate(e.ppid, id.start_ns);
             if let Some(p) = self.procs.get_mut(&id) {

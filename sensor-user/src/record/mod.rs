@@ -7,7 +7,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::Event;
 
+mod container;
 mod fast;
+
+pub use container::ContainerLine;
 
 /// The first line of a record: what is needed to replay it as it happened live.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,6 +72,14 @@ impl<W: Write> RecordWriter<W> {
         Ok(())
     }
 
+    pub fn write_container(&mut self, line: &ContainerLine) -> Result<(), RecordError> {
+        self.line.clear();
+        serde_json::to_writer(&mut self.line, line)?;
+        self.line.push(b'\n');
+        self.out.write_all(&self.line)?;
+        Ok(())
+    }
+
     pub fn write(&mut self, event: &Event) -> Result<(), RecordError> {
         self.line.clear();
         serde_json::to_writer(&mut self.line, event)?;
@@ -77,11 +88,19 @@ impl<W: Write> RecordWriter<W> {
         Ok(())
     }
 
+    #[cfg(test)]
+    pub fn into_inner(self) -> W {
+        self.out
+    }
+
     pub fn flush(&mut self) -> Result<(), RecordError> {
         self.out.flush()?;
         Ok(())
     }
 }
+
+/// Most `container` lines kept between two events.
+const MAX_PENDING_CONTAINERS: usize = 65_536;
 
 /// Reads events from NDJSON, skipping blank lines; a header line is kept in [`Self::header`].
 /// Errors carry the 1-based line number.
@@ -91,6 +110,8 @@ pub struct RecordReader<R> {
     line: Vec<u8>,
     line_no: usize,
     header: Option<RecordHeader>,
+    /// `container` lines read since the last [`Self::take_containers`].
+    containers: Vec<ContainerLine>,
 }
 
 impl<R: BufRead> RecordReader<R> {
@@ -100,6 +121,7 @@ impl<R: BufRead> RecordReader<R> {
             line: Vec::with_capacity(1024),
             line_no: 0,
             header: None,
+            containers: Vec::new(),
         }
     }
 
@@ -107,6 +129,12 @@ impl<R: BufRead> RecordReader<R> {
     /// files written by `record`).
     pub fn header(&self) -> Option<&RecordHeader> {
         self.header.as_ref()
+    }
+
+    /// The `container` lines read before the event [`Iterator::next`] last returned, oldest
+    /// first.
+    pub fn take_containers(&mut self) -> Vec<ContainerLine> {
+        std::mem::take(&mut self.containers)
     }
 }
 
@@ -157,6 +185,11 @@ impl<R: BufRead> Iterator for RecordReader<R> {
             match parse_line(text) {
                 Ok(Line::Event(event)) => return Some(Ok(event)),
                 Ok(Line::Header(header)) => self.header = Some(header),
+                // More between two events than any host has containers: not kept.
+                Ok(Line::Container(line)) if self.containers.len() < MAX_PENDING_CONTAINERS => {
+                    self.containers.push(line);
+                }
+                Ok(Line::Container(_)) => {}
                 Err(source) => {
                     return Some(Err(RecordError::Parse {
                         line: line_no,
@@ -171,6 +204,7 @@ impl<R: BufRead> Iterator for RecordReader<R> {
 enum Line {
     Event(Event),
     Header(RecordHeader),
+    Container(ContainerLine),
 }
 
 /// Parses one line. Lines as `record` writes them start with their `type` tag and are read by
@@ -199,6 +233,7 @@ fn parse_line(bytes: &[u8]) -> Result<Line, serde_json::Error> {
             "file" => Some(serde_json::from_str(text).map(Event::File)),
             "listen" => Some(serde_json::from_str(text).map(Event::Listen)),
             "header" => return serde_json::from_str(text).map(Line::Header),
+            "container" => return serde_json::from_str(text).map(Line::Container),
             _ => None,
         };
         if let Some(parsed) = by_tag {
@@ -211,6 +246,7 @@ fn parse_line(bytes: &[u8]) -> Result<Line, serde_json::Error> {
         // parse.
         Err(err) => serde_json::from_str::<RecordHeader>(text)
             .map(Line::Header)
+            .or_else(|_| serde_json::from_str::<ContainerLine>(text).map(Line::Container))
             .map_err(|_| err),
     }
 }

@@ -45,7 +45,7 @@ impl Detector {
             engine,
             metrics: metrics.clone(),
             trim: crate::memory::TrimAfterShrink::default(),
-            containers: ContainerWatch::default(),
+            containers: ContainerWatch::new(&config.workload),
         })
     }
 

@@ -25,7 +25,7 @@ use crate::{
 };
 
 mod baseline_state;
-mod containers;
+pub(super) mod containers;
 mod detector;
 mod reload;
 mod state_files;

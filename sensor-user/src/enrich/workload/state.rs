@@ -73,7 +73,45 @@ pub fn lookup(config: &WorkloadConfig, id: &str) -> Result<Option<Meta>, LookupE
             return Ok(Some(meta));
         }
     }
+    for dir in &config.docker_container_dirs {
+        let path = dir.join(id).join("config.v2.json");
+        if path.exists() {
+            return read(&path, MAX_CONFIG_BYTES).map(|v| Some(docker(&v)));
+        }
+    }
     Ok(None)
+}
+
+/// Docker's own state of a container (`config.v2.json`): its name with Docker's leading `/`,
+/// the image as it was asked for, and on a cri-dockerd node the kubelet's labels.
+fn docker(state: &Value) -> Meta {
+    let labels = state.get("Config").and_then(|c| c.get("Labels"));
+    let label = |key: &str| {
+        labels
+            .and_then(|l| l.get(key))
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    let name = state
+        .get("Name")
+        .and_then(Value::as_str)
+        .map(|n| n.trim_start_matches('/'))
+        .filter(|n| !n.is_empty())
+        .map(str::to_owned);
+    Meta {
+        runtime: Some("docker"),
+        name: label("io.kubernetes.container.name").or(name),
+        image: state
+            .get("Config")
+            .and_then(|c| c.get("Image"))
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned),
+        pod_name: label("io.kubernetes.pod.name"),
+        pod_namespace: label("io.kubernetes.pod.namespace"),
+        pod_uid: label("io.kubernetes.pod.uid"),
+    }
 }
 
 /// Name and image of container `id` from a containers/storage `containers.json`, if it is there.
@@ -165,6 +203,7 @@ mod tests {
         WorkloadConfig {
             containerd_task_dirs: vec![root.join("task")],
             storage_container_dirs: vec![root.join("storage")],
+            docker_container_dirs: vec![root.join("docker")],
             ..WorkloadConfig::default()
         }
     }
@@ -282,6 +321,59 @@ mod tests {
             Some("registry.local/shop/checkout:1.0")
         );
         assert_eq!(meta.pod_name, None);
+    }
+
+    #[test]
+    fn docker_names_come_from_its_container_state() {
+        let root = tempfile::tempdir().expect("tempdir");
+        // The fields of moby's config.v2.json that are read; `Image` is the image id, the
+        // reference as asked for is `Config.Image`.
+        write(
+            &root.path().join(format!("docker/{ID}/config.v2.json")),
+            &serde_json::json!({
+                "ID": ID,
+                "Name": "/web-1",
+                "Image": "sha256:67bf51ea013fe6f92404fd5d23d6b0af2fce318070476838bc84046cc9782746",
+                "Config": { "Image": "nginx:1.25", "Labels": { "maintainer": "x" } },
+                "State": { "Running": true, "Pid": 4242 },
+            }),
+        );
+        let meta = lookup(&config(root.path()), ID)
+            .expect("read")
+            .expect("found");
+        assert_eq!(
+            meta,
+            Meta {
+                runtime: Some("docker"),
+                name: Some("web-1".into()),
+                image: Some("nginx:1.25".into()),
+                ..Meta::default()
+            }
+        );
+        // cri-dockerd: the kubelet's labels name the pod and the spec's container name.
+        let other = "cd".repeat(32);
+        write(
+            &root.path().join(format!("docker/{other}/config.v2.json")),
+            &serde_json::json!({
+                "Name": "/k8s_backup_backup-29011_ops_0d4e5f60-7182-4a3b-8c9d-0e1f2a3b4c5d_0",
+                "Config": { "Image": "registry.example/ops/backup:1.4", "Labels": {
+                    "io.kubernetes.container.name": "backup",
+                    "io.kubernetes.pod.name": "backup-29011",
+                    "io.kubernetes.pod.namespace": "ops",
+                    "io.kubernetes.pod.uid": "0d4e5f60-7182-4a3b-8c9d-0e1f2a3b4c5d",
+                } },
+            }),
+        );
+        let pod = lookup(&config(root.path()), &other)
+            .expect("read")
+            .expect("found");
+        assert_eq!(pod.name.as_deref(), Some("backup"));
+        assert_eq!(pod.pod_name.as_deref(), Some("backup-29011"));
+        assert_eq!(pod.pod_namespace.as_deref(), Some("ops"));
+        assert_eq!(
+            pod.image.as_deref(),
+            Some("registry.example/ops/backup:1.4")
+        );
     }
 
     #[test]
