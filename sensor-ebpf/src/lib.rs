@@ -50,6 +50,15 @@ pub mod maps {
     /// from `rules.server_outbound_unknown`; a destination matching no prefix is refused.
     pub const PREVENT_ALLOW_V4: &str = "PREVENT_ALLOW_V4";
     pub const PREVENT_ALLOW_V6: &str = "PREVENT_ALLOW_V6";
+    /// Array of one `u64`: the boot-time ns (CLOCK_BOOTTIME, `bpf_ktime_get_boot_ns`) at which
+    /// userspace last showed it is alive and judging. Execution prevention holds a process
+    /// only while it is fresher than [`crate::HEARTBEAT_FRESH_NS`]: no userspace, no hold.
+    pub const HEARTBEAT: &str = "HEARTBEAT";
+    /// Hash `u32` tgid -> [`crate::HeldProcess`]: processes the exec program stopped
+    /// (SIGSTOP) for userspace to judge. Not LRU: an evicted entry would be a process nobody
+    /// knows to continue. Userspace (and, when the sensor dies, its watchdog) removes entries;
+    /// exit removes them too.
+    pub const HELD: &str = "HELD";
 }
 
 /// Values of [`maps::SERVER_TREE`] entries (bit set).
@@ -138,6 +147,29 @@ pub mod exec_flags {
     /// `exe_dev`, `exe_ino` and `exe_nlink` hold the executed file's identity; without it (a
     /// kernel whose BTF lacks a member they need, or a failed read) they are zero.
     pub const EXE_IDENTITY: u32 = 1 << 3;
+    /// Execution prevention stopped the new image (SIGSTOP) and put it in
+    /// [`crate::maps::HELD`]: userspace must kill or continue it.
+    pub const HELD: u32 = 1 << 4;
+    /// Execution prevention would hold it (a confirmed server tree with a fresh heartbeat):
+    /// set with [`HELD`] in enforce, alone in dry-run.
+    pub const WOULD_HOLD: u32 = 1 << 5;
+}
+
+/// Entries of [`maps::HELD`]: when full, a new exec is not held (prevention errs towards
+/// letting through).
+pub const HELD_ENTRIES: u32 = 4096;
+
+/// How old the heartbeat may be for the exec program to hold a process (500 ms).
+pub const HEARTBEAT_FRESH_NS: u64 = 500_000_000;
+
+/// A [`maps::HELD`] value.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HeldProcess {
+    /// `task->start_boottime`: with the pid, the identity of the process.
+    pub start_ns: u64,
+    /// When it was stopped (boot-time ns).
+    pub held_ns: u64,
 }
 
 /// The start of every record.
@@ -256,6 +288,12 @@ pub mod capture_flags {
     pub const PREVENT: u32 = 1 << 2;
     /// `prevention.mode = "enforce"`: what is marked is also refused.
     pub const ENFORCE: u32 = 1 << 3;
+    /// Execution prevention (`prevention.mode` is `dry-run` or `enforce`): an exec in a
+    /// confirmed server tree is marked [`crate::exec_flags::WOULD_HOLD`] while the heartbeat
+    /// is fresh.
+    pub const EXEC_PREVENT: u32 = 1 << 4;
+    /// `prevention.mode = "enforce"`: such an exec is also held (SIGSTOP) for userspace.
+    pub const EXEC_ENFORCE: u32 = 1 << 5;
 }
 
 /// A connect() on an AF_INET or AF_INET6 socket with its outcome, or an unconnected UDP send.
@@ -453,6 +491,7 @@ mod pod {
     unsafe impl aya::Pod for UdpSeenKey {}
     unsafe impl aya::Pod for LostCounts {}
     unsafe impl aya::Pod for PreventAllow {}
+    unsafe impl aya::Pod for HeldProcess {}
 }
 
 // Padding would make the two sides disagree silently; these fail the build instead.
@@ -468,5 +507,6 @@ const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 52 * 4);
 const _: () = assert!(core::mem::size_of::<ListenEvent>() == 24 + 16 + 16);
 const _: () = assert!(core::mem::size_of::<UdpSeenKey>() == 32);
 const _: () = assert!(core::mem::size_of::<PreventAllow>() == 8 + 2 * PREVENT_PORTS_MAX);
+const _: () = assert!(core::mem::size_of::<HeldProcess>() == 16);
 const _: () = assert!(core::mem::size_of::<LostCounts>() == 8 * kind::COUNT as usize);
 const _: () = assert!(core::mem::size_of::<FileEvent>() == 24 + 8 * 4 + SOURCE_MAX + PATH_MAX);

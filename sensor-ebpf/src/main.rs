@@ -21,11 +21,12 @@ mod probes;
 #[cfg(target_arch = "bpf")]
 use aya_ebpf::{
     macros::map,
-    maps::{LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf},
 };
 #[cfg(target_arch = "bpf")]
 use sensor_ebpf::{
-    ConnectEvent, ExecEvent, FileEvent, LostCounts, PathKey, PreventAllow, UdpSeenKey, kind,
+    ConnectEvent, ExecEvent, FileEvent, HeldProcess, LostCounts, PathKey, PreventAllow, UdpSeenKey,
+    kind,
 };
 
 // The static names are the map names userspace looks up: they must equal `sensor_ebpf::maps::*`
@@ -111,6 +112,16 @@ static PREVENT_ALLOW_V4: LpmTrie<[u8; 4], PreventAllow> =
 #[map]
 static PREVENT_ALLOW_V6: LpmTrie<[u8; 16], PreventAllow> =
     LpmTrie::with_max_entries(sensor_ebpf::PREVENT_ALLOW_ENTRIES, 0);
+
+/// See [`sensor_ebpf::maps::HEARTBEAT`].
+#[cfg(target_arch = "bpf")]
+#[map]
+static HEARTBEAT: Array<u64> = Array::with_max_entries(1, 0);
+
+/// See [`sensor_ebpf::maps::HELD`].
+#[cfg(target_arch = "bpf")]
+#[map]
+static HELD: HashMap<u32, HeldProcess> = HashMap::with_max_entries(sensor_ebpf::HELD_ENTRIES, 0);
 
 /// Counts a record that the ring buffer had no room for; userspace sums it per kind. It is
 /// also counted for the current task's cgroup ([`LOST_BY_CGROUP`]), so that one workload's

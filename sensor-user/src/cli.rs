@@ -91,4 +91,17 @@ pub enum Command {
         /// The file to check.
         file: PathBuf,
     },
+    /// Started by `run` under execution prevention: continues every process held at exec
+    /// when the sensor exits (docs/prevention.md). Not for people.
+    #[command(hide = true)]
+    HoldWatchdog {
+        #[arg(long)]
+        sensor_pid: u32,
+        /// The inherited fd of the HELD map.
+        #[arg(long)]
+        held_fd: i32,
+        /// Continue a process held this long (the sensor is alive but not judging).
+        #[arg(long)]
+        stuck_ms: u64,
+    },
 }

@@ -130,6 +130,20 @@ pub struct Exec {
     pub exe_ino: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exe_nlink: Option<u32>,
+    /// Execution prevention's kernel half (`[prevention]`): this exec was held, or would have
+    /// been; left out otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold: Option<ExecHold>,
+}
+
+/// What execution prevention's kernel half did at an [`Exec`] in a confirmed server tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExecHold {
+    /// dry-run: enforce would have held it.
+    WouldHold,
+    /// enforce: stopped (SIGSTOP) until userspace kills or continues it.
+    Held,
 }
 
 impl Exec {
@@ -386,6 +400,7 @@ mod tests {
             exe_dev: Some(2049),
             exe_ino: Some(131),
             exe_nlink: Some(1),
+            hold: None,
         });
         let line = serde_json::to_string(&exec).expect("serialise");
         let value: serde_json::Value = serde_json::from_str(&line).expect("parse");

@@ -115,6 +115,18 @@ fn dispatch(command: cli::Command) -> anyhow::Result<ExitCode> {
             std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes())?;
             Ok(ExitCode::SUCCESS)
         }
+        cli::Command::HoldWatchdog {
+            sensor_pid,
+            held_fd,
+            stuck_ms,
+        } => {
+            commands::hold_watchdog::watch(
+                sensor_pid,
+                held_fd,
+                std::time::Duration::from_millis(stuck_ms),
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
         cli::Command::CheckConfig { file } => {
             let config = Config::load(&file)?;
             commands::build_engine(&config, Some(&file), HostInfo::default())?;

@@ -13,6 +13,7 @@ struct Needed {
 }
 
 const CAP_DAC_READ_SEARCH: u32 = 2;
+const CAP_KILL: u32 = 5;
 const CAP_NET_ADMIN: u32 = 12;
 const CAP_SYS_PTRACE: u32 = 19;
 const CAP_SYS_ADMIN: u32 = 21;
@@ -92,6 +93,28 @@ pub fn check_run(capture: &crate::config::CaptureConfig) -> Result<(), MissingCa
             crate::config::FileHooks::Auto | crate::config::FileHooks::Fanotify
         );
     missing(effective, root, cgroup_hooks, fanotify).map_or(Ok(()), Err)
+}
+
+/// Execution prevention in enforce kills and continues other users' processes: without
+/// CAP_KILL (a non-root sensor, as the systemd unit runs it) a held process could be neither,
+/// so the sensor refuses to start instead.
+pub fn check_prevention(
+    prevention: &crate::config::PreventionConfig,
+) -> Result<(), MissingCapability> {
+    if prevention.mode != crate::config::PreventionMode::Enforce || !prevention.hold_execs {
+        return Ok(());
+    }
+    let Some(effective) = effective_caps(Path::new("/proc/self/status")) else {
+        return Ok(());
+    };
+    if effective & (1 << CAP_KILL) != 0 {
+        return Ok(());
+    }
+    Err(MissingCapability {
+        name: "CAP_KILL",
+        why: "by [prevention] mode = \"enforce\" to kill or continue the processes it holds at \
+              exec (set prevention.hold_execs = false for egress prevention alone)",
+    })
 }
 
 fn missing(

@@ -82,7 +82,7 @@ fn config(dir: &Path, mode: &str, ns: &NetNs, allowed_ports: &[u16]) -> PathBuf 
     std::fs::write(
         &path,
         format!(
-            "[prevention]\nmode = \"{mode}\"\n\
+            "[prevention]\nmode = \"{mode}\"\nhold_execs = false\n\
              [[rules.server_outbound_unknown.allow]]\ncidr = \"{}/32\"\nports = {allowed_ports:?}\n\
              [incidents]\nstate_file = \"\"\n[rate_limit]\nwindow_secs = 0\n",
             ns.addr

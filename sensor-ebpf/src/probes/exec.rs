@@ -26,6 +26,11 @@ pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
     match try_sched_process_exec(&ctx) {
         Ok(()) => 0,
         Err(err) => {
+            // No record leaves: a process held before the failure must not stay stopped.
+            if let Some(event) = EXEC_SCRATCH.get_ptr_mut(0) {
+                // SAFETY: as in `try_sched_process_exec`.
+                super::hold::release(unsafe { &*event });
+            }
             degraded!(
                 "hook=sched_process_exec pid={} comm={} reason=probe_read_failed err={}",
                 err
@@ -82,6 +87,12 @@ fn try_sched_process_exec(ctx: &RawTracePointContext) -> Result<(), i32> {
         }
     }
 
+    // SAFETY: a plain u32 copied out of the map.
+    let tree_mark = unsafe { SERVER_TREE.get(&event.header.pid) }.copied();
+    if let Some(mark) = tree_mark {
+        super::hold::hold(event, mark);
+    }
+
     let mm: *const u8 = read(task, offset!(task_mm))?;
     let arg_start: u64 = read(mm, offset!(mm_arg_start))?;
     let arg_end: u64 = read(mm, offset!(mm_arg_end))?;
@@ -104,9 +115,10 @@ fn try_sched_process_exec(ctx: &RawTracePointContext) -> Result<(), i32> {
     // SAFETY: `size` never exceeds size_of::<ExecEvent>() because `len <= ARGV_MAX`.
     let bytes =
         unsafe { core::slice::from_raw_parts((event as *const ExecEvent).cast::<u8>(), size) };
-    // SAFETY: the value is not read, only whether there is one.
-    let in_server_tree = unsafe { SERVER_TREE.get(&event.header.pid) }.is_some();
-    let wake = if in_server_tree {
+    let wake = if event.flags & exec_flags::HELD != 0 {
+        // A stopped process waits for this record: no rate limit.
+        aya_ebpf::bindings::BPF_RB_FORCE_WAKEUP as u64
+    } else if tree_mark.is_some() {
         wake_now()
     } else {
         // Userspace may find this new image to be a server only after it read the exec; until
@@ -118,6 +130,7 @@ fn try_sched_process_exec(ctx: &RawTracePointContext) -> Result<(), i32> {
     };
     if EVENTS.output::<[u8]>(bytes, wake).is_err() {
         count_lost(kind::EXEC);
+        super::hold::release(event);
     }
     // Logged last: a statement between the argv length's bound check and its use made the
     // compiler spill the length before the check, and an older verifier (Linux 6.1) keeps a

@@ -15,7 +15,7 @@ use sensor_ebpf::{ExitEvent, ForkEvent, kind};
 
 use crate::diag::degraded;
 use crate::{
-    EVENTS, SERVER_TREE, count_lost,
+    EVENTS, HELD, SERVER_TREE, count_lost,
     kernel::{header, offset, read},
     wake_later,
 };
@@ -97,6 +97,8 @@ fn try_sched_process_exit(ctx: &RawTracePointContext) -> Result<(), i32> {
     }
     // Absent for most processes: a miss is the whole cost.
     let _ = SERVER_TREE.remove(&header.pid);
+    // A held process that ends (killed by the sensor, or by anyone) needs no releasing.
+    let _ = HELD.remove(&header.pid);
     // TP_PROTO(struct task_struct *p, ...): p is the exiting task, which is current.
     let task: *const u8 = ctx.arg(0);
     let exit_code: u32 = read(task, offset!(task_exit_code))?;

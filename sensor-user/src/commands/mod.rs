@@ -1,5 +1,6 @@
 //! What each subcommand does, beneath the CLI parsing in main.rs.
 
+pub mod hold_watchdog;
 pub mod record;
 pub mod replay;
 pub mod run;

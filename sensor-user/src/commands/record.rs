@@ -171,7 +171,7 @@ pub async fn record(
     }
 
     capture
-        .detach_and_drain(&mut batch, |batch| {
+        .detach_and_drain(&mut batch, |batch, _| {
             for event in batch.drain(..) {
                 writer.write(&event)?;
             }

@@ -101,6 +101,13 @@ pub fn check_ranges(config: &Config) -> Result<(), (String, String)> {
             unit: "bytes",
         },
         Range {
+            field: "prevention.hold_timeout_ms",
+            value: config.prevention.hold_timeout_ms,
+            min: 50,
+            max: 10_000,
+            unit: "ms",
+        },
+        Range {
             field: "lineage.exit_grace_secs",
             value: config.lineage.exit_grace_secs,
             min: 1,

@@ -87,6 +87,12 @@ impl Engine {
         self.annotator.take_server_pids()
     }
 
+    /// The rules that would have alerted (exclusions and baseline passed, rate limit or not)
+    /// since the last call; see [`Gate::would_alert`].
+    pub fn take_would_alert(&mut self) -> std::vec::Drain<'_, super::RuleId> {
+        self.gate.would_alert.drain(..)
+    }
+
     /// Time passes without events (`run`'s timer, in the events' clock): exited processes whose
     /// grace is over leave the table.
     pub fn advance_clock(&mut self, now_ns: u64) {
@@ -178,6 +184,7 @@ impl Engine {
     /// Feeds one event; alerts are appended to `out`.
     pub fn process(&mut self, event: Event, out: &mut Vec<Alert>) {
         self.events += 1;
+        self.gate.would_alert.clear();
         if self.events == 1 {
             self.gate.baseline.open(event.ts_ns());
         }

@@ -80,6 +80,10 @@ pub struct Gate {
     metrics: Option<Arc<Metrics>>,
     pub counts: GateCounts,
     pub baseline: Baseline,
+    /// Rules whose findings passed exclusions and the baseline since the last
+    /// [`super::Engine::take_would_alert`]: what execution prevention acts on, whether the
+    /// rate limit or the incident then let the alert out or not.
+    pub would_alert: Vec<RuleId>,
 }
 
 impl Gate {
@@ -90,6 +94,7 @@ impl Gate {
             metrics: None,
             counts: GateCounts::default(),
             baseline: Baseline::default(),
+            would_alert: Vec::new(),
         }
     }
 
@@ -132,6 +137,7 @@ impl Gate {
             Judgement::New(template) => Some(template),
             Judgement::Untracked | Judgement::Learning => None,
         };
+        self.would_alert.push(f.rule);
         let key = RateLimiter::key(&[
             f.rule.as_str(),
             s.family_name,
@@ -357,5 +363,46 @@ mod tests {
             .filter_map(|a| a.container.as_ref().map(|c| c.id.clone()))
             .collect();
         assert_eq!(ids, ["a", "b"], "the second shell in a is the repeat");
+    }
+
+    /// Execution prevention acts on what would alert: a finding the rate limit holds back
+    /// counts, an excluded one does not.
+    #[test]
+    fn would_alert_counts_rate_limited_findings_and_not_excluded_ones() {
+        let mut config = Config::default();
+        config.rate_limit.window_secs = 3600;
+        config.rules.server_spawned_shell.exclude = vec![crate::config::Exclusion {
+            args: Some(vec!["sh".into(), "-c".into(), "benign".into()]),
+            ..Default::default()
+        }];
+        let mut engine = Engine::new(&config, HostInfo::default()).expect("engine");
+        let mut alerts = Vec::new();
+        engine.process(
+            exec(1, 10, 1, "/usr/sbin/php-fpm8.2", &["php-fpm: master"]),
+            &mut alerts,
+        );
+        let judged = |engine: &mut Engine, ts: u64, pid: u32, arg: &str| {
+            let mut alerts = Vec::new();
+            engine.process(
+                exec(ts, pid, 10, "/bin/sh", &["sh", "-c", arg]),
+                &mut alerts,
+            );
+            let rules: Vec<_> = engine.take_would_alert().map(|r| r.as_str()).collect();
+            (alerts.len(), rules)
+        };
+        assert_eq!(
+            judged(&mut engine, 2, 20, "id"),
+            (1, vec!["server-spawned-shell"])
+        );
+        assert_eq!(
+            judged(&mut engine, 3, 21, "id"),
+            (0, vec!["server-spawned-shell"]),
+            "held back by the rate limit, still would alert"
+        );
+        assert_eq!(
+            judged(&mut engine, 4, 22, "benign"),
+            (0, vec![]),
+            "excluded"
+        );
     }
 }

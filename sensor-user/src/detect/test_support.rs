@@ -27,6 +27,7 @@ pub fn exec(ts: u64, pid: u32, ppid: u32, exe: &str, argv: &[&str]) -> Event {
         exe_dev: None,
         exe_ino: None,
         exe_nlink: None,
+        hold: None,
     })
 }
 

@@ -17,8 +17,8 @@ use sensor_ebpf::{
 use crate::{
     escape::{escape_bytes, split_argv},
     event::{
-        Connect, ConnectCall, Event, Exec, Exit, Family, File, FileOp, Fork, Listen, PreventAction,
-        Proto,
+        Connect, ConnectCall, Event, Exec, ExecHold, Exit, Family, File, FileOp, Fork, Listen,
+        PreventAction, Proto,
     },
 };
 
@@ -140,6 +140,13 @@ fn decode_exec(record: &[u8]) -> Result<Event, DecodeError> {
         exe_dev: identity.then(|| user_dev(u32_at(offset_of!(ExecEvent, exe_dev)))),
         exe_ino: identity.then(|| u64_at(offset_of!(ExecEvent, exe_ino))),
         exe_nlink: identity.then(|| u32_at(offset_of!(ExecEvent, exe_nlink))),
+        hold: if flags & exec_flags::HELD != 0 {
+            Some(ExecHold::Held)
+        } else if flags & exec_flags::WOULD_HOLD != 0 {
+            Some(ExecHold::WouldHold)
+        } else {
+            None
+        },
     }))
 }
 
@@ -344,6 +351,25 @@ mod tests {
         assert_eq!(e.argv, ["sh", "-c", "\\xffid"]);
         assert!(!e.argv_truncated);
         assert_eq!(e.exe_id(), None, "no identity without its flag");
+    }
+
+    #[test]
+    fn execution_prevention_marks_decode_and_stay_out_of_unmarked_records() {
+        let hold = |flags| match decode(&exec_record(b"sh\0", flags)) {
+            Ok(Event::Exec(e)) => e.hold,
+            other => panic!("not an exec: {other:?}"),
+        };
+        assert_eq!(hold(0), None);
+        assert_eq!(hold(exec_flags::WOULD_HOLD), Some(ExecHold::WouldHold));
+        assert_eq!(
+            hold(exec_flags::HELD | exec_flags::WOULD_HOLD),
+            Some(ExecHold::Held)
+        );
+        let Ok(unmarked) = decode(&exec_record(b"sh\0", 0)) else {
+            panic!("not decoded");
+        };
+        let line = serde_json::to_string(&unmarked).expect("json");
+        assert!(!line.contains("hold"), "{line}");
     }
 
     #[test]

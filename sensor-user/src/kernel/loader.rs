@@ -76,6 +76,8 @@ const FILE_EXIT_PROGRAM: &str = "sys_exit_file";
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error(transparent)]
+    Hold(#[from] super::hold::HoldError),
+    #[error(transparent)]
     Tracefs(#[from] TracefsError),
     #[error(transparent)]
     Offsets(#[from] OffsetError),
@@ -127,6 +129,8 @@ pub struct Loaded {
     pub ring: RingBuf<MapData>,
     pub lost: PerCpuArray<MapData, u64>,
     pub server_tree: HashMap<MapData, u32, u32>,
+    /// Execution prevention's maps (enforce only: dry-run holds nothing).
+    pub holds: Option<super::hold::Holds>,
     pub connect_entry: ConnectEntry,
     /// What each hook family runs on, for the log and the metrics.
     pub hooks: Hooks,
@@ -153,7 +157,7 @@ pub fn load(config: &CaptureConfig, prevent: Option<&PreventPlan>) -> Result<Loa
         offsets.recent_exec_ms = config.flush_interval_ms.saturating_mul(10).max(200);
     }
     if let Some(plan) = prevent {
-        offsets.capture_flags |= plan.capture_flags();
+        offsets.capture_flags |= plan.capture_flags() | plan.exec_capture_flags();
     }
     log::debug!("kernel offsets: {offsets:?}");
 
@@ -245,6 +249,19 @@ pub fn load(config: &CaptureConfig, prevent: Option<&PreventPlan>) -> Result<Loa
         name: maps::SERVER_TREE,
         source,
     })?;
+    let holds = match prevent {
+        // dry-run beats too: its mark means "enforce would have held it".
+        Some(plan) if plan.exec_capture_flags() != 0 => {
+            let heartbeat = take_map(&mut ebpf, maps::HEARTBEAT)?;
+            let held = take_map(&mut ebpf, maps::HELD)?;
+            Some(super::hold::Holds::new(
+                held,
+                heartbeat,
+                plan.hold_timeout_ms,
+            )?)
+        }
+        _ => None,
+    };
     // Parsing vmlinux BTF peaks at about 20 MB of heap that is free once the offsets are known,
     // but glibc keeps it mapped; handing it back keeps a long-running sensor's RSS at what it
     // uses (about 29 MB instead of 51 MB measured by the benchmark).
@@ -265,6 +282,7 @@ pub fn load(config: &CaptureConfig, prevent: Option<&PreventPlan>) -> Result<Loa
         ring,
         lost,
         server_tree,
+        holds,
         connect_entry,
         hooks,
         file_watch,

@@ -6,6 +6,7 @@ pub mod decode;
 pub mod fanotify;
 pub mod features;
 mod file_id;
+pub mod hold;
 pub mod hooks;
 pub mod kernel_log;
 pub mod loader;
@@ -44,6 +45,8 @@ pub struct Capture {
     /// wakeup policy): userspace adds the servers, the kernel follows their forks and exits.
     server_tree: HashMap<MapData, u32, u32>,
     connect_entry: connect_entry::ConnectEntry,
+    /// Execution prevention's maps and watchdog (`dry-run`, `enforce`).
+    holds: Option<hold::Holds>,
     hooks: hooks::Hooks,
     kernel_log: Option<loader::KernelLogger>,
     /// File events from fanotify, merged into each batch (see [`merge`]).
@@ -80,7 +83,15 @@ impl Capture {
         prevent: Option<&prevent::PreventPlan>,
         metrics: Arc<Metrics>,
     ) -> Result<Self, CaptureError> {
-        let loaded = loader::load(config, prevent)?;
+        let mut loaded = loader::load(config, prevent)?;
+        let enforce = prevent.is_some_and(|p| {
+            p.exec_capture_flags() & sensor_ebpf::capture_flags::EXEC_ENFORCE != 0
+        });
+        if let Some(holds) = &mut loaded.holds
+            && enforce
+        {
+            holds.start_watchdog().map_err(LoadError::from)?;
+        }
         metrics.preset_ring_triggers(&reader::Trigger::ALL.map(reader::Trigger::as_str));
         if let Err(err) = loaded.hooks.register(metrics.registry()) {
             log::warn!("registering the hook metrics: {err}");
@@ -93,6 +104,7 @@ impl Capture {
             )?,
             lost: loaded.lost,
             server_tree: loaded.server_tree,
+            holds: loaded.holds,
             connect_entry: loaded.connect_entry,
             hooks: loaded.hooks,
             kernel_log: loaded.kernel_log,
@@ -241,8 +253,16 @@ impl Capture {
         n
     }
 
+    /// Execution prevention's maps, when `[prevention]` is on.
+    pub fn holds(&mut self) -> Option<&mut hold::Holds> {
+        self.holds.as_mut()
+    }
+
     /// Detaches every program; events already in the ring can still be read.
     pub fn detach(&mut self) {
+        if let Some(holds) = &mut self.holds {
+            holds.stop_beating();
+        }
         if self.ebpf.take().is_some() {
             log::debug!("programs detached");
         }
@@ -253,12 +273,19 @@ impl Capture {
     pub async fn detach_and_drain<E: From<std::io::Error>>(
         &mut self,
         batch: &mut Vec<Event>,
-        mut each: impl FnMut(&mut Vec<Event>) -> Result<(), E>,
+        mut each: impl FnMut(&mut Vec<Event>, Option<&mut hold::Holds>) -> Result<(), E>,
     ) -> Result<(), E> {
         self.detach();
         while let Ok(read) = tokio::time::timeout(DRAIN_QUIET, self.next_batch(batch)).await {
             read?;
-            each(batch)?;
+            each(batch, self.holds.as_mut())?;
+        }
+        // Judged or not, nothing stays held once the sensor stops.
+        if let Some(holds) = &mut self.holds {
+            let n = holds.release_all();
+            if n > 0 {
+                log::info!("execution prevention: continued {n} process(es) still held");
+            }
         }
         Ok(())
     }

@@ -44,6 +44,10 @@ pub struct PreventPlan {
     /// `None`: the hooks decide nothing, with the reason (prevention off or disarmed).
     pub entries: Option<Vec<(IpNet, PreventAllow)>>,
     pub disarmed: Option<&'static str>,
+    /// Execution prevention: `prevention.hold_timeout_ms`.
+    pub hold_timeout_ms: u64,
+    /// `prevention.hold_execs`.
+    pub hold_execs: bool,
 }
 
 impl PreventPlan {
@@ -68,6 +72,8 @@ impl PreventPlan {
                 mode,
                 entries: None,
                 disarmed,
+                hold_timeout_ms: config.prevention.hold_timeout_ms,
+                hold_execs: config.prevention.hold_execs,
             });
         }
         let allow = rule
@@ -104,6 +110,8 @@ impl PreventPlan {
             mode,
             entries: Some(entries),
             disarmed: None,
+            hold_timeout_ms: config.prevention.hold_timeout_ms,
+            hold_execs: config.prevention.hold_execs,
         })
     }
 
@@ -123,7 +131,18 @@ impl PreventPlan {
         }
     }
 
-    /// The bits of `KernelOffsets::capture_flags` this plan sets.
+    /// The bits of `KernelOffsets::capture_flags` execution prevention sets: it needs no
+    /// allowlist (userspace judges), so it is never disarmed.
+    pub fn exec_capture_flags(&self) -> u32 {
+        match self.mode {
+            _ if !self.hold_execs => 0,
+            PreventionMode::Off => 0,
+            PreventionMode::DryRun => capture_flags::EXEC_PREVENT,
+            PreventionMode::Enforce => capture_flags::EXEC_PREVENT | capture_flags::EXEC_ENFORCE,
+        }
+    }
+
+    /// The bits of `KernelOffsets::capture_flags` egress prevention sets.
     pub fn capture_flags(&self) -> u32 {
         match (&self.entries, self.mode) {
             (Some(_), PreventionMode::Enforce) => capture_flags::PREVENT | capture_flags::ENFORCE,

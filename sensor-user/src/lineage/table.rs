@@ -403,6 +403,7 @@ mod tests {
             exe_dev: None,
             exe_ino: None,
             exe_nlink: None,
+            hold: None,
         }
     }
 

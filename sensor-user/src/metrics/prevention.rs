@@ -18,7 +18,9 @@ impl PreventionMetrics {
                 "prevention_actions_total",
                 "Calls prevention refused (`blocked`, enforce) or would have refused \
                  (`would_block`, dry-run), by rule, as reported by the kernel: connects, and \
-                 unconnected UDP sends once per socket and destination.",
+                 unconnected UDP sends once per socket and destination; execs below a server \
+                 killed before they ran (`blocked`), would have been (`would_block`), or held \
+                 too long and continued (`released`, rule `hold-timeout`).",
             ),
             &["rule", "action"],
         )?;
@@ -36,6 +38,12 @@ impl PreventionMetrics {
             PreventAction::WouldBlock => "would_block",
         };
         self.actions.with_label_values(&[EGRESS_RULE, label]).inc();
+    }
+
+    /// Execution prevention: `action` is `blocked` (killed at exec), `would_block` (dry-run)
+    /// or `released` (held too long without a judgement and continued: fail-open).
+    pub fn exec(&self, rule: &str, action: &str) {
+        self.actions.with_label_values(&[rule, action]).inc();
     }
 
     pub fn egress_count(&self, action: PreventAction) -> u64 {

@@ -72,6 +72,8 @@ fn exec(c: &mut Cursor<'_>) -> Option<Exec> {
         exe_dev: c.optional("exe_dev", Cursor::u64)?,
         exe_ino: c.optional("exe_ino", Cursor::u64)?,
         exe_nlink: c.optional("exe_nlink", Cursor::u32)?,
+        // Never recorded (`record` takes no prevention); a line with it takes the slow path.
+        hold: None,
     })
 }
 

@@ -77,14 +77,27 @@ impl Detector {
         self.metrics.set_processes(self.engine.totals().processes);
     }
 
-    /// A batch of events; the alerts are appended to `alerts`.
-    pub fn process(&mut self, batch: &mut Vec<Event>, config: &Config, alerts: &mut Vec<Alert>) {
+    /// A batch of events; the alerts are appended to `alerts`. Execs held by execution
+    /// prevention are killed or continued through `holds` as the engine judges them.
+    pub fn process(
+        &mut self,
+        batch: &mut Vec<Event>,
+        config: &Config,
+        alerts: &mut Vec<Alert>,
+        mut holds: Option<&mut crate::kernel::hold::Holds>,
+    ) {
         self.containers
             .before(batch, &config.lineage.cgroup_root, &mut self.engine);
         for event in batch.drain(..) {
             let ts_ns = event.ts_ns();
             let before = alerts.len();
+            let marked = super::holds::MarkedExec::of(&event);
             self.engine.process(event, alerts);
+            if let Some(marked) = marked {
+                let rules: Vec<_> = self.engine.take_would_alert().collect();
+                let produced = alerts.get_mut(before..).unwrap_or_default();
+                marked.apply(&rules, produced, holds.as_deref_mut(), &self.metrics);
+            }
             if alerts.len() > before {
                 let now = crate::clock::boottime_ns();
                 let latency = now.saturating_sub(ts_ns) as f64 / 1e9;

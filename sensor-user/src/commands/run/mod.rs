@@ -27,6 +27,7 @@ use crate::{
 mod baseline_state;
 pub(super) mod containers;
 mod detector;
+mod holds;
 mod reload;
 mod state_files;
 
@@ -84,6 +85,20 @@ impl std::fmt::Display for RunTotals {
 /// How often lost counters are read, the cgroup index refreshed and learned state saved.
 const HOUSEKEEPING: Duration = Duration::from_secs(10);
 
+/// How often execution prevention's heartbeat is written (the kernel holds while it is under
+/// 500 ms old) and held processes past `prevention.hold_timeout_ms` are continued.
+const HEARTBEAT: Duration = Duration::from_millis(100);
+
+/// Execution prevention's tick: alive, and nothing held longer than the timeout.
+fn beat(capture: &mut Capture, metrics: &Metrics) {
+    if let Some(holds) = capture.holds() {
+        holds.beat();
+        for _ in 0..holds.expire() {
+            metrics.prevention.exec("hold-timeout", "released");
+        }
+    }
+}
+
 /// What `run` reports as this host: the engine's clock and alerts' `host.hostname`.
 pub fn host() -> HostInfo {
     HostInfo {
@@ -101,6 +116,7 @@ pub async fn run(
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<RunTotals, RunError> {
     crate::privileges::check_run(&config.effective_capture())?;
+    crate::privileges::check_prevention(&config.prevention)?;
     state_files::check_locations(config).map_err(RunError::UnsafeState)?;
     let mut config = config.clone();
     let metrics = Arc::new(Metrics::new()?);
@@ -126,13 +142,18 @@ pub async fn run(
     let mut batch: Vec<Event> = Vec::new();
     let mut alerts: Vec<Alert> = Vec::new();
     let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
+    let mut heartbeat = tokio::time::interval(if capture.holds().is_some() {
+        HEARTBEAT
+    } else {
+        HOUSEKEEPING
+    });
     tokio::pin!(stop);
     loop {
         tokio::select! {
             () = &mut stop => break,
             read = capture.next_batch(&mut batch) => {
                 read?;
-                detector.process(&mut batch, &config, &mut alerts);
+                detector.process(&mut batch, &config, &mut alerts, capture.holds());
                 detector.hand_over_server_pids(&mut capture);
                 deliver(&mut alerts, &mut enricher, &sinks)?;
             }
@@ -147,6 +168,7 @@ pub async fn run(
                 };
                 reload::reload(&mut config, options, stages, &metrics).await;
             }
+            _ = heartbeat.tick() => beat(&mut capture, &metrics),
             _ = housekeeping.tick() => {
                 capture.warn_lost();
                 capture.sync_map_sizes();
@@ -163,8 +185,8 @@ pub async fn run(
     // What is still in the ring goes through the same stages (no server pids handed over: the
     // programs are detached).
     capture
-        .detach_and_drain(&mut batch, |batch| {
-            detector.process(batch, &config, &mut alerts);
+        .detach_and_drain(&mut batch, |batch, holds| {
+            detector.process(batch, &config, &mut alerts, holds);
             deliver(&mut alerts, &mut enricher, &sinks)
         })
         .await?;
