@@ -1,6 +1,6 @@
 //! The real `lineage-sensor run` under exactly the capabilities the systemd unit grants, as an
 //! unprivileged user (setpriv): it detects and delivers; without any one capability it refuses
-//! to start and names it. `cargo xtask test` installs setpriv (util-linux).
+//! to start in enforce and names it. `cargo xtask test` installs setpriv (util-linux).
 
 use std::path::Path;
 
@@ -117,9 +117,20 @@ fn runs_with_only_the_units_capabilities_and_names_a_missing_one() {
     }
     sensor.stop_clean();
 
+    // Enforce needs every capability the unit grants (CAP_KILL only for holding execs).
+    let enforce = dir.join("enforce.toml");
+    std::fs::write(
+        &enforce,
+        format!(
+            "{}\n[prevention]\nmode = \"enforce\"\n",
+            std::fs::read_to_string(&config).expect("config")
+        ),
+    )
+    .expect("enforce config");
+    std::fs::set_permissions(&enforce, std::fs::Permissions::from_mode(0o644)).expect("chmod");
     for missing in &caps {
         let fewer: Vec<String> = caps.iter().filter(|c| *c != missing).cloned().collect();
-        let started = RunningSensor::start_with(&config, &setpriv(&fewer));
+        let started = RunningSensor::start_with(&enforce, &setpriv(&fewer));
         if caps.iter().any(|c| c == "CAP_SYS_ADMIN")
             && (missing == "CAP_BPF" || missing == "CAP_PERFMON")
         {
