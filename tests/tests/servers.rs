@@ -13,6 +13,8 @@ mod app_servers;
 mod check;
 #[path = "servers/daemon.rs"]
 mod daemon;
+#[path = "servers/enforce.rs"]
+mod enforce;
 #[path = "servers/gunicorn.rs"]
 mod gunicorn;
 #[path = "servers/http.rs"]
@@ -126,6 +128,12 @@ fn planted_php_shell(
 fn nginx_and_php_fpm() {
     require_root();
     nginx_php::run();
+}
+
+#[test]
+fn nginx_and_php_fpm_enforce() {
+    require_root();
+    enforce::run();
 }
 
 #[test]

@@ -58,6 +58,10 @@ pub struct Capture {
     lost_logged: u64,
 }
 
+/// Descendants of one newly confirmed server marked at most (a pool or a prefork server has
+/// tens to hundreds; the bound keeps a fork bomb below a server from stalling the reader).
+const MAX_DESCENDANTS: usize = 4096;
+
 /// After detaching, the ring is drained until it stays empty this long.
 const DRAIN_QUIET: std::time::Duration = std::time::Duration::from_millis(100);
 
@@ -205,14 +209,36 @@ impl Capture {
     /// tree; their children join it at fork. Only latency depends on it: an exec outside the
     /// tree is read on the next flush tick instead of at once.
     /// They are marked confirmed: prevention may refuse their (and their children's) egress.
+    /// What the server had forked before its mark was in (a master's workers, forked in the
+    /// milliseconds before userspace read its exec) is marked too: listed after the insert, so
+    /// that a fork racing with it is either marked by the fork program or listed here.
     pub fn add_to_server_tree(&mut self, pids: impl IntoIterator<Item = u32>) {
-        self.insert_server_tree(pids, sensor_ebpf::server_tree::CONFIRMED, 0);
+        let pids: Vec<u32> = pids.into_iter().collect();
+        if pids.is_empty() {
+            return;
+        }
+        let mark = sensor_ebpf::server_tree::CONFIRMED;
+        self.insert_server_tree(pids.iter().copied(), mark, 0);
+        let proc_root = std::path::Path::new("/proc");
+        let below: Vec<u32> = pids
+            .iter()
+            .flat_map(|&pid| crate::proc_facts::descendants(proc_root, pid, MAX_DESCENDANTS))
+            .collect();
+        self.insert_server_tree(below, mark, 0);
     }
 
+    /// An entry for a process that exited before the insert would outlive it (the exit program
+    /// has already run) and mark whatever process reuses the pid: checked after the insert, so
+    /// that an exit in between is seen either by the exit program or here.
     fn insert_server_tree(&mut self, pids: impl IntoIterator<Item = u32>, mark: u32, flags: u64) {
+        let proc_root = std::path::Path::new("/proc");
         for pid in pids {
             if let Err(err) = self.server_tree.insert(pid, mark, flags) {
                 log::debug!("adding pid {pid} to the server tree: {err}");
+                continue;
+            }
+            if !crate::proc_facts::alive(proc_root, pid) {
+                let _ = self.server_tree.remove(&pid);
             }
         }
     }

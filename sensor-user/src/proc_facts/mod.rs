@@ -1,6 +1,7 @@
 //! [`HostFacts`] read from /proc and the filesystem: what `run` can tell the engine that a
 //! record cannot.
 
+mod descendants;
 mod listeners;
 mod shell_copies;
 
@@ -8,6 +9,7 @@ use std::{path::PathBuf, sync::Arc};
 
 use crate::detect::HostFacts;
 
+pub use descendants::{alive, descendants};
 pub use listeners::{ListenTables, listening_ports};
 pub use shell_copies::{SHELL_DIRS, ShellCopies};
 

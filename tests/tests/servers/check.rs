@@ -365,7 +365,7 @@ pub fn while_learning(
 }
 
 /// The alert's tree starts at the server's root and names the right serving process.
-fn rooted(t: &Target, alert: &Alert) -> Result<(), String> {
+pub fn rooted(t: &Target, alert: &Alert) -> Result<(), String> {
     let doc = &alert.doc;
     let ancestry = doc["lineage"]["ancestry"]
         .as_array()

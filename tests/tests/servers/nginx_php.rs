@@ -73,59 +73,117 @@ fn write_nginx_conf(dir: &Path, www: &Path, port: u16, fpm_port: u16) -> std::pa
     conf
 }
 
+/// An nginx + php-fpm pair's files: its work dir, web root, ports and configurations.
+pub struct Site {
+    pub dir: tempfile::TempDir,
+    pub www: tempfile::TempDir,
+    pub port: u16,
+    fpm_port: u16,
+    fpm_conf: std::path::PathBuf,
+    pub nginx_conf: std::path::PathBuf,
+}
+
+/// The running pair (stopped when dropped).
+pub struct Servers {
+    pub fpm: Daemon,
+    pub nginx: Daemon,
+}
+
+impl Site {
+    pub fn new(name: &str) -> Site {
+        let dir = workdir(name);
+        let www = php_web_root(name);
+        let [port, fpm_port] = free_ports();
+        let fpm_conf = write_fpm_conf(dir.path(), fpm_port);
+        let nginx_conf = write_nginx_conf(dir.path(), www.path(), port, fpm_port);
+        Site {
+            dir,
+            www,
+            port,
+            fpm_port,
+            fpm_conf,
+            nginx_conf,
+        }
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// shell.php running `cmd` through `via` (system, shell_exec, proc_open).
+    pub fn shell(&self, cmd: &str, via: &str) -> Result<String, String> {
+        http::get_ok(
+            &format!("{}/shell.php", self.base()),
+            &[("cmd", cmd), ("via", via)],
+        )
+    }
+
+    /// connect.php: fsockopen to `host`:`port`, the first line it reads.
+    pub fn connect(&self, host: &str, port: u16) -> Result<String, String> {
+        http::get_ok(
+            &format!("{}/connect.php", self.base()),
+            &[("host", host), ("port", &port.to_string())],
+        )
+    }
+
+    /// The php-fpm tree the scenarios run against; `shell` is the sentinel's attack path.
+    pub fn target<'a>(
+        sensor: &'a RunningSensor,
+        fpm: &Daemon,
+        shell: &'a dyn Fn(&str) -> Result<String, String>,
+    ) -> Target<'a> {
+        Target {
+            sensor,
+            family: "php",
+            technique: "T1505.003",
+            root: fpm.pid(),
+            worker_uid: Some(user("www-data").0),
+            shell,
+        }
+    }
+
+    /// Starts php-fpm, then nginx, each once it listens.
+    pub fn start(&self) -> Servers {
+        let d = self.dir.path();
+        let mut fpm = Daemon::spawn(
+            "php-fpm",
+            Command::new(php_fpm_binary())
+                .args(["-F", "-y"])
+                .arg(&self.fpm_conf),
+            &d.join("php-fpm.out"),
+            libc::SIGTERM,
+        );
+        fpm.wait_port(self.fpm_port, std::time::Duration::from_secs(30));
+        let mut nginx = Daemon::spawn(
+            "nginx",
+            Command::new("/usr/sbin/nginx")
+                .arg("-c")
+                .arg(&self.nginx_conf)
+                .arg("-e")
+                .arg(d.join("nginx-error.log")),
+            &d.join("nginx.out"),
+            libc::SIGTERM,
+        );
+        nginx.wait_port(self.port, std::time::Duration::from_secs(30));
+        Servers { fpm, nginx }
+    }
+}
+
 pub fn run() {
-    let dir = workdir("nginx-php");
-    let d = dir.path();
-    let www_dir = php_web_root("nginx-php");
-    let www = www_dir.path();
-    let [port, fpm_port] = free_ports();
-    let fpm_conf = write_fpm_conf(d, fpm_port);
-    let nginx_conf = write_nginx_conf(d, www, port, fpm_port);
+    let site = Site::new("nginx-php");
+    let (d, www) = (site.dir.path(), site.www.path());
+    let nginx_conf = &site.nginx_conf;
     let config = sensor_config(d);
     let mut report = Report::new("nginx + php-fpm");
 
     let ns = Netns::create();
     let sensor = RunningSensor::start(&config);
-    let mut fpm = Daemon::spawn(
-        "php-fpm",
-        Command::new(php_fpm_binary())
-            .args(["-F", "-y"])
-            .arg(&fpm_conf),
-        &d.join("php-fpm.out"),
-        libc::SIGTERM,
-    );
-    fpm.wait_port(fpm_port, std::time::Duration::from_secs(30));
-    let mut nginx = Daemon::spawn(
-        "nginx",
-        Command::new("/usr/sbin/nginx")
-            .arg("-c")
-            .arg(&nginx_conf)
-            .arg("-e")
-            .arg(d.join("nginx-error.log")),
-        &d.join("nginx.out"),
-        libc::SIGTERM,
-    );
-    nginx.wait_port(port, std::time::Duration::from_secs(30));
-    let (www_uid, _) = user("www-data");
-    let base = format!("http://127.0.0.1:{port}");
-    let shell = |cmd: &str, via: &str| {
-        http::get_ok(&format!("{base}/shell.php"), &[("cmd", cmd), ("via", via)])
-    };
+    let Servers { fpm, nginx } = site.start();
+    let base = site.base();
+    let shell = |cmd: &str, via: &str| site.shell(cmd, via);
     let sentinel_shell = |cmd: &str| shell(cmd, "system");
-    let php = Target {
-        sensor: &sensor,
-        family: "php",
-        technique: "T1505.003",
-        root: fpm.pid(),
-        worker_uid: Some(www_uid),
-        shell: &sentinel_shell,
-    };
-    let connect = |host: &str, port: u16| {
-        http::get_ok(
-            &format!("{base}/connect.php"),
-            &[("host", host), ("port", &port.to_string())],
-        )
-    };
+    let php = Site::target(&sensor, &fpm, &sentinel_shell);
+    let connect = |host: &str, port: u16| site.connect(host, port);
     let nginx_signal = |signal: &str| {
         run_cmd(
             Command::new("/usr/sbin/nginx")

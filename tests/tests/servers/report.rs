@@ -10,6 +10,7 @@ use std::{
 /// The order servers appear in the table.
 const SERVERS: &[&str] = &[
     "nginx + php-fpm",
+    "nginx + php-fpm, enforce",
     "apache2 + mod_php",
     "postgresql",
     "gunicorn",

@@ -8,6 +8,7 @@
 mod build;
 mod chart;
 mod delivery;
+mod hold;
 mod latency;
 mod machine;
 mod monitor;
@@ -70,6 +71,9 @@ pub struct Options {
     /// Server-spawned shells timed from kernel event to written alert.
     #[arg(long, default_value_t = 200)]
     pub alerts: usize,
+    /// Execs below a server per execution-prevention run (held and continued in enforce).
+    #[arg(long, default_value_t = 2000)]
+    pub held_execs: usize,
     /// A smoke run: one round and small counts (numbers are not meaningful).
     #[arg(long)]
     pub quick: bool,
@@ -96,6 +100,7 @@ pub enum Part {
     Replay,
     Rss,
     Delivery,
+    Hold,
 }
 
 impl Options {
@@ -113,6 +118,7 @@ impl Options {
             self.delivery_alerts = self.delivery_alerts.min(10_000);
             self.tracked = self.tracked.min(1000);
             self.alerts = self.alerts.min(20);
+            self.held_execs = self.held_execs.min(200);
         }
         self.rounds = self.rounds.max(1);
         self
@@ -167,6 +173,9 @@ pub fn bench(options: Options) -> anyhow::Result<()> {
                     .push(latency::measure(&bins, options.alerts, sink, server)?);
             }
         }
+    }
+    if options.runs(Part::Hold) {
+        report.hold = Some(hold::measure(&bins, options.held_execs, options.rounds)?);
     }
     if options.runs(Part::Replay) {
         report.replay = Some(replay::measure(&bins, options.replay_events)?);

@@ -467,6 +467,8 @@ pub struct SensorMetrics {
     /// `family=mechanism` of every `lineage_sensor_hook_info` series, comma-separated.
     pub hooks: String,
     pub syscall_tracepoints: u64,
+    /// Execs held at exec by `[prevention] mode = "enforce"`, however the hold ended.
+    pub held: u64,
 }
 
 /// The sensor's counters from its Prometheus endpoint (sums over labels).
@@ -508,6 +510,7 @@ pub fn sensor_metrics(port: u16) -> Option<SensorMetrics> {
         processes: sum("lineage_sensor_processes_tracked"),
         hooks: hooks.join(", "),
         syscall_tracepoints: sum("lineage_sensor_syscall_tracepoints_attached"),
+        held: sum("lineage_sensor_exec_holds_total"),
     })
 }
 

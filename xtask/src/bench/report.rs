@@ -6,8 +6,9 @@ use std::{fmt::Write as _, path::Path};
 use serde::Serialize;
 
 use super::{
-    Options, Part, chart, delivery::DeliveryResult, latency::LatencyResult, machine::Machine,
-    monitor::MonitorKind, replay::ReplayResult, results::WorkloadResult, rss::RssResult,
+    Options, Part, chart, delivery::DeliveryResult, hold::HoldResult, latency::LatencyResult,
+    machine::Machine, monitor::MonitorKind, replay::ReplayResult, results::WorkloadResult,
+    rss::RssResult,
 };
 
 #[derive(Debug, Clone, Serialize)]
@@ -44,6 +45,7 @@ pub struct Report {
     pub latency: Vec<LatencyResult>,
     pub replay: Option<ReplayResult>,
     pub delivery: Option<DeliveryResult>,
+    pub hold: Option<HoldResult>,
     pub rss: Option<RssResult>,
     pub targets: Vec<Target>,
 }
@@ -72,6 +74,7 @@ impl Report {
             latency: Vec::new(),
             replay: None,
             delivery: None,
+            hold: None,
             rss: None,
             targets: Vec::new(),
         }
@@ -288,6 +291,13 @@ impl Report {
         }
         if let Some(r) = &self.delivery {
             let _ = writeln!(md, "## Delivery to three sinks\n\n{}\n", r.markdown());
+        }
+        if let Some(r) = &self.hold {
+            let _ = writeln!(
+                md,
+                "## Execution prevention: the hold at exec\n\n{}\n",
+                r.markdown()
+            );
         }
         if let Some(r) = &self.rss {
             let _ = writeln!(

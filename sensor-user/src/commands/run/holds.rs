@@ -48,6 +48,7 @@ impl MarkedExec {
                 if let Some(holds) = holds {
                     holds.release(self.pid, self.start_ns);
                 }
+                metrics.prevention.hold("continued");
                 return;
             }
             (ExecHold::WouldHold, true) => return,
@@ -57,7 +58,7 @@ impl MarkedExec {
                 return; // not reachable: a held exec comes from a sensor with its maps
             };
             match holds.kill(self.pid, self.start_ns) {
-                Signalled::Sent => {}
+                Signalled::Sent => metrics.prevention.hold("killed"),
                 Signalled::Failed => return, // logged; it stays held for the timeout
                 Signalled::Gone => {
                     log::debug!("held pid {} had ended before its judgement", self.pid);

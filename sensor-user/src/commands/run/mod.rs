@@ -95,6 +95,7 @@ fn beat(capture: &mut Capture, metrics: &Metrics) {
         holds.beat();
         for _ in 0..holds.expire() {
             metrics.prevention.exec("hold-timeout", "released");
+            metrics.prevention.hold("timed_out");
         }
     }
 }
