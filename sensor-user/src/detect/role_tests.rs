@@ -62,6 +62,7 @@ fn a_listening_binary_and_its_forks_are_servers_named_listener() {
     );
     let v = serde_json::to_value(&alerts[0]).expect("json");
     assert_eq!(v["lineage"]["shell"]["commands"][0], "id");
+    assert_eq!(v["lineage"]["server"]["listen_proto"], "tcp");
     assert_eq!(v["lineage"]["shell"]["commands"][1], "uname -a");
     assert_eq!(
         v["lineage"]["ancestry"][0]["executable"],
@@ -147,6 +148,47 @@ fn a_listening_runtime_takes_its_family_and_ports_pin_theirs() {
             ),
         ]
     );
+}
+
+#[test]
+fn a_bound_udp_socket_makes_a_server_but_not_a_dhcp_client() {
+    let mut config = Config::default();
+    // A TCP pin on the same number does not name a UDP service.
+    let python = config
+        .detect
+        .families
+        .iter()
+        .position(|f| f.name == "python-web")
+        .expect("python-web");
+    config.detect.families[python].listen_ports = vec![5140];
+    let mut engine = Engine::new(&config, HostInfo::default()).expect("engine");
+    let mut alerts = Vec::new();
+    engine.process(
+        exec(1, 10, 1, "/opt/telemetry/bin/collector", &["collector"]),
+        &mut alerts,
+    );
+    engine.process(listen_udp(2, 10, 5140), &mut alerts);
+    engine.process(exec(3, 11, 10, "/bin/sh", &["sh", "-c", "id"]), &mut alerts);
+    engine.process(
+        exec(4, 20, 1, "/usr/sbin/dhclient", &["dhclient", "eth0"]),
+        &mut alerts,
+    );
+    engine.process(listen_udp(5, 20, 68), &mut alerts);
+    engine.process(
+        exec(6, 21, 20, "/bin/sh", &["/bin/sh", "/sbin/dhclient-script"]),
+        &mut alerts,
+    );
+    assert_eq!(
+        families_of(&alerts),
+        [(
+            "server-spawned-shell",
+            "/bin/sh",
+            "listener".into(),
+            Some(5140)
+        )]
+    );
+    let v = serde_json::to_value(&alerts[0]).expect("json");
+    assert_eq!(v["lineage"]["server"]["listen_proto"], "udp");
 }
 
 #[test]

@@ -59,6 +59,20 @@ pub fn listen(ts: u64, pid: u32, port: u16) -> Event {
     })
 }
 
+/// `pid` binds a UDP socket to `port` on every IPv4 address.
+pub fn listen_udp(ts: u64, pid: u32, port: u16) -> Event {
+    Event::Listen(Listen {
+        ts_ns: ts,
+        pid,
+        tid: pid,
+        uid: 0,
+        family: Family::Inet,
+        addr: std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        port,
+        proto: Proto::Udp,
+    })
+}
+
 /// A successful `open(O_CREAT)` by `pid`.
 pub fn write(ts: u64, pid: u32, path: &str) -> Event {
     Event::File(File {
@@ -96,12 +110,13 @@ impl HostFacts for FakeHost {
             .collect()
     }
 
-    fn any_listening_port(&mut self, pid: u32) -> Option<u16> {
+    fn any_listening_port(&mut self, pid: u32) -> Option<(u16, Proto)> {
         self.listeners
             .iter()
             .filter(|(p, _)| *p == pid)
             .map(|(_, port)| *port)
             .min()
+            .map(|port| (port, Proto::Tcp))
     }
 
     fn shell_copied_to(&mut self, _pid: u32, exe: &str) -> Option<Arc<str>> {

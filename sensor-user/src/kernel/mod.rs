@@ -16,6 +16,7 @@ pub mod prevent;
 pub mod reader;
 pub mod tracefs;
 mod truncated;
+pub mod udp_bind;
 
 use std::{os::unix::ffi::OsStrExt, sync::Arc};
 

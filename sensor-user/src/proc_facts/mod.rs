@@ -6,7 +6,7 @@ mod shell_copies;
 
 use std::{path::PathBuf, sync::Arc};
 
-use crate::detect::HostFacts;
+use crate::{detect::HostFacts, event::Proto};
 
 pub use listeners::{ListenTables, listening_ports};
 pub use shell_copies::{SHELL_DIRS, ShellCopies};
@@ -32,7 +32,7 @@ impl HostFacts for ProcFacts {
         listening_ports(&self.proc_root.join(pid.to_string()), wanted)
     }
 
-    fn any_listening_port(&mut self, pid: u32) -> Option<u16> {
+    fn any_listening_port(&mut self, pid: u32) -> Option<(u16, Proto)> {
         self.tables
             .lowest_port(&self.proc_root.join(pid.to_string()))
     }
