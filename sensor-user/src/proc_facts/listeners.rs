@@ -58,13 +58,16 @@ pub fn listening_ports(proc_pid: &Path, wanted: &dyn Fn(u16) -> bool) -> Vec<u16
     ports
 }
 
+/// Socket inode -> (port, protocol) of a namespace's serving sockets.
+type Serving = FxHashMap<u64, (u16, Proto)>;
+
 /// The serving sockets (TCP LISTEN, UDP bound to a fixed port) of each network namespace, read
 /// once and kept a short while: seeding asks about every process on the host, most of them in
 /// the same namespace, and a busy server's /proc/net/tcp holds thousands of lines.
 #[derive(Default)]
 pub struct ListenTables {
     /// Network namespace inode -> (when read, socket inode -> (port, protocol)).
-    by_netns: FxHashMap<u64, (Instant, FxHashMap<u64, (u16, Proto)>)>,
+    by_netns: FxHashMap<u64, (Instant, Serving)>,
     /// `net.ipv4.ip_local_port_range` as the sensor sees it, read at first use.
     ephemeral: Option<(u16, u16)>,
 }
@@ -112,7 +115,7 @@ impl ListenTables {
                     udp_bound_inodes(&text, ephemeral, &mut udp);
                 }
             }
-            let table: FxHashMap<u64, (u16, Proto)> = udp
+            let table: Serving = udp
                 .into_iter()
                 .map(|(i, port)| (i, (port, Proto::Udp)))
                 .chain(tcp.into_iter().map(|(i, port)| (i, (port, Proto::Tcp))))
