@@ -1,5 +1,6 @@
-//! Connect outcomes from the TCP handshake, unconnected UDP, listeners, and the in-kernel drop of
-//! connects outside the server tree: the real programs, against sockets made on purpose.
+//! Connect outcomes from the TCP handshake, unconnected UDP, listeners (TCP, and UDP bound to a
+//! fixed port), and the in-kernel drop of connects outside the server tree: the real programs,
+//! against sockets made on purpose.
 //! Run as root with one test thread (`cargo xtask test` does both).
 
 use std::{
@@ -284,6 +285,72 @@ fn listeners_are_reported_and_join_the_server_tree() {
         1,
         "only the connect after listen(): {dialed:?}"
     );
+    assert!(dialed[0].ts_ns > l.ts_ns);
+}
+
+/// (server trees only) a UDP socket bound to a fixed port is a listener too (the cgroup bind
+/// hooks: `proto` udp) and puts its process in the tree; a bind to port 0 is a client's and is
+/// not reported, so the connect made after it is still dropped.
+#[test]
+fn udp_binds_to_fixed_ports_are_listens_and_join_the_server_tree() {
+    require_root();
+    let target = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+    let target_port = target.local_addr().expect("addr").port();
+    let config = CaptureConfig {
+        connects_from: ConnectScope::ServerTrees,
+        ..CaptureConfig::default()
+    };
+    let port = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let (seen, child) = with_sensor(config, || {
+        let target = SocketAddr::from((Ipv4Addr::LOCALHOST, target_port));
+        let (zero, zero_len) = sockaddr(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
+        let (fixed, fixed_len) = sockaddr(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
+        // SAFETY: the child makes only async-signal-safe syscalls, then _exit.
+        let child = unsafe { libc::fork() };
+        assert!(child >= 0, "fork");
+        if child == 0 {
+            // SAFETY: see above.
+            unsafe {
+                let client = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
+                if libc::bind(client, (&raw const zero).cast(), zero_len) != 0 {
+                    libc::_exit(2);
+                }
+                let before = start_connect(target);
+                finished(before, 2000);
+                let server = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
+                if libc::bind(server, (&raw const fixed).cast(), fixed_len) != 0 {
+                    libc::_exit(3);
+                }
+                let after = start_connect(target);
+                finished(after, 2000);
+                libc::_exit(0);
+            }
+        }
+        let mut status = 0;
+        // SAFETY: our own child.
+        unsafe { libc::waitpid(child, &mut status, 0) };
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "child: {status}"
+        );
+        child as u32
+    })
+    .expect("sensor");
+    let listened: Vec<_> = listens(&seen.events).filter(|l| l.pid == child).collect();
+    assert_eq!(listened.len(), 1, "only the fixed port: {listened:?}");
+    let l = listened[0];
+    assert_eq!(
+        (l.family, l.port, l.proto),
+        (Family::Inet, port, Proto::Udp)
+    );
+    assert_eq!(l.addr.to_string(), "127.0.0.1");
+    let dialed: Vec<_> = connects(&seen.events)
+        .filter(|c| c.pid == child && c.dport == target_port)
+        .collect();
+    assert_eq!(dialed.len(), 1, "only the connect after bind(): {dialed:?}");
     assert!(dialed[0].ts_ns > l.ts_ns);
 }
 

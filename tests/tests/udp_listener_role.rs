@@ -43,6 +43,12 @@ fn a_bound_udp_socket_makes_a_server_and_port_zero_does_not() {
         format!("{NO_RATE_LIMIT}[incidents]\nstate_file = \"\"\n"),
     )
     .expect("config");
+    // Chosen before the sensor starts: the test's own port-0 probes are not what is judged.
+    let free_port = || {
+        let probe = std::net::UdpSocket::bind("127.0.0.1:0").expect("free port");
+        probe.local_addr().expect("addr").port()
+    };
+    let (port, sentinel_port) = (free_port(), free_port());
     let sensor = RunningSensor::start(&config);
     let metrics = sensor.metrics();
     assert!(
@@ -56,14 +62,8 @@ fn a_bound_udp_socket_makes_a_server_and_port_zero_does_not() {
     std::fs::copy(WORKLOAD, &agent).expect("copy the workload as relay-agent");
     sensor.own_dir(dir.path());
 
-    let free_port = || {
-        let probe = std::net::UdpSocket::bind("127.0.0.1:0").expect("free port");
-        probe.local_addr().expect("addr").port()
-    };
-
     // A fixed port: a UDP server by role, whose shell alerts rooted at it.
     let marker = format!("lineage-udp-role-{}", std::process::id());
-    let port = free_port();
     let server_pid =
         bind_and_run_shell(&agent, port, &format!("echo {marker}")).expect("UDP server run");
     let (alert, before) = sensor
@@ -88,7 +88,7 @@ fn a_bound_udp_socket_makes_a_server_and_port_zero_does_not() {
     bind_and_run_shell(&agent, 0, &format!("echo {zero_marker}")).expect("port 0 run");
     let noise = sensor
         .quiet_until_sentinel(WITHIN, |sentinel| {
-            bind_and_run_shell(&agent, free_port(), &format!("echo {sentinel}")).map(drop)
+            bind_and_run_shell(&agent, sentinel_port, &format!("echo {sentinel}")).map(drop)
         })
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(
