@@ -531,3 +531,56 @@ fn processes_listening_before_the_start_are_seeded_into_the_server_tree() {
         .count();
     assert_eq!(dialed, 1, "the listener's child's connect is kept");
 }
+
+/// The same for a process that holds a UDP socket bound to a fixed port (below the ephemeral
+/// range, which seeding leaves to clients): it is seeded into the tree. The connect goes to a
+/// closed port, so that this process holds no TCP listener that would seed it instead.
+#[test]
+fn processes_bound_to_udp_ports_before_the_start_are_seeded_into_the_server_tree() {
+    require_root();
+    let closed = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .expect("a port to find closed");
+    let _bound = (20_000..20_200)
+        .find_map(|p| UdpSocket::bind((Ipv4Addr::LOCALHOST, p)).ok())
+        .expect("a free UDP port below the ephemeral range");
+    let config = CaptureConfig {
+        connects_from: ConnectScope::ServerTrees,
+        ..CaptureConfig::default()
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let metrics = std::sync::Arc::new(lineage_sensor::metrics::Metrics::new().expect("metrics"));
+    let (seeded, child, events) = runtime.block_on(async {
+        let mut capture = lineage_sensor::kernel::Capture::start(&config, metrics).expect("start");
+        let seeded = capture.seed_listeners(std::path::Path::new("/proc"));
+        // SAFETY: the child makes only async-signal-safe syscalls, then _exit.
+        let child = unsafe { libc::fork() };
+        assert!(child >= 0, "fork");
+        if child == 0 {
+            // SAFETY: see above.
+            unsafe {
+                let fd = start_connect(closed);
+                finished(fd, 2000);
+                libc::_exit(0);
+            }
+        }
+        // SAFETY: our own child.
+        unsafe { libc::waitpid(child, std::ptr::null_mut(), 0) };
+        let mut events = Vec::new();
+        capture.detach();
+        while let Ok(read) =
+            tokio::time::timeout(Duration::from_millis(300), capture.next_batch(&mut events)).await
+        {
+            read.expect("read");
+        }
+        (seeded, child as u32, events)
+    });
+    assert!(seeded >= 1, "this process holds a bound UDP socket");
+    let dialed = connects(&events)
+        .filter(|c| c.pid == child && c.dport == closed.port())
+        .count();
+    assert_eq!(dialed, 1, "the UDP server's child's connect is kept");
+}
