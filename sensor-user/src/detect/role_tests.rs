@@ -329,3 +329,54 @@ fn a_named_server_below_a_listener_roots_its_own_incidents() {
     assert_eq!(roots, [(11, "nginx"), (10, "python-web")]);
     assert_ne!(alerts[0].lineage.incident.id, alerts[1].lineage.incident.id);
 }
+
+#[test]
+fn udp_servers_seeded_from_proc_are_servers_and_dhcp_clients_are_not() {
+    let seeded = |pid, exe: &str| SeedProcess {
+        pid,
+        ppid: 1,
+        start_ns: u64::from(pid),
+        uid: 0,
+        comm: "x".into(),
+        exe: exe.into(),
+        argv: vec![exe.to_owned()],
+        container: None,
+    };
+    let host = FakeHost {
+        udp_bound: vec![(10, 5353), (10, 53), (20, 68)],
+        ..FakeHost::default()
+    };
+    let mut engine = Engine::new(&Config::default(), HostInfo::default())
+        .expect("engine")
+        .with_host_facts(Box::new(host));
+    engine.seed(vec![
+        seeded(10, "/opt/dns/bin/resolver"),
+        seeded(20, "/sbin/dhclient"),
+    ]);
+    let mut alerts = Vec::new();
+    engine.process(
+        exec(100, 110, 10, "/bin/sh", &["sh", "-c", "id"]),
+        &mut alerts,
+    );
+    engine.process(
+        exec(
+            101,
+            120,
+            20,
+            "/bin/sh",
+            &["/bin/sh", "/sbin/dhclient-script"],
+        ),
+        &mut alerts,
+    );
+    assert_eq!(
+        families_of(&alerts),
+        [(
+            "server-spawned-shell",
+            "/bin/sh",
+            "listener".into(),
+            Some(53)
+        )]
+    );
+    let v = serde_json::to_value(&alerts[0]).expect("json");
+    assert_eq!(v["lineage"]["server"]["listen_proto"], "udp");
+}

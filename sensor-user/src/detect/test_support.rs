@@ -91,11 +91,12 @@ pub fn write(ts: u64, pid: u32, path: &str) -> Event {
     })
 }
 
-/// Answers as a host would: `listeners` pid -> ports, `copies` exe -> shell; counts the
-/// questions about listening sockets in `asked`.
+/// Answers as a host would: `listeners` pid -> TCP ports, `udp_bound` pid -> fixed UDP ports,
+/// `copies` exe -> shell; counts the questions about listening sockets in `asked`.
 #[derive(Default)]
 pub struct FakeHost {
     pub listeners: Vec<(u32, u16)>,
+    pub udp_bound: Vec<(u32, u16)>,
     pub copies: Vec<(&'static str, &'static str)>,
     pub asked: Arc<AtomicUsize>,
 }
@@ -117,6 +118,14 @@ impl HostFacts for FakeHost {
             .map(|(_, port)| *port)
             .min()
             .map(|port| (port, Proto::Tcp))
+            .or_else(|| {
+                self.udp_bound
+                    .iter()
+                    .filter(|(p, _)| *p == pid)
+                    .map(|(_, port)| *port)
+                    .min()
+                    .map(|port| (port, Proto::Udp))
+            })
     }
 
     fn shell_copied_to(&mut self, _pid: u32, exe: &str) -> Option<Arc<str>> {
