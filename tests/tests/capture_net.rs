@@ -304,10 +304,15 @@ fn udp_binds_to_fixed_ports_are_listens_and_join_the_server_tree() {
         .and_then(|l| l.local_addr())
         .expect("free port")
         .port();
+    let port6 = UdpSocket::bind((Ipv6Addr::UNSPECIFIED, 0))
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
     let (seen, child) = with_sensor(config, || {
         let target = SocketAddr::from((Ipv4Addr::LOCALHOST, target_port));
         let (zero, zero_len) = sockaddr(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
         let (fixed, fixed_len) = sockaddr(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
+        let (any6, any6_len) = sockaddr(SocketAddr::from((Ipv6Addr::UNSPECIFIED, port6)));
         // SAFETY: the child makes only async-signal-safe syscalls, then _exit.
         let child = unsafe { libc::fork() };
         assert!(child >= 0, "fork");
@@ -326,6 +331,10 @@ fn udp_binds_to_fixed_ports_are_listens_and_join_the_server_tree() {
                 }
                 let after = start_connect(target);
                 finished(after, 2000);
+                let server6 = libc::socket(libc::AF_INET6, libc::SOCK_DGRAM, 0);
+                if libc::bind(server6, (&raw const any6).cast(), any6_len) != 0 {
+                    libc::_exit(4);
+                }
                 libc::_exit(0);
             }
         }
@@ -340,13 +349,16 @@ fn udp_binds_to_fixed_ports_are_listens_and_join_the_server_tree() {
     })
     .expect("sensor");
     let listened: Vec<_> = listens(&seen.events).filter(|l| l.pid == child).collect();
-    assert_eq!(listened.len(), 1, "only the fixed port: {listened:?}");
-    let l = listened[0];
+    assert_eq!(listened.len(), 2, "only the fixed ports: {listened:?}");
+    let (l, l6) = (listened[0], listened[1]);
     assert_eq!(
-        (l.family, l.port, l.proto),
-        (Family::Inet, port, Proto::Udp)
+        (l.family, l.port, l.proto, l.addr.to_string()),
+        (Family::Inet, port, Proto::Udp, "127.0.0.1".to_owned())
     );
-    assert_eq!(l.addr.to_string(), "127.0.0.1");
+    assert_eq!(
+        (l6.family, l6.port, l6.proto, l6.addr.to_string()),
+        (Family::Inet6, port6, Proto::Udp, "::".to_owned())
+    );
     let dialed: Vec<_> = connects(&seen.events)
         .filter(|c| c.pid == child && c.dport == target_port)
         .collect();
