@@ -1,4 +1,5 @@
 //! One module per hook family.
+mod bind;
 mod exec;
 pub mod file;
 mod hold;
