@@ -26,9 +26,15 @@ struct Waiting {
 
 impl Waiting {
     fn start(server: &Path, dir: &Path, name: &str, cmd: &str) -> Waiting {
+        Self::start_as("wait-file", server, dir, name, cmd)
+    }
+
+    /// `mode`: `wait-file` (the server runs the shell) or `prefork-wait-file` (a worker it
+    /// forked at start does).
+    fn start_as(mode: &str, server: &Path, dir: &Path, name: &str, cmd: &str) -> Waiting {
         let go = dir.join(name);
         let mut child = Command::new(server)
-            .arg("wait-file")
+            .arg(mode)
             .arg(&go)
             .arg(cmd)
             .stdout(Stdio::piped())
@@ -171,6 +177,41 @@ fn enforce_kills_a_shell_below_a_server_before_its_payload_and_lets_an_excluded_
         std::fs::read_to_string(&benign_file).ok().as_deref(),
         Some("benign\n")
     );
+    sensor.stop_clean();
+}
+
+/// A worker forked in the microseconds after its master's exec, before userspace could confirm
+/// the master, is confirmed with it (the kernel's fork program had no mark to copy): its shell
+/// is held and killed like the master's own.
+#[test]
+fn a_worker_forked_before_its_server_was_confirmed_is_held_too() {
+    require_root();
+    let tmp = temp_dir("lineage-exec-prevent-prefork-");
+    let dir = tmp.path();
+    let server = fake_server(WORKLOAD, dir, "nginx");
+    let sensor = RunningSensor::start(&config(dir, "enforce", 300));
+    let marker = dir.join("worker-payload-ran");
+    let attack = Waiting::start_as(
+        "prefork-wait-file",
+        &server,
+        dir,
+        "go",
+        &format!("echo x > {}", marker.display()),
+    );
+    confirmed(&sensor, &server);
+    let (status, server_exit) = attack.go();
+    assert_eq!(
+        status, "status=-1",
+        "the worker's shell was killed by a signal"
+    );
+    assert!(server_exit.success(), "the server survives: {server_exit}");
+    assert!(!marker.exists(), "the payload never ran");
+    let (alert, _) = sensor
+        .expect_alert(WITHIN, "blocked shell alert", |a| {
+            a.rule() == "server-spawned-shell" && a.has_marker("worker-payload-ran")
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(alert["event"]["action"], "blocked");
     sensor.stop_clean();
 }
 

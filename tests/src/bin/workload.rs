@@ -12,6 +12,7 @@ fn main() -> ExitCode {
         Some("udp-bind-spawn") => Some(udp_bind_spawn(&raw[1..])),
         Some("paced") => Some(paced(&raw[1..])),
         Some("wait-file") => Some(wait_file(raw.get(1), raw.get(2))),
+        Some("prefork-wait-file") => Some(prefork_wait_file(raw.get(1), raw.get(2))),
         Some("detach") => Some(detach(raw.get(1))),
         Some("burst") => Some(burst(
             raw.get(1)
@@ -349,6 +350,33 @@ fn wait_file(
         .map_err(|e| e.to_string())?;
     println!("status={}", status.code().unwrap_or(-1));
     Ok(())
+}
+
+/// `prefork-wait-file PATH CMD`: a master that forks its worker at once, as a pre-forking server
+/// does before anything can know it is a server; the worker does what `wait-file` does.
+fn prefork_wait_file(
+    path: Option<&std::ffi::OsString>,
+    command: Option<&std::ffi::OsString>,
+) -> Result<(), String> {
+    // SAFETY: single-threaded here; the child runs `wait_file` and leaves with _exit.
+    match unsafe { libc::fork() } {
+        -1 => Err(std::io::Error::last_os_error().to_string()),
+        0 => {
+            let code = i32::from(wait_file(path, command).is_err());
+            // SAFETY: leave the forked worker without running the master's atexit handlers.
+            unsafe { libc::_exit(code) }
+        }
+        worker => {
+            let mut status = 0;
+            // SAFETY: waiting for our own child.
+            unsafe { libc::waitpid(worker, &mut status, 0) };
+            if status == 0 {
+                Ok(())
+            } else {
+                Err(format!("worker failed with status {status}"))
+            }
+        }
+    }
 }
 
 /// A double fork: the grandchild waits until its parent has exited (it is re-parented to init

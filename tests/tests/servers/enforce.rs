@@ -118,9 +118,14 @@ pub fn run() {
     let site = Site::new("nginx-php-enforce");
     let config = sensor_config(site.dir.path());
     let shipped = std::fs::read_to_string(&config).expect("read the config");
+    let off = "[prevention]\nmode = \"off\"\n";
+    assert!(
+        shipped.contains(off),
+        "the shipped config has prevention off"
+    );
     std::fs::write(
         &config,
-        format!("{shipped}\n[prevention]\nmode = \"enforce\"\n"),
+        shipped.replace(off, "[prevention]\nmode = \"enforce\"\n"),
     )
     .expect("write the enforce config");
     let mut report = Report::new("nginx + php-fpm, enforce");
