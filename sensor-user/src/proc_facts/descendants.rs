@@ -79,7 +79,10 @@ mod tests {
         all.sort_unstable();
         assert_eq!(all, vec![11, 12, 14, 15]);
         assert_eq!(descendants(r, 10, 2).len(), 2);
-        assert!(descendants(r, 99, 100).is_empty(), "a gone process has none");
+        assert!(
+            descendants(r, 99, 100).is_empty(),
+            "a gone process has none"
+        );
     }
 
     #[test]

@@ -188,7 +188,7 @@ pub fn run() {
         run_cmd(
             Command::new("/usr/sbin/nginx")
                 .arg("-c")
-                .arg(&nginx_conf)
+                .arg(nginx_conf)
                 .args(["-s", signal]),
         )
         .map(drop)
