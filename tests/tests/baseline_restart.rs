@@ -102,16 +102,26 @@ fn a_habit_learned_before_a_sigkill_stays_quiet_after_the_restart() {
         "the learned habit alerted after the restart: {}",
         integration_tests::briefs(&before)
     );
-    let metrics = second.metrics();
-    let baselined = metrics
-        .lines()
-        .find(|l| {
-            l.starts_with("lineage_sensor_alerts_baselined_total{rule=\"server-spawned-shell\"}")
-        })
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|n| n.parse::<u64>().ok())
-        .unwrap_or(0);
-    assert!(baselined >= 1, "the habit is counted: {metrics}");
+    // The habit runs every 300 ms: its first judgement after the restart may still be ahead.
+    let baselined = |metrics: &str| {
+        metrics
+            .lines()
+            .find(|l| {
+                l.starts_with(
+                    "lineage_sensor_alerts_baselined_total{rule=\"server-spawned-shell\"}",
+                )
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + WITHIN;
+    let mut metrics = second.metrics();
+    while baselined(&metrics) < 1 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        metrics = second.metrics();
+    }
+    assert!(baselined(&metrics) >= 1, "the habit is counted: {metrics}");
     drop(fresh);
     drop(habit);
     second.stop_clean();
