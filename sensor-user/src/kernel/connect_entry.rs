@@ -59,18 +59,12 @@ impl std::fmt::Display for ConnectEntry {
 /// Attaches the cgroup hooks if it can. `Err` carries the reason they could not be used; then no
 /// hook is left attached and the caller attaches the tracepoint.
 pub fn attach_cgroup_hooks(ebpf: &mut Ebpf) -> Result<PathBuf, String> {
-    // All or nothing: the tracepoint takes over for both families.
-    attach_all_to_root(ebpf, &CGROUP_PROGRAMS)
-}
-
-/// Attaches every program in `names` to the cgroup v2 root, or none: one that fails detaches
-/// those attached before it, so that a family is never half watched without saying so.
-pub(super) fn attach_all_to_root(ebpf: &mut Ebpf, names: &[&str]) -> Result<PathBuf, String> {
     let root = cgroup2_root()?;
     let cgroup = File::open(&root).map_err(|e| format!("opening {}: {e}", root.display()))?;
-    for (i, name) in names.iter().enumerate() {
+    for (i, name) in CGROUP_PROGRAMS.iter().enumerate() {
         if let Err(why) = attach_one(ebpf, name, &cgroup) {
-            for attached in &names[..i] {
+            // All or nothing: the tracepoint takes over for both families.
+            for attached in &CGROUP_PROGRAMS[..i] {
                 if let Some(Ok(prog)) = ebpf
                     .program_mut(attached)
                     .map(<&mut CgroupSockAddr>::try_from)
