@@ -318,8 +318,7 @@ pub struct ConnectEvent {
     pub daddr: [u8; 16],
 }
 
-/// A TCP socket put into the LISTEN state (listen(2)), or a UDP socket bound to a fixed port
-/// (bind(2)), by the task that did it.
+/// A TCP socket put into the LISTEN state (listen(2)), by the task that did it.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ListenEvent {
@@ -329,9 +328,7 @@ pub struct ListenEvent {
     /// Local port, host byte order.
     pub port: u32,
     pub uid: u32,
-    /// One of [`proto`]. The field was reserved (always 0) before UDP binds were reported, so
-    /// [`proto::UNKNOWN`] reads as TCP.
-    pub proto: u32,
+    pub reserved: u32,
     /// Local address (IPv4 in the first four bytes), network byte order; all zero for "any".
     pub addr: [u8; 16],
 }

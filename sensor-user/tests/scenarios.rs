@@ -52,10 +52,6 @@ fn view(alert: &Value) -> BTreeMap<&'static str, Value> {
         "listen_port",
         alert["lineage"]["server"]["listen_port"].clone(),
     );
-    v.insert(
-        "listen_proto",
-        alert["lineage"]["server"]["listen_proto"].clone(),
-    );
     v.insert("indicators", alert["lineage"]["indicators"].clone());
     v.insert("commands", alert["lineage"]["shell"]["commands"].clone());
     v.insert("baseline_new", alert["lineage"]["baseline"]["new"].clone());
@@ -144,14 +140,13 @@ fn check(name: &str) -> Result<usize, String> {
             ));
         }
         // Optional: for the file rules, and (issue 17) the server's family and port, the
-        // protocol, the indicators and a shell payload's commands.
+        // indicators and a shell payload's commands.
         for key in [
             "file",
             "action",
             "severity",
             "family",
             "listen_port",
-            "listen_proto",
             "indicators",
             "commands",
         ] {

@@ -1,6 +1,5 @@
-//! Connect outcomes from the TCP handshake, unconnected UDP, listeners (TCP, and UDP bound to a
-//! fixed port), and the in-kernel drop of connects outside the server tree: the real programs,
-//! against sockets made on purpose.
+//! Connect outcomes from the TCP handshake, unconnected UDP, listeners, and the in-kernel drop of
+//! connects outside the server tree: the real programs, against sockets made on purpose.
 //! Run as root with one test thread (`cargo xtask test` does both).
 
 use std::{
@@ -288,84 +287,6 @@ fn listeners_are_reported_and_join_the_server_tree() {
     assert!(dialed[0].ts_ns > l.ts_ns);
 }
 
-/// (server trees only) a UDP socket bound to a fixed port is a listener too (the cgroup bind
-/// hooks: `proto` udp) and puts its process in the tree; a bind to port 0 is a client's and is
-/// not reported, so the connect made after it is still dropped.
-#[test]
-fn udp_binds_to_fixed_ports_are_listens_and_join_the_server_tree() {
-    require_root();
-    let target = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
-    let target_port = target.local_addr().expect("addr").port();
-    let config = CaptureConfig {
-        connects_from: ConnectScope::ServerTrees,
-        ..CaptureConfig::default()
-    };
-    let port = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let port6 = UdpSocket::bind((Ipv6Addr::UNSPECIFIED, 0))
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let (seen, child) = with_sensor(config, || {
-        let target = SocketAddr::from((Ipv4Addr::LOCALHOST, target_port));
-        let (zero, zero_len) = sockaddr(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
-        let (fixed, fixed_len) = sockaddr(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
-        let (any6, any6_len) = sockaddr(SocketAddr::from((Ipv6Addr::UNSPECIFIED, port6)));
-        // SAFETY: the child makes only async-signal-safe syscalls, then _exit.
-        let child = unsafe { libc::fork() };
-        assert!(child >= 0, "fork");
-        if child == 0 {
-            // SAFETY: see above.
-            unsafe {
-                let client = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
-                if libc::bind(client, (&raw const zero).cast(), zero_len) != 0 {
-                    libc::_exit(2);
-                }
-                let before = start_connect(target);
-                finished(before, 2000);
-                let server = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
-                if libc::bind(server, (&raw const fixed).cast(), fixed_len) != 0 {
-                    libc::_exit(3);
-                }
-                let after = start_connect(target);
-                finished(after, 2000);
-                let server6 = libc::socket(libc::AF_INET6, libc::SOCK_DGRAM, 0);
-                if libc::bind(server6, (&raw const any6).cast(), any6_len) != 0 {
-                    libc::_exit(4);
-                }
-                libc::_exit(0);
-            }
-        }
-        let mut status = 0;
-        // SAFETY: our own child.
-        unsafe { libc::waitpid(child, &mut status, 0) };
-        assert!(
-            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-            "child: {status}"
-        );
-        child as u32
-    })
-    .expect("sensor");
-    let listened: Vec<_> = listens(&seen.events).filter(|l| l.pid == child).collect();
-    assert_eq!(listened.len(), 2, "only the fixed ports: {listened:?}");
-    let (l, l6) = (listened[0], listened[1]);
-    assert_eq!(
-        (l.family, l.port, l.proto, l.addr.to_string()),
-        (Family::Inet, port, Proto::Udp, "127.0.0.1".to_owned())
-    );
-    assert_eq!(
-        (l6.family, l6.port, l6.proto, l6.addr.to_string()),
-        (Family::Inet6, port6, Proto::Udp, "::".to_owned())
-    );
-    let dialed: Vec<_> = connects(&seen.events)
-        .filter(|c| c.pid == child && c.dport == target_port)
-        .collect();
-    assert_eq!(dialed.len(), 1, "only the connect after bind(): {dialed:?}");
-    assert!(dialed[0].ts_ns > l.ts_ns);
-}
-
 /// An attempt that the caller gives up on before the handshake ends (here: a listener whose
 /// backlog is full never answers) is reported when the socket is closed, as ECONNABORTED.
 #[test]
@@ -542,57 +463,4 @@ fn processes_listening_before_the_start_are_seeded_into_the_server_tree() {
         .filter(|c| c.pid == child && c.dport == target.port())
         .count();
     assert_eq!(dialed, 1, "the listener's child's connect is kept");
-}
-
-/// The same for a process that holds a UDP socket bound to a fixed port (below the ephemeral
-/// range, which seeding leaves to clients): it is seeded into the tree. The connect goes to a
-/// closed port, so that this process holds no TCP listener that would seed it instead.
-#[test]
-fn processes_bound_to_udp_ports_before_the_start_are_seeded_into_the_server_tree() {
-    require_root();
-    let closed = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|l| l.local_addr())
-        .expect("a port to find closed");
-    let _bound = (20_000..20_200)
-        .find_map(|p| UdpSocket::bind((Ipv4Addr::LOCALHOST, p)).ok())
-        .expect("a free UDP port below the ephemeral range");
-    let config = CaptureConfig {
-        connects_from: ConnectScope::ServerTrees,
-        ..CaptureConfig::default()
-    };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let metrics = std::sync::Arc::new(lineage_sensor::metrics::Metrics::new().expect("metrics"));
-    let (seeded, child, events) = runtime.block_on(async {
-        let mut capture = lineage_sensor::kernel::Capture::start(&config, metrics).expect("start");
-        let seeded = capture.seed_listeners(std::path::Path::new("/proc"));
-        // SAFETY: the child makes only async-signal-safe syscalls, then _exit.
-        let child = unsafe { libc::fork() };
-        assert!(child >= 0, "fork");
-        if child == 0 {
-            // SAFETY: see above.
-            unsafe {
-                let fd = start_connect(closed);
-                finished(fd, 2000);
-                libc::_exit(0);
-            }
-        }
-        // SAFETY: our own child.
-        unsafe { libc::waitpid(child, std::ptr::null_mut(), 0) };
-        let mut events = Vec::new();
-        capture.detach();
-        while let Ok(read) =
-            tokio::time::timeout(Duration::from_millis(300), capture.next_batch(&mut events)).await
-        {
-            read.expect("read");
-        }
-        (seeded, child as u32, events)
-    });
-    assert!(seeded >= 1, "this process holds a bound UDP socket");
-    let dialed = connects(&events)
-        .filter(|c| c.pid == child && c.dport == closed.port())
-        .count();
-    assert_eq!(dialed, 1, "the UDP server's child's connect is kept");
 }

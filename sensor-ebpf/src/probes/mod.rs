@@ -1,5 +1,4 @@
 //! One module per hook family.
-mod bind;
 mod exec;
 pub mod file;
 mod hold;

@@ -17,7 +17,7 @@ use aya_ebpf::{
     macros::raw_tracepoint,
     programs::RawTracePointContext,
 };
-use sensor_ebpf::{ConnectEvent, ListenEvent, kind, proto};
+use sensor_ebpf::{ConnectEvent, ListenEvent, kind};
 
 use crate::diag::degraded;
 use crate::{
@@ -131,7 +131,7 @@ fn listening(sk: *const u8) -> Result<(), i32> {
         family: u32::from(family),
         port: u32::from(port),
         uid: bpf_get_current_uid_gid() as u32,
-        proto: proto::TCP,
+        reserved: 0,
         addr: [0; 16],
     };
     if family == AF_INET {

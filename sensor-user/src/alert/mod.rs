@@ -283,10 +283,6 @@ pub struct Server {
     /// Recognised by listening on this port (a family's `listen_ports`), not by its executable.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listen_port: Option<u16>,
-    /// `tcp` or `udp`: what `listen_port` is a port of (a TCP listener, or a UDP socket bound
-    /// to it). Present exactly when `listen_port` is.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub listen_proto: Option<&'static str>,
     /// The server's own container (ECS `container.*` fields) when the process runs in another
     /// one: the server of a sidecar, or of a shell entered with `kubectl exec`. Absent when both
     /// run in the same container, or both on the host.

@@ -1,7 +1,6 @@
 //! The built-in `detect.not_servers_by_role`: processes that listen in order to give people a
 //! shell or to run commands by design. Counted as servers by role, every login would be a
-//! "shell below a server". Since a UDP socket bound to a fixed port makes a server too, the
-//! clients that bind one and run scripts (DHCP, NTP, mDNS) are here as well. Each entry says why; deploy/lineage-sensor.toml spells out the same
+//! "shell below a server". Each entry says why; deploy/lineage-sensor.toml spells out the same
 //! list and a unit test keeps the two equal.
 
 use super::detection_entries::RoleExemption;
@@ -106,48 +105,6 @@ pub fn not_servers_by_role() -> Vec<RoleExemption> {
             "jupyter*",
             None,
             "Jupyter servers give their users terminals and kernels",
-        ),
-        // UDP clients that bind a fixed port (servers by role include bound UDP sockets) and
-        // run scripts by design.
-        entry(
-            "dhclient",
-            None,
-            "ISC DHCP client: binds UDP 68 for leases and runs dhclient-script through sh",
-        ),
-        entry(
-            "dhcpcd",
-            None,
-            "DHCP client: binds UDP 68 and runs dhcpcd-run-hooks through sh",
-        ),
-        entry(
-            "systemd-networkd",
-            None,
-            "network manager: binds UDP 68/546 as a DHCP client, not a server of requests",
-        ),
-        entry(
-            "NetworkManager",
-            None,
-            "binds UDP 68/546 as a DHCP client and starts dhclient, dnsmasq and helpers",
-        ),
-        entry(
-            "chronyd",
-            None,
-            "NTP client: binds UDP 123 and 323 (chronyc's port) and may run scripts",
-        ),
-        entry(
-            "ntpd",
-            None,
-            "NTP client: binds UDP 123 and may run scripts on time steps",
-        ),
-        entry(
-            "avahi-daemon",
-            None,
-            "mDNS responder: binds UDP 5353 and runs its action scripts",
-        ),
-        entry(
-            "wpa_supplicant",
-            None,
-            "Wi-Fi client: may bind UDP and runs wpa_cli action scripts",
         ),
     ]
 }

@@ -5,10 +5,7 @@
 use std::sync::Arc;
 
 use super::family::FamilyId;
-use crate::{
-    event::Proto,
-    lineage::{EntityId, Image, Process, ProcessTable},
-};
+use crate::lineage::{EntityId, Image, Process, ProcessTable};
 
 /// The lineage table as the engine keeps it.
 pub type Table = ProcessTable<Annotation>;
@@ -26,10 +23,9 @@ pub struct Annotation {
     /// The nearest server strictly above; kept here so that a process whose ancestors were
     /// evicted still knows it.
     pub server: Option<Arc<ServerRef>>,
-    /// Found to listen on a family's `listen_ports`, or to serve by role (a TCP listener or a
-    /// UDP socket bound to a fixed port): (family, port, protocol). Kept by forked children,
+    /// Found to listen on a family's `listen_ports` (family, port); kept by forked children,
     /// dropped at exec since a new image listens on nothing yet.
-    pub listening: Option<(FamilyId, u16, Proto)>,
+    pub listening: Option<(FamilyId, u16)>,
     /// A shell by content: the executed file is a copy of this shell.
     pub copy_of: Option<Arc<str>>,
 }
@@ -44,8 +40,6 @@ pub struct ServerRef {
     pub root: EntityId,
     /// Recognised by this listening port rather than by its executable.
     pub listen_port: Option<u16>,
-    /// The protocol of `listen_port`: a TCP listener or a bound UDP socket.
-    pub listen_proto: Option<Proto>,
     /// The outermost server above (or this one) recognised by its executable or command line,
     /// not by a port: see [`nearest_server`].
     pub named_root: Option<EntityId>,
@@ -71,13 +65,12 @@ pub fn server_above(parent: Option<&Process<Annotation>>) -> Option<Arc<ServerRe
     parent.and_then(nearest_server)
 }
 
-/// The port (and its protocol) a server was recognised by, when it was not recognised by its
-/// executable.
-fn listen_port(p: &Process<Annotation>, family: FamilyId) -> Option<(u16, Proto)> {
+/// The port a server was recognised by, when it was not recognised by its executable.
+fn listen_port(p: &Process<Annotation>, family: FamilyId) -> Option<u16> {
     p.annotation
         .listening
-        .filter(|(f, _, _)| *f == family)
-        .map(|(_, port, proto)| (port, proto))
+        .filter(|(f, _)| *f == family)
+        .map(|(_, port)| port)
 }
 
 /// The server an alert is about: the process itself when it is one, else the nearest above.
@@ -85,8 +78,7 @@ pub fn nearest_server(p: &Process<Annotation>) -> Option<Arc<ServerRef>> {
     match p.annotation.family {
         Some(family) => {
             let above = p.annotation.server.as_ref();
-            let listened = listen_port(p, family);
-            let listen_port = listened.map(|(port, _)| port);
+            let listen_port = listen_port(p, family);
             // A process known only by listening (a supervisor with an admin port, a test
             // harness, a CI runner) may start named servers: their incidents stay rooted at the
             // named server, the one an analyst recognises.
@@ -104,7 +96,6 @@ pub fn nearest_server(p: &Process<Annotation>) -> Option<Arc<ServerRef>> {
                 image: p.image.clone(),
                 root,
                 listen_port,
-                listen_proto: listened.map(|(_, proto)| proto),
                 named_root,
             }))
         }

@@ -9,7 +9,7 @@ use super::{
     host_facts::HostFacts,
     rules::Rules,
 };
-use crate::{event::Proto, lineage::EntityId};
+use crate::lineage::EntityId;
 
 /// How long a process found listening on none of the `listen_ports` is not asked again.
 const LISTEN_RECHECK_NS: u64 = 10_000_000_000;
@@ -103,7 +103,7 @@ impl Annotator {
             parent.is_some_and(|pp| pp.annotation.below_shell || pp.annotation.shell_below_server);
         let family = families
             .classify(&image, &mut self.scratch, &mut self.owners)
-            .or(listening.map(|(f, _, _)| f));
+            .or(listening.map(|(f, _)| f));
         let transparent = families.is_transparent(&image);
         let mut copy_of = None;
         let mut shell = false;
@@ -150,16 +150,15 @@ impl Annotator {
         Some(())
     }
 
-    /// `id` put a socket into LISTEN, or bound a UDP socket, on `port` (a `listen` event): a
-    /// server by role, whose annotation is recomputed so that its later forks and children are
-    /// below a server.
+    /// `id` put a socket into LISTEN on `port` (a `listen` event): a server by role, whose
+    /// annotation is recomputed so that its later forks and children are below a server.
     pub fn listening(
         &mut self,
         table: &mut Table,
         families: &Families,
         rules: &Rules,
         id: EntityId,
-        port: (u16, Proto),
+        port: u16,
     ) {
         if self.mark_listening(table, families, id, port) {
             self.annotate(table, families, rules, id, false);
@@ -173,7 +172,7 @@ impl Annotator {
         table: &mut Table,
         families: &Families,
         id: EntityId,
-        (port, proto): (u16, Proto),
+        port: u16,
     ) -> bool {
         let Some(p) = table.get(id) else {
             return false;
@@ -188,14 +187,12 @@ impl Annotator {
         {
             return false;
         }
-        // `listen_ports` pin TCP ports: a UDP socket on the same number is another service.
-        let pinned = (proto == Proto::Tcp).then_some(port);
-        let Some(family) = families.by_role(&p.image, pinned) else {
+        let Some(family) = families.by_role(&p.image, port) else {
             return false;
         };
         match table.get_mut(id) {
             Some(p) => {
-                p.annotation.listening = Some((family, port, proto));
+                p.annotation.listening = Some((family, port));
                 true
             }
             None => false,
@@ -255,7 +252,7 @@ impl Annotator {
                 facts.listening_ports(a.pid, &|port| families.by_listen_port(port).is_some());
             let hit = ports
                 .iter()
-                .find_map(|&port| families.by_listen_port(port).map(|f| (f, port, Proto::Tcp)));
+                .find_map(|&port| families.by_listen_port(port).map(|f| (f, port)));
             if let Some(hit) = hit
                 && let Some(p) = table.get_mut(a)
             {

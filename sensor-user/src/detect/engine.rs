@@ -256,7 +256,7 @@ impl Engine {
         };
         let (families, rules) = (&self.families, &self.rules);
         self.annotator
-            .listening(&mut self.table, families, rules, id, (l.port, l.proto));
+            .listening(&mut self.table, families, rules, id, l.port);
     }
 
     fn on_connect<'e>(&mut self, c: &'e Connect, findings: &mut Vec<Finding<'e>>) {

@@ -332,14 +332,14 @@ impl Families {
     /// family pinned to the port, else its runtime's (the first family whose `interpreters`
     /// match: `java -jar app.jar` is a Java application server), else `listener`. None when
     /// role recognition is off or the process gives shells by design.
-    pub fn by_role(&self, image: &Image, port: Option<u16>) -> Option<FamilyId> {
+    pub fn by_role(&self, image: &Image, port: u16) -> Option<FamilyId> {
         let listener = self.listener?;
         let name = effective_name(image);
         let exe = image.exe.strip_suffix(DELETED).unwrap_or(&image.exe);
         if self.not_servers.is_match(exe, name) || self.exempt_by_role(image, exe, name) {
             return None;
         }
-        if let Some(f) = port.and_then(|port| self.by_listen_port(port)) {
+        if let Some(f) = self.by_listen_port(port) {
             return Some(f);
         }
         let (mut scratch, mut owners) = (Vec::new(), Vec::new());

@@ -4,15 +4,13 @@
 
 use std::sync::Arc;
 
-use crate::event::Proto;
-
 pub trait HostFacts: Send {
     /// The TCP ports among `wanted` on which `pid` holds a listening socket.
     fn listening_ports(&mut self, pid: u32, wanted: &dyn Fn(u16) -> bool) -> Vec<u16>;
 
-    /// A port on which `pid` serves, with its protocol (servers by role, seeded from /proc at
-    /// start): the lowest TCP listening port, else the lowest fixed UDP port it has bound.
-    fn any_listening_port(&mut self, pid: u32) -> Option<(u16, Proto)>;
+    /// A TCP port on which `pid` holds a listening socket, the lowest if several (servers by
+    /// role, seeded from /proc at start).
+    fn any_listening_port(&mut self, pid: u32) -> Option<u16>;
 
     /// When the file `pid` executed (`exe` as the exec event named it) has the content of a
     /// shell, that shell's path.

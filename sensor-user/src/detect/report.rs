@@ -14,7 +14,6 @@ use super::{
 use crate::{
     alert::{Alert, AlertInput, Container, ContainerImage, FileEvent, RuleInfo, Server, ShellInfo},
     config::Technique,
-    event::Proto,
     lineage::{EntityId, Process},
 };
 
@@ -80,7 +79,6 @@ pub fn alert(
                 entity_id: sv.id.to_string(),
                 executable: sv.image.exe.clone(),
                 listen_port: sv.listen_port,
-                listen_proto: sv.listen_proto.map(Proto::as_str),
                 container,
                 on_host,
             }

@@ -62,7 +62,6 @@ fn a_listening_binary_and_its_forks_are_servers_named_listener() {
     );
     let v = serde_json::to_value(&alerts[0]).expect("json");
     assert_eq!(v["lineage"]["shell"]["commands"][0], "id");
-    assert_eq!(v["lineage"]["server"]["listen_proto"], "tcp");
     assert_eq!(v["lineage"]["shell"]["commands"][1], "uname -a");
     assert_eq!(
         v["lineage"]["ancestry"][0]["executable"],
@@ -148,47 +147,6 @@ fn a_listening_runtime_takes_its_family_and_ports_pin_theirs() {
             ),
         ]
     );
-}
-
-#[test]
-fn a_bound_udp_socket_makes_a_server_but_not_a_dhcp_client() {
-    let mut config = Config::default();
-    // A TCP pin on the same number does not name a UDP service.
-    let python = config
-        .detect
-        .families
-        .iter()
-        .position(|f| f.name == "python-web")
-        .expect("python-web");
-    config.detect.families[python].listen_ports = vec![5140];
-    let mut engine = Engine::new(&config, HostInfo::default()).expect("engine");
-    let mut alerts = Vec::new();
-    engine.process(
-        exec(1, 10, 1, "/opt/telemetry/bin/collector", &["collector"]),
-        &mut alerts,
-    );
-    engine.process(listen_udp(2, 10, 5140), &mut alerts);
-    engine.process(exec(3, 11, 10, "/bin/sh", &["sh", "-c", "id"]), &mut alerts);
-    engine.process(
-        exec(4, 20, 1, "/usr/sbin/dhclient", &["dhclient", "eth0"]),
-        &mut alerts,
-    );
-    engine.process(listen_udp(5, 20, 68), &mut alerts);
-    engine.process(
-        exec(6, 21, 20, "/bin/sh", &["/bin/sh", "/sbin/dhclient-script"]),
-        &mut alerts,
-    );
-    assert_eq!(
-        families_of(&alerts),
-        [(
-            "server-spawned-shell",
-            "/bin/sh",
-            "listener".into(),
-            Some(5140)
-        )]
-    );
-    let v = serde_json::to_value(&alerts[0]).expect("json");
-    assert_eq!(v["lineage"]["server"]["listen_proto"], "udp");
 }
 
 #[test]
@@ -328,55 +286,4 @@ fn a_named_server_below_a_listener_roots_its_own_incidents() {
         .collect();
     assert_eq!(roots, [(11, "nginx"), (10, "python-web")]);
     assert_ne!(alerts[0].lineage.incident.id, alerts[1].lineage.incident.id);
-}
-
-#[test]
-fn udp_servers_seeded_from_proc_are_servers_and_dhcp_clients_are_not() {
-    let seeded = |pid, exe: &str| SeedProcess {
-        pid,
-        ppid: 1,
-        start_ns: u64::from(pid),
-        uid: 0,
-        comm: "x".into(),
-        exe: exe.into(),
-        argv: vec![exe.to_owned()],
-        container: None,
-    };
-    let host = FakeHost {
-        udp_bound: vec![(10, 5353), (10, 53), (20, 68)],
-        ..FakeHost::default()
-    };
-    let mut engine = Engine::new(&Config::default(), HostInfo::default())
-        .expect("engine")
-        .with_host_facts(Box::new(host));
-    engine.seed(vec![
-        seeded(10, "/opt/dns/bin/resolver"),
-        seeded(20, "/sbin/dhclient"),
-    ]);
-    let mut alerts = Vec::new();
-    engine.process(
-        exec(100, 110, 10, "/bin/sh", &["sh", "-c", "id"]),
-        &mut alerts,
-    );
-    engine.process(
-        exec(
-            101,
-            120,
-            20,
-            "/bin/sh",
-            &["/bin/sh", "/sbin/dhclient-script"],
-        ),
-        &mut alerts,
-    );
-    assert_eq!(
-        families_of(&alerts),
-        [(
-            "server-spawned-shell",
-            "/bin/sh",
-            "listener".into(),
-            Some(53)
-        )]
-    );
-    let v = serde_json::to_value(&alerts[0]).expect("json");
-    assert_eq!(v["lineage"]["server"]["listen_proto"], "udp");
 }

@@ -59,20 +59,6 @@ pub fn listen(ts: u64, pid: u32, port: u16) -> Event {
     })
 }
 
-/// `pid` binds a UDP socket to `port` on every IPv4 address.
-pub fn listen_udp(ts: u64, pid: u32, port: u16) -> Event {
-    Event::Listen(Listen {
-        ts_ns: ts,
-        pid,
-        tid: pid,
-        uid: 0,
-        family: Family::Inet,
-        addr: std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
-        port,
-        proto: Proto::Udp,
-    })
-}
-
 /// A successful `open(O_CREAT)` by `pid`.
 pub fn write(ts: u64, pid: u32, path: &str) -> Event {
     Event::File(File {
@@ -91,12 +77,11 @@ pub fn write(ts: u64, pid: u32, path: &str) -> Event {
     })
 }
 
-/// Answers as a host would: `listeners` pid -> TCP ports, `udp_bound` pid -> fixed UDP ports,
-/// `copies` exe -> shell; counts the questions about listening sockets in `asked`.
+/// Answers as a host would: `listeners` pid -> ports, `copies` exe -> shell; counts the
+/// questions about listening sockets in `asked`.
 #[derive(Default)]
 pub struct FakeHost {
     pub listeners: Vec<(u32, u16)>,
-    pub udp_bound: Vec<(u32, u16)>,
     pub copies: Vec<(&'static str, &'static str)>,
     pub asked: Arc<AtomicUsize>,
 }
@@ -111,21 +96,12 @@ impl HostFacts for FakeHost {
             .collect()
     }
 
-    fn any_listening_port(&mut self, pid: u32) -> Option<(u16, Proto)> {
+    fn any_listening_port(&mut self, pid: u32) -> Option<u16> {
         self.listeners
             .iter()
             .filter(|(p, _)| *p == pid)
             .map(|(_, port)| *port)
             .min()
-            .map(|port| (port, Proto::Tcp))
-            .or_else(|| {
-                self.udp_bound
-                    .iter()
-                    .filter(|(p, _)| *p == pid)
-                    .map(|(_, port)| *port)
-                    .min()
-                    .map(|port| (port, Proto::Udp))
-            })
     }
 
     fn shell_copied_to(&mut self, _pid: u32, exe: &str) -> Option<Arc<str>> {

@@ -79,7 +79,7 @@ pub fn attach_cgroup_hooks(ebpf: &mut Ebpf) -> Result<PathBuf, String> {
     Ok(root)
 }
 
-pub(super) fn attach_one(ebpf: &mut Ebpf, name: &str, cgroup: &File) -> Result<(), String> {
+fn attach_one(ebpf: &mut Ebpf, name: &str, cgroup: &File) -> Result<(), String> {
     let prog: &mut CgroupSockAddr = ebpf
         .program_mut(name)
         .ok_or_else(|| format!("the eBPF object has no program {name}"))?
@@ -96,7 +96,7 @@ pub(super) fn attach_one(ebpf: &mut Ebpf, name: &str, cgroup: &File) -> Result<(
 }
 
 /// The mount point of the whole cgroup v2 hierarchy, when this process sees all of it.
-pub(super) fn cgroup2_root() -> Result<PathBuf, String> {
+fn cgroup2_root() -> Result<PathBuf, String> {
     let ns = std::fs::read_link("/proc/self/ns/cgroup")
         .map_err(|e| format!("reading /proc/self/ns/cgroup: {e}"))?;
     if ns != Path::new(INIT_CGROUP_NS) {

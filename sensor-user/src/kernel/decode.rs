@@ -244,11 +244,7 @@ fn decode_listen(e: ListenEvent) -> Result<Event, DecodeError> {
         family,
         addr,
         port: e.port as u16,
-        // UNKNOWN is the field's old reserved zero: those records were all TCP listens.
-        proto: match e.proto {
-            proto::UDP => Proto::Udp,
-            _ => Proto::Tcp,
-        },
+        proto: Proto::Tcp,
     }))
 }
 
@@ -491,19 +487,6 @@ mod tests {
             panic!("not a listen");
         };
         assert_eq!((e.family, e.addr.to_string()), (Family::Inet6, "::".into()));
-        assert_eq!(e.proto, Proto::Tcp, "the old reserved zero is a TCP listen");
-        // A UDP socket bound to a fixed port (the bind hooks).
-        l.proto = proto::UDP;
-        l.port = 53;
-        let Ok(Event::Listen(e)) = decode(&bytes_of(&l)) else {
-            panic!("not a listen");
-        };
-        assert_eq!((e.proto, e.port), (Proto::Udp, 53));
-        l.proto = proto::TCP;
-        let Ok(Event::Listen(e)) = decode(&bytes_of(&l)) else {
-            panic!("not a listen");
-        };
-        assert_eq!(e.proto, Proto::Tcp);
         assert!(matches!(
             decode(&bytes_of(&l)[..30]),
             Err(DecodeError::TooShort { .. })

@@ -15,7 +15,7 @@ const NO_BPF_FILE_PROGRAMS: &str =
 /// One hook family and the mechanism chosen for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HookChoice {
-    /// `process`, `connect`, `connect_outcome`, `listen`, `udp_send`, `udp_bind` or `file`.
+    /// `process`, `connect`, `connect_outcome`, `listen`, `udp_send` or `file`.
     pub family: &'static str,
     /// `raw_tracepoint`, `cgroup_sock_addr`, `fanotify`, `syscall_tracepoint` or `none`.
     pub mechanism: &'static str,
@@ -92,24 +92,6 @@ impl Hooks {
             ],
             syscall_tracepoints,
         }
-    }
-
-    /// The `udp_bind` family (UDP servers by role): the cgroup bind hooks, or none and why.
-    pub fn udp_bind(&mut self, refused: Option<String>) {
-        self.choices.push(match refused {
-            None => HookChoice {
-                family: "udp_bind",
-                mechanism: "cgroup_sock_addr",
-                refused: Vec::new(),
-            },
-            Some(why) => HookChoice {
-                family: "udp_bind",
-                mechanism: "none",
-                refused: vec![format!(
-                    "cgroup hooks: {why} (UDP servers are seeded from /proc at start only)"
-                )],
-            },
-        });
     }
 
     /// One line per family; a warning when syscall tracepoints are attached.
@@ -198,8 +180,6 @@ mod tests {
             .expect("udp_send");
         assert_eq!(udp.mechanism, "none");
         assert!(udp.refused[0].contains("no cgroup v2"));
-        let mut forced = forced;
-        forced.udp_bind(Some("no cgroup v2".into()));
 
         let registry = Registry::new_custom(Some("lineage_sensor".into()), None).expect("registry");
         forced.register(&registry).expect("register");
@@ -210,10 +190,6 @@ mod tests {
             text.contains(
                 r#"lineage_sensor_hook_info{family="connect",mechanism="syscall_tracepoint"} 1"#
             ),
-            "{text}"
-        );
-        assert!(
-            text.contains(r#"lineage_sensor_hook_info{family="udp_bind",mechanism="none"} 1"#),
             "{text}"
         );
         assert!(

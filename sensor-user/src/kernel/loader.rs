@@ -230,15 +230,7 @@ pub fn load(config: &CaptureConfig, prevent: Option<&PreventPlan>) -> Result<Loa
             FileHook::SyscallTracepoints(why)
         }
     };
-    let udp_bind = super::udp_bind::attach_bind_hooks(&mut ebpf);
-    if let Err(why) = &udp_bind {
-        log::warn!(
-            "UDP servers are known only from /proc at start-up: the cgroup bind4/bind6 hooks \
-             cannot be used ({why})"
-        );
-    }
-    let mut hooks = Hooks::chosen(&connect_entry, &files, syscall_tracepoints);
-    hooks.udp_bind(udp_bind.err());
+    let hooks = Hooks::chosen(&connect_entry, &files, syscall_tracepoints);
     hooks.log();
     fill_watched_paths(&mut ebpf, &config.watch_paths)?;
 

@@ -16,7 +16,6 @@ pub mod prevent;
 pub mod reader;
 pub mod tracefs;
 mod truncated;
-pub mod udp_bind;
 
 use std::{os::unix::ffi::OsStrExt, sync::Arc};
 
@@ -255,23 +254,20 @@ impl Capture {
         }
     }
 
-    /// Puts every process that already listens on a TCP port, or holds a UDP socket bound to a
-    /// fixed port, into the server tree: the kernel adds one at listen() or bind(), which those
-    /// made before the programs were attached did not pass through. Without
+    /// Puts every process that already listens on a TCP port into the server tree: the kernel
+    /// adds a listener at listen(), which those made before the programs were attached. Without
     /// this, a server recognised only by its role (a renamed binary) and its children would
     /// have their connects dropped in `run`. Returns how many were added.
     pub fn seed_listeners(&mut self, proc_root: &std::path::Path) -> usize {
         let Ok(entries) = std::fs::read_dir(proc_root) else {
             return 0;
         };
-        let mut tables = crate::proc_facts::ListenTables::default();
         let pids: Vec<u32> = entries
             .flatten()
             .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
             .filter(|pid| {
-                tables
-                    .lowest_port(&proc_root.join(pid.to_string()))
-                    .is_some()
+                !crate::proc_facts::listening_ports(&proc_root.join(pid.to_string()), &|_| true)
+                    .is_empty()
             })
             .collect();
         let n = pids.len();

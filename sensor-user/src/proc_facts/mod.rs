@@ -7,7 +7,7 @@ mod shell_copies;
 
 use std::{path::PathBuf, sync::Arc};
 
-use crate::{detect::HostFacts, event::Proto};
+use crate::detect::HostFacts;
 
 pub use descendants::{alive, descendants};
 pub use listeners::{ListenTables, listening_ports};
@@ -34,7 +34,7 @@ impl HostFacts for ProcFacts {
         listening_ports(&self.proc_root.join(pid.to_string()), wanted)
     }
 
-    fn any_listening_port(&mut self, pid: u32) -> Option<(u16, Proto)> {
+    fn any_listening_port(&mut self, pid: u32) -> Option<u16> {
         self.tables
             .lowest_port(&self.proc_root.join(pid.to_string()))
     }

@@ -9,7 +9,6 @@ fn main() -> ExitCode {
     let raw_result = match raw.first().and_then(|a| a.to_str()) {
         Some("spawn") => Some(spawn(&raw[1..])),
         Some("listen-spawn") => Some(listen_spawn(&raw[1..])),
-        Some("udp-bind-spawn") => Some(udp_bind_spawn(&raw[1..])),
         Some("paced") => Some(paced(&raw[1..])),
         Some("wait-file") => Some(wait_file(raw.get(1), raw.get(2))),
         Some("prefork-wait-file") => Some(prefork_wait_file(raw.get(1), raw.get(2))),
@@ -306,27 +305,6 @@ fn listen_spawn(argv: &[std::ffi::OsString]) -> Result<(), String> {
     let mut rest = Vec::new();
     let _ = std::io::stdin().read_to_end(&mut rest);
     drop(listener);
-    Ok(())
-}
-
-/// A UDP server of no known name: binds a datagram socket to 127.0.0.1:PORT (0: an ephemeral
-/// port, as a client gets), runs PROG, then keeps the socket until stdin closes.
-fn udp_bind_spawn(argv: &[std::ffi::OsString]) -> Result<(), String> {
-    use std::io::{Read as _, Write as _};
-    let (port, argv) = argv
-        .split_first()
-        .ok_or("udp-bind-spawn needs PORT PROG [ARGS...]")?;
-    let port: u16 = port
-        .to_str()
-        .and_then(|p| p.parse().ok())
-        .ok_or("udp-bind-spawn: PORT is not a port")?;
-    let socket = std::net::UdpSocket::bind((std::net::Ipv4Addr::LOCALHOST, port))
-        .map_err(|e| format!("bind udp {port}: {e}"))?;
-    spawn(argv)?;
-    std::io::stdout().flush().map_err(|e| e.to_string())?;
-    let mut rest = Vec::new();
-    let _ = std::io::stdin().read_to_end(&mut rest);
-    drop(socket);
     Ok(())
 }
 
