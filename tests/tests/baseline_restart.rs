@@ -113,15 +113,17 @@ fn a_habit_learned_before_a_sigkill_stays_quiet_after_the_restart() {
             })
             .and_then(|l| l.rsplit(' ').next())
             .and_then(|n| n.parse::<u64>().ok())
-            .unwrap_or(0)
     };
     let deadline = Instant::now() + WITHIN;
     let mut metrics = second.metrics();
-    while baselined(&metrics) < 1 && Instant::now() < deadline {
+    while baselined(&metrics).is_none_or(|n| n < 1) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(200));
         metrics = second.metrics();
     }
-    assert!(baselined(&metrics) >= 1, "the habit is counted: {metrics}");
+    assert!(
+        baselined(&metrics).is_some_and(|n| n >= 1),
+        "the habit is counted: {metrics}"
+    );
     drop(fresh);
     drop(habit);
     second.stop_clean();
